@@ -121,6 +121,9 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
 			return nil, fmt.Errorf("error handing %s to the postgres user: %w", dir, err)
 		}
+		if err := reachable(filepath.Dir(dir)); err != nil {
+			return nil, err
+		}
 	}
 	data := filepath.Join(dir, "data")
 	logger.Debug("initialising local PostgreSQL", "dir", dir, "bindir", binDir)
@@ -223,6 +226,22 @@ func serverCredential() (*syscall.Credential, error) {
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// reachable checks that the postgres user can traverse dir and its parents.
+func reachable(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("the postgres user cannot reach %s (mode %s): set TMPDIR to a directory it can reach, such as /tmp", d, fi.Mode().Perm())
+		}
+		if filepath.Dir(d) == d {
+			return nil
+		}
+	}
 }
 
 func lastLines(out []byte, n int) string {

@@ -1,0 +1,205 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/synapsedte/dtebridge/internal/testenv"
+	"github.com/synapsedte/dtebridge/legacy"
+)
+
+var binary string // the dtebridge binary, built once for subprocess tests
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dtebridge-cli-test-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "dtebridge")
+	if out, err := exec.Command("go", "build", "-o", binary, "../../cmd/dtebridge").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := testenv.Main(m)
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runCLI runs the command line in-process.
+func runCLI(t *testing.T, args ...string) result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), append([]string{"dtebridge"}, args...), &stdout, &stderr)
+	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// oneLine checks that stderr is exactly one line containing all of want.
+func (r result) oneLine(t *testing.T, want ...string) {
+	t.Helper()
+	if strings.Count(r.stderr, "\n") != 1 || !strings.HasSuffix(r.stderr, "\n") {
+		t.Errorf("stderr is not one line: %q", r.stderr)
+	}
+	for _, w := range want {
+		if !strings.Contains(r.stderr, w) {
+			t.Errorf("stderr %q lacks %q", r.stderr, w)
+		}
+	}
+	if strings.Contains(r.stderr, "goroutine") || strings.Contains(r.stderr, ".go:") {
+		t.Errorf("stderr looks like a stack trace: %q", r.stderr)
+	}
+}
+
+// commandPaths lists every command path of the app, e.g. ["legacy", "init"].
+func commandPaths(cmds []*cli.Command, prefix []string) [][]string {
+	var out [][]string
+	for _, c := range cmds {
+		p := append(append([]string{}, prefix...), c.Name)
+		out = append(out, p)
+		out = append(out, commandPaths(c.Subcommands, p)...)
+	}
+	return out
+}
+
+func TestHelpOnEveryCommand(t *testing.T) {
+	t.Parallel()
+	paths := append([][]string{{}}, commandPaths(App(nil, nil).Commands, nil)...)
+	for _, p := range paths {
+		t.Run(strings.Join(append([]string{"dtebridge"}, p...), "_"), func(t *testing.T) {
+			r := runCLI(t, append(p, "--help")...)
+			if r.code != 0 || !strings.Contains(r.stdout, "USAGE:") || r.stderr != "" {
+				t.Errorf("--help: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	r := runCLI(t, "version")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "dtebridge ") {
+		t.Errorf("version: exit %d, %q", r.code, r.stdout)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"UnknownFlag", []string{"legacy", "simulate", "--bogus"}, []string{"flag provided but not defined: -bogus", "dtebridge legacy simulate --help"}},
+		{"UnknownGlobalFlag", []string{"--bogus", "version"}, []string{"flag provided but not defined: -bogus"}},
+		{"BadDuration", []string{"legacy", "simulate", "--duration", "soon"}, []string{"invalid value \"soon\" for flag -duration"}},
+		{"UnknownCommand", []string{"frobnicate"}, []string{"frobnicate"}},
+		{"UnknownProfile", []string{"--database-url", "postgres://x@127.0.0.1:1/x", "legacy", "init", "--profile", "staging"}, []string{`unknown legacy profile "staging"`, "seed, production"}},
+		{"NoDatabase", []string{"legacy", "init"}, []string{"no database given", "--database-url", "DTEBRIDGE_DATABASE_URL"}},
+		{"StrayArgument", []string{"legacy", "init", "extra"}, []string{`unexpected argument "extra"`}},
+		{"RateZeroNeedsOps", []string{"legacy", "simulate", "--rate", "0"}, []string{"needs --ops"}},
+		{"BadLogFormat", []string{"--log-format", "xml", "version"}, []string{`invalid --log-format "xml"`}},
+		{"BadFormat", []string{"legacy", "simulate", "--format", "yaml"}, []string{`invalid --format "yaml"`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := runCLI(t, tc.args...)
+			if r.code == 0 {
+				t.Fatalf("exit 0 for %v", tc.args)
+			}
+			r.oneLine(t, tc.want...)
+		})
+	}
+}
+
+func TestUnreachableDatabase(t *testing.T) {
+	t.Parallel()
+	for _, url := range []string{
+		"postgres://bridge:s3cret-pw@127.0.0.1:1/legacy?sslmode=disable",
+		"host=127.0.0.1 port=1 user=bridge password=s3cret-pw dbname=legacy sslmode=disable",
+	} {
+		r := runCLI(t, "--database-url", url, "legacy", "init")
+		if r.code != 1 {
+			t.Errorf("exit %d, want 1", r.code)
+		}
+		r.oneLine(t, "error connecting to", "check --database-url")
+		if strings.Contains(r.stderr, "s3cret-pw") {
+			t.Errorf("password printed: %q", r.stderr)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	t.Parallel()
+	cases := map[string]string{
+		"postgres://u:pw@h:5432/db":                 "postgres://u:xxxxx@h:5432/db",
+		"error connecting to postgres://u:p@ss@h/db": "error connecting to postgres://u:xxxxx@h/db",
+		"postgres://u@h/db":                         "postgres://u@h/db",
+		"host=h password=secret user=u":             "host=h password=xxxxx user=u",
+		"host=h password='a b' user=u":              "host=h password=xxxxx user=u",
+	}
+	for in, want := range cases {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestLegacyInitAndSimulate(t *testing.T) {
+	t.Parallel()
+	for _, p := range legacy.Profiles() {
+		t.Run(p.Name, func(t *testing.T) {
+			t.Parallel()
+			db := testenv.NewDB(t)
+			if r := runCLI(t, "--database-url", db.URL, "legacy", "init", "--profile", p.Name); r.code != 0 {
+				t.Fatalf("init: exit %d: %s", r.code, r.stderr)
+			}
+			r := runCLI(t, "--database-url", db.URL, "legacy", "init", "--profile", p.Name)
+			if r.code != 1 {
+				t.Errorf("second init: exit %d, want 1", r.code)
+			}
+			r.oneLine(t, "already present")
+
+			r = runCLI(t, "--database-url", db.URL, "legacy", "simulate", "--profile", p.Name,
+				"--reports", "20", "--rate", "0", "--ops", "300", "--format", "json")
+			if r.code != 0 {
+				t.Fatalf("simulate: exit %d: %s", r.code, r.stderr)
+			}
+			var s legacy.Summary
+			if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+				t.Fatalf("simulate --format json printed %q: %v", r.stdout, err)
+			}
+			var rows int64
+			if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM workflow_phases`).Scan(&rows); err != nil {
+				t.Fatal(err)
+			}
+			var summed int64
+			for _, byState := range s.Rows {
+				for _, n := range byState {
+					summed += n
+				}
+			}
+			if s.Reports != 20 || summed != rows {
+				t.Errorf("summary: %d reports, %d rows; database has %d rows", s.Reports, summed, rows)
+			}
+
+			r = runCLI(t, "--database-url", db.URL, "legacy", "simulate", "--profile", p.Name, "--reports", "5", "--rate", "0", "--ops", "50")
+			if r.code != 0 || !strings.Contains(r.stdout, "operation") || !strings.Contains(r.stdout, "Planning") {
+				t.Errorf("text summary: exit %d, %q", r.code, r.stdout)
+			}
+		})
+	}
+}
