@@ -145,11 +145,11 @@ func TestUnreachableDatabase(t *testing.T) {
 func TestRedact(t *testing.T) {
 	t.Parallel()
 	cases := map[string]string{
-		"postgres://u:pw@h:5432/db":                 "postgres://u:xxxxx@h:5432/db",
+		"postgres://u:pw@h:5432/db":                  "postgres://u:xxxxx@h:5432/db",
 		"error connecting to postgres://u:p@ss@h/db": "error connecting to postgres://u:xxxxx@h/db",
-		"postgres://u@h/db":                         "postgres://u@h/db",
-		"host=h password=secret user=u":             "host=h password=xxxxx user=u",
-		"host=h password='a b' user=u":              "host=h password=xxxxx user=u",
+		"postgres://u@h/db":                          "postgres://u@h/db",
+		"host=h password=secret user=u":              "host=h password=xxxxx user=u",
+		"host=h password='a b' user=u":               "host=h password=xxxxx user=u",
 	}
 	for in, want := range cases {
 		if got := Redact(in); got != want {
