@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/synapsedte/dtebridge/internal/testenv"
 )
 
@@ -77,8 +79,8 @@ func TestSimulateIsReproducible(t *testing.T) {
 			}
 			d1, s1 := run(7)
 			d2, s2 := run(7)
-			if !reflect.DeepEqual(s1, s2) {
-				t.Errorf("same seed, different summaries:\n%+v\n%+v", s1, s2)
+			if d := cmp.Diff(s1, s2); d != "" {
+				t.Errorf("same seed, different summaries (-first +second):\n%s", d)
 			}
 			if !reflect.DeepEqual(d1, d2) {
 				for i := range min(len(d1), len(d2)) {
@@ -122,8 +124,8 @@ func TestSimulateSummaryMatchesDatabase(t *testing.T) {
 			if err := rows.Err(); err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, s.Rows) {
-				t.Errorf("rows by phase and state:\ndatabase %v\nsummary  %v", got, s.Rows)
+			if d := cmp.Diff(got, s.Rows); d != "" {
+				t.Errorf("rows by phase and state (-database +summary):\n%s", d)
 			}
 
 			var reports, cycles, dups int64
