@@ -1,0 +1,52 @@
+package adapter
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the capture reader's Prometheus metrics.
+type Metrics struct {
+	Read        prometheus.Counter
+	Delivered   prometheus.Counter
+	Quarantined *prometheus.CounterVec
+	Ignored     prometheus.Counter
+	Backlog     prometheus.Gauge
+	BacklogAge  prometheus.Gauge
+	Lag         prometheus.Histogram
+	Leader      prometheus.Gauge
+	Backfills   prometheus.Counter
+	Pruned      prometheus.Counter
+}
+
+// NewMetrics creates the capture metrics and registers them on reg (nil:
+// not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Read: prometheus.NewCounter(prometheus.CounterOpts{Name: "dtebridge_capture_changes_read_total",
+			Help: "Captured legacy changes read from the change table (including redeliveries)."}),
+		Delivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "dtebridge_capture_changes_delivered_total",
+			Help: "Translated changes acknowledged by the downstream consumer."}),
+		Quarantined: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dtebridge_capture_quarantined_total",
+			Help: "Changes sent to quarantine, by reason."}, []string{"reason"}),
+		Ignored: prometheus.NewCounter(prometheus.CounterOpts{Name: "dtebridge_capture_ignored_total",
+			Help: "Changes skipped because their phase label is in legacy.ignore_phases."}),
+		Backlog: prometheus.NewGauge(prometheus.GaugeOpts{Name: "dtebridge_capture_backlog_changes",
+			Help: "Committed changes not yet acknowledged by the consumer."}),
+		BacklogAge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "dtebridge_capture_backlog_age_seconds",
+			Help: "Age of the oldest committed change not yet acknowledged (0 when the backlog is empty)."}),
+		Lag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dtebridge_capture_lag_seconds",
+			Help:    "Time from the capture trigger recording a change to the consumer acknowledging it.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}}),
+		Leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "dtebridge_capture_leader",
+			Help: "1 while this process holds capture leadership, else 0."}),
+		Backfills: prometheus.NewCounter(prometheus.CounterOpts{Name: "dtebridge_capture_backfills_total",
+			Help: "Completed backfills (consistent snapshots of the legacy table)."}),
+		Pruned: prometheus.NewCounter(prometheus.CounterOpts{Name: "dtebridge_capture_pruned_total",
+			Help: "Acknowledged changes deleted by retention."}),
+	}
+	for _, r := range Reasons() {
+		m.Quarantined.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.Read, m.Delivered, m.Quarantined, m.Ignored, m.Backlog, m.BacklogAge, m.Lag, m.Leader, m.Backfills, m.Pruned)
+	}
+	return m
+}

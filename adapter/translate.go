@@ -1,0 +1,437 @@
+package adapter
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/synapsedte/dtebridge/dtetype"
+)
+
+// Columns names the legacy table's columns by role. Empty optional columns
+// are absent from the table.
+type Columns struct {
+	Cycle          string `yaml:"cycle"`
+	Report         string `yaml:"report"`
+	Phase          string `yaml:"phase"`
+	State          string `yaml:"state"`
+	Status         string `yaml:"status"`
+	LegacyStatus   string `yaml:"legacy_status"`
+	StateOverride  string `yaml:"state_override"`
+	StatusOverride string `yaml:"status_override"`
+	OverrideReason string `yaml:"override_reason"`
+	OverrideBy     string `yaml:"override_by"`
+	OverrideAt     string `yaml:"override_at"`
+	PlannedStart   string `yaml:"planned_start"`
+	PlannedEnd     string `yaml:"planned_end"`
+	ActualStart    string `yaml:"actual_start"`
+	ActualEnd      string `yaml:"actual_end"`
+	StartedBy      string `yaml:"started_by"`
+	CompletedBy    string `yaml:"completed_by"`
+}
+
+// DefaultColumns are the column names of the SynapseDTE schema. The legacy
+// status column is absent by default.
+var DefaultColumns = Columns{
+	Cycle: "cycle_id", Report: "report_id", Phase: "phase_name", State: "state", Status: "schedule_status",
+	StateOverride: "state_override", StatusOverride: "status_override", OverrideReason: "override_reason",
+	OverrideBy: "override_by", OverrideAt: "override_at", PlannedStart: "planned_start_date",
+	PlannedEnd: "planned_end_date", ActualStart: "actual_start_date", ActualEnd: "actual_end_date",
+	StartedBy: "started_by", CompletedBy: "completed_by",
+}
+
+// Mapping translates legacy labels to canonical values. It is configuration
+// (the legacy section of the config file): labels are data, and the same
+// bridge reads every label profile.
+type Mapping struct {
+	// Columns names the columns by role. Unset roles take DefaultColumns.
+	Columns Columns `yaml:"columns"`
+	// Phases maps phase labels, aliases included, to canonical phase ids.
+	Phases map[string]dtetype.Phase `yaml:"phases"`
+	// States maps state labels to canonical states.
+	States map[string]dtetype.State `yaml:"states"`
+	// Statuses maps schedule-status labels to canonical statuses.
+	Statuses map[string]dtetype.Status `yaml:"statuses"`
+	// IgnorePhases lists phase labels the bridge skips on purpose.
+	IgnorePhases []string `yaml:"ignore_phases"`
+}
+
+// Quarantine reasons.
+const (
+	ReasonUnknownLabel = "unknown_label"
+	ReasonNullKey      = "null_key"
+	ReasonUnparseable  = "unparseable_row"
+	ReasonUnknownPhase = "unknown_phase"
+	ReasonHeld         = "held"
+)
+
+// Reasons returns every quarantine reason.
+func Reasons() []string {
+	return []string{ReasonUnknownLabel, ReasonNullKey, ReasonUnparseable, ReasonUnknownPhase, ReasonHeld}
+}
+
+// TranslateError says why a change cannot be translated; the change goes to
+// quarantine with it.
+type TranslateError struct {
+	Reason string
+	Detail string
+}
+
+func (e *TranslateError) Error() string { return e.Reason + ": " + e.Detail }
+
+// RawChange is a captured change as the capture trigger recorded it, or a
+// row read by a backfill (Op 'S', with RowKey its primary key as text).
+type RawChange struct {
+	ID         int64           `json:"id,omitempty"`
+	Op         string          `json:"op"`
+	Source     string          `json:"source"`
+	RowKey     string          `json:"row_key,omitempty"`
+	Old        json.RawMessage `json:"old_row,omitempty"`
+	New        json.RawMessage `json:"new_row,omitempty"`
+	Origin     string          `json:"origin"`
+	TxTime     time.Time       `json:"tx_time"`
+	CapturedAt time.Time       `json:"captured_at"`
+}
+
+// Translator turns raw changes into canonical phase changes.
+type Translator struct {
+	m      Mapping
+	key    []string
+	ignore map[string]bool
+	known  map[dtetype.Phase]bool
+}
+
+// NewTranslator returns a translator for mapping. key lists the legacy
+// table's primary-key columns. known, if not empty, lists the phases the
+// workflow definitions know; a change to any other phase is quarantined.
+func NewTranslator(m Mapping, key []string, known []dtetype.Phase) (*Translator, error) {
+	t := &Translator{m: m, key: key, ignore: map[string]bool{}}
+	fill := func(dst *string, def string) {
+		if *dst == "" {
+			*dst = def
+		}
+	}
+	c, d := &t.m.Columns, DefaultColumns
+	fill(&c.Cycle, d.Cycle)
+	fill(&c.Report, d.Report)
+	fill(&c.Phase, d.Phase)
+	fill(&c.State, d.State)
+	fill(&c.Status, d.Status)
+	fill(&c.StateOverride, d.StateOverride)
+	fill(&c.StatusOverride, d.StatusOverride)
+	fill(&c.OverrideReason, d.OverrideReason)
+	fill(&c.OverrideBy, d.OverrideBy)
+	fill(&c.OverrideAt, d.OverrideAt)
+	fill(&c.PlannedStart, d.PlannedStart)
+	fill(&c.PlannedEnd, d.PlannedEnd)
+	fill(&c.ActualStart, d.ActualStart)
+	fill(&c.ActualEnd, d.ActualEnd)
+	fill(&c.StartedBy, d.StartedBy)
+	fill(&c.CompletedBy, d.CompletedBy)
+	if len(key) == 0 {
+		t.key = []string{"phase_id"}
+	}
+	for _, l := range m.IgnorePhases {
+		t.ignore[l] = true
+	}
+	for label, s := range m.States {
+		if !s.Valid() {
+			return nil, fmt.Errorf("legacy.states: %q maps to %q, which is not one of %v", label, s, dtetype.States())
+		}
+	}
+	for label, s := range m.Statuses {
+		if !s.Valid() {
+			return nil, fmt.Errorf("legacy.statuses: %q maps to %q, which is not one of %v", label, s, dtetype.Statuses())
+		}
+	}
+	for label, p := range m.Phases {
+		if p == "" {
+			return nil, fmt.Errorf("legacy.phases: %q maps to an empty phase id", label)
+		}
+	}
+	if len(known) > 0 {
+		t.known = map[dtetype.Phase]bool{}
+		for _, p := range known {
+			t.known[p] = true
+		}
+	}
+	return t, nil
+}
+
+// rowJSON is the row a change is about: the new row, or the old one for a
+// delete.
+func (r *RawChange) rowJSON() json.RawMessage {
+	if len(r.New) > 0 && !bytes.Equal(r.New, []byte("null")) {
+		return r.New
+	}
+	return r.Old
+}
+
+// Result is the outcome of translating one raw change.
+type Result struct {
+	// Change is the canonical change, unless Err or Ignored.
+	Change *dtetype.PhaseChange
+	// Key is the change's (cycle, report), when it could be read.
+	Key    dtetype.Key
+	HasKey bool
+	// Ignored means the change is to a phase the mapping ignores.
+	Ignored bool
+	// Err says why the change cannot be translated.
+	Err *TranslateError
+}
+
+// Translate turns raw into a canonical phase change.
+func (t *Translator) Translate(raw *RawChange) Result {
+	var res Result
+	row, err := decodeRow(raw.rowJSON())
+	if err != nil {
+		res.Err = &TranslateError{ReasonUnparseable, fmt.Sprintf("row is not a JSON object: %v", err)}
+		return res
+	}
+	if row == nil {
+		res.Err = &TranslateError{ReasonUnparseable, "change has neither an old nor a new row"}
+		return res
+	}
+	c := &t.m.Columns
+	if cy, err1 := intValue(row, c.Cycle); err1 == nil && cy != nil {
+		if rp, err2 := intValue(row, c.Report); err2 == nil && rp != nil {
+			res.Key, res.HasKey = dtetype.Key{CycleID: *cy, ReportID: *rp}, true
+		}
+	}
+	if l, ok := row[c.Phase].(string); ok && t.ignore[l] {
+		res.Ignored = true
+		return res
+	}
+	pc, err := t.translate(raw, row)
+	if err != nil {
+		var te *TranslateError
+		if !errors.As(err, &te) {
+			te = &TranslateError{ReasonUnparseable, err.Error()}
+		}
+		res.Err = te
+		return res
+	}
+	res.Change = pc
+	return res
+}
+
+func (t *Translator) translate(raw *RawChange, row map[string]any) (*dtetype.PhaseChange, error) {
+	c := &t.m.Columns
+	pc := &dtetype.PhaseChange{Origin: raw.Origin, TxTime: raw.TxTime, CapturedAt: raw.CapturedAt}
+	switch raw.Op {
+	case "I":
+		pc.Op = dtetype.OpInsert
+	case "U":
+		pc.Op = dtetype.OpUpdate
+	case "D":
+		pc.Op = dtetype.OpDelete
+	case "S":
+		pc.Op = dtetype.OpSnapshot
+	default:
+		return nil, &TranslateError{ReasonUnparseable, fmt.Sprintf("unknown operation %q", raw.Op)}
+	}
+
+	cycle, err := intValue(row, c.Cycle)
+	if err != nil {
+		return nil, err
+	}
+	report, err := intValue(row, c.Report)
+	if err != nil {
+		return nil, err
+	}
+	if cycle == nil || report == nil {
+		return nil, &TranslateError{ReasonNullKey, fmt.Sprintf("%s or %s is NULL or missing", c.Cycle, c.Report)}
+	}
+	pc.Key = dtetype.Key{CycleID: *cycle, ReportID: *report}
+	ids := make([]string, len(t.key))
+	for i, k := range t.key {
+		v, ok := row[k]
+		if !ok || v == nil {
+			return nil, &TranslateError{ReasonNullKey, fmt.Sprintf("primary-key column %s is NULL or missing", k)}
+		}
+		ids[i] = fmt.Sprint(v)
+	}
+	pc.RowID = strings.Join(ids, ",")
+
+	phase, err := label(row, c.Phase, true)
+	if err != nil {
+		return nil, err
+	}
+	pc.LegacyPhase = phase
+	p, ok := t.m.Phases[phase]
+	if !ok {
+		return nil, &TranslateError{ReasonUnknownLabel, fmt.Sprintf("phase label %q is not in legacy.phases: add it to the mapping (or to legacy.ignore_phases)", phase)}
+	}
+	if t.known != nil && !t.known[p] {
+		return nil, &TranslateError{ReasonUnknownPhase, fmt.Sprintf("phase %q (label %q) is not in the workflow definitions", p, phase)}
+	}
+	pc.Phase = p
+
+	if pc.BaseState, err = t.state(row, c.State, true); err != nil {
+		return nil, err
+	}
+	if pc.BaseStatus, err = t.status(row, c.Status, true); err != nil {
+		return nil, err
+	}
+	so, err := t.state(row, c.StateOverride, false)
+	if err != nil {
+		return nil, err
+	}
+	to, err := t.status(row, c.StatusOverride, false)
+	if err != nil {
+		return nil, err
+	}
+	pc.State, pc.Status = cmpOr(so, pc.BaseState), cmpOr(to, pc.BaseStatus)
+	reason, err := label(row, c.OverrideReason, false)
+	if err != nil {
+		return nil, err
+	}
+	by, err := textValue(row, c.OverrideBy)
+	if err != nil {
+		return nil, err
+	}
+	at, err := timeValue(row, c.OverrideAt)
+	if err != nil {
+		return nil, err
+	}
+	if so != "" || to != "" || reason != "" || by != "" || at != nil {
+		pc.Override = &dtetype.Override{State: so, Status: to, Reason: reason, By: by, At: at}
+	}
+
+	for _, f := range []struct {
+		dst **time.Time
+		col string
+	}{{&pc.PlannedStart, c.PlannedStart}, {&pc.PlannedEnd, c.PlannedEnd}, {&pc.ActualStart, c.ActualStart}, {&pc.ActualEnd, c.ActualEnd}} {
+		if *f.dst, err = timeValue(row, f.col); err != nil {
+			return nil, err
+		}
+	}
+	if pc.StartedBy, err = textValue(row, c.StartedBy); err != nil {
+		return nil, err
+	}
+	if pc.CompletedBy, err = textValue(row, c.CompletedBy); err != nil {
+		return nil, err
+	}
+	if c.LegacyStatus != "" {
+		if pc.LegacyStatus, err = label(row, c.LegacyStatus, false); err != nil {
+			return nil, err
+		}
+	}
+	return pc, nil
+}
+
+func cmpOr[T comparable](a, b T) T {
+	var zero T
+	if a != zero {
+		return a
+	}
+	return b
+}
+
+func (t *Translator) state(row map[string]any, col string, required bool) (dtetype.State, error) {
+	l, err := label(row, col, required)
+	if err != nil || l == "" {
+		return "", err
+	}
+	s, ok := t.m.States[l]
+	if !ok {
+		return "", &TranslateError{ReasonUnknownLabel, fmt.Sprintf("%s label %q is not in legacy.states: add it to the mapping", col, l)}
+	}
+	return s, nil
+}
+
+func (t *Translator) status(row map[string]any, col string, required bool) (dtetype.Status, error) {
+	l, err := label(row, col, required)
+	if err != nil || l == "" {
+		return "", err
+	}
+	s, ok := t.m.Statuses[l]
+	if !ok {
+		return "", &TranslateError{ReasonUnknownLabel, fmt.Sprintf("%s label %q is not in legacy.statuses: add it to the mapping", col, l)}
+	}
+	return s, nil
+}
+
+func decodeRow(b json.RawMessage) (map[string]any, error) {
+	if len(b) == 0 || bytes.Equal(b, []byte("null")) {
+		return nil, nil
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var row map[string]any
+	if err := d.Decode(&row); err != nil {
+		return nil, err
+	}
+	return row, nil
+}
+
+// label reads a text column. A required column must be present and not NULL.
+func label(row map[string]any, col string, required bool) (string, error) {
+	v, ok := row[col]
+	if !ok || v == nil {
+		if required {
+			return "", &TranslateError{ReasonUnparseable, fmt.Sprintf("column %s is NULL or missing (check legacy.columns)", col)}
+		}
+		return "", nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", &TranslateError{ReasonUnparseable, fmt.Sprintf("column %s holds %v, not text", col, v)}
+	}
+	return s, nil
+}
+
+func intValue(row map[string]any, col string) (*int64, error) {
+	v, ok := row[col]
+	if !ok || v == nil {
+		return nil, nil
+	}
+	n, ok := v.(json.Number)
+	if !ok {
+		return nil, &TranslateError{ReasonUnparseable, fmt.Sprintf("column %s holds %v, not an integer", col, v)}
+	}
+	i, err := n.Int64()
+	if err != nil {
+		return nil, &TranslateError{ReasonUnparseable, fmt.Sprintf("column %s holds %v, not an integer", col, v)}
+	}
+	return &i, nil
+}
+
+// textValue reads a user id or other scalar as text.
+func textValue(row map[string]any, col string) (string, error) {
+	v, ok := row[col]
+	if !ok || v == nil {
+		return "", nil
+	}
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case json.Number:
+		return x.String(), nil
+	}
+	return "", &TranslateError{ReasonUnparseable, fmt.Sprintf("column %s holds %v, not a scalar", col, v)}
+}
+
+var timeLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", time.DateOnly}
+
+// timeValue reads a date or timestamp as PostgreSQL renders it in JSON.
+func timeValue(row map[string]any, col string) (*time.Time, error) {
+	v, ok := row[col]
+	if !ok || v == nil {
+		return nil, nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return nil, &TranslateError{ReasonUnparseable, fmt.Sprintf("column %s holds %v, not a date or time", col, v)}
+	}
+	for _, layout := range timeLayouts {
+		if t, err := time.Parse(layout, s); err == nil {
+			t = t.UTC()
+			return &t, nil
+		}
+	}
+	return nil, &TranslateError{ReasonUnparseable, fmt.Sprintf("column %s holds %q, not a date or time", col, s)}
+}

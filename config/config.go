@@ -1,0 +1,155 @@
+// Package config loads the dtebridge configuration file: the legacy table and
+// its label mapping, capture settings, and (as later parts land) workflow
+// definitions, reconcile rules, cutover gates and the HTTP server.
+//
+// Decoding is strict: an unknown key is an error that names the file and
+// line, so a typo never silently falls back to a default.
+package config
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/synapsedte/dtebridge/adapter"
+	"github.com/synapsedte/dtebridge/dtetype"
+)
+
+//go:embed examples/*.yaml
+var examples embed.FS
+
+// Config is the whole configuration file.
+type Config struct {
+	Legacy  Legacy  `yaml:"legacy"`
+	Capture Capture `yaml:"capture"`
+
+	// path is where the file was read from, for error messages.
+	path string
+}
+
+// Legacy describes the legacy table and how to read its labels.
+type Legacy struct {
+	// Table is the legacy phase table. Default: public.workflow_phases.
+	Table string `yaml:"table"`
+	// Key lists its primary-key columns. Default: [phase_id].
+	Key             []string `yaml:"key"`
+	adapter.Mapping `yaml:",inline"`
+}
+
+// Capture configures change capture.
+type Capture struct {
+	// Schema is the bridge's own schema. Default: dtebridge.
+	Schema string `yaml:"schema"`
+	// Trigger is row or statement. Default: row.
+	Trigger string `yaml:"trigger"`
+	// BatchSize is the most changes per delivered batch. Default: 500.
+	BatchSize int `yaml:"batch_size"`
+	// PollInterval bounds how long an idle reader waits for a NOTIFY.
+	// Default: 1s.
+	PollInterval Duration `yaml:"poll_interval"`
+	// Retention is how long acknowledged changes are kept. Default: 168h.
+	Retention Duration `yaml:"retention"`
+}
+
+// Duration is a time.Duration written as "30s" or "168h".
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration such as 30s or 168h", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Load reads and validates the configuration file at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("error reading config: %w", err)
+	}
+	return Parse(path, b)
+}
+
+// Example returns a shipped example configuration: seed or production.
+func Example(profile string) (*Config, error) {
+	name := "examples/" + profile + ".yaml"
+	b, err := examples.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("no example config for profile %q: use seed or production", profile)
+	}
+	return Parse(name, b)
+}
+
+// ExampleYAML returns the text of a shipped example configuration.
+func ExampleYAML(profile string) ([]byte, error) {
+	return examples.ReadFile("examples/" + profile + ".yaml")
+}
+
+// Parse decodes and validates configuration text; name labels errors.
+func Parse(name string, b []byte) (*Config, error) {
+	c := &Config{path: name}
+	d := yaml.NewDecoder(bytes.NewReader(b))
+	d.KnownFields(true)
+	if err := d.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("error loading config %s: %w", name, err)
+	}
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("error in config %s: %w", name, err)
+	}
+	return c, nil
+}
+
+func (c *Config) validate() error {
+	if len(c.Legacy.Phases) == 0 {
+		return errors.New("legacy.phases is empty: map each legacy phase label to a canonical phase id")
+	}
+	if len(c.Legacy.States) == 0 {
+		return errors.New("legacy.states is empty: map each legacy state label to not_started, in_progress or completed")
+	}
+	if len(c.Legacy.Statuses) == 0 {
+		return errors.New("legacy.statuses is empty: map each schedule-status label to on_schedule, at_risk or behind_schedule")
+	}
+	if c.Capture.BatchSize < 0 {
+		return fmt.Errorf("capture.batch_size must not be negative, got %d", c.Capture.BatchSize)
+	}
+	if _, err := c.Translator(nil); err != nil {
+		return err
+	}
+	return c.CaptureConfig().Validate()
+}
+
+// Path returns the file the configuration came from.
+func (c *Config) Path() string { return c.path }
+
+// CaptureConfig returns the capture section in the adapter's terms.
+func (c *Config) CaptureConfig() *adapter.CaptureConfig {
+	return &adapter.CaptureConfig{Schema: c.Capture.Schema, Table: c.Legacy.Table, Key: c.Legacy.Key, Trigger: c.Capture.Trigger}
+}
+
+// ReaderConfig returns the reader settings; the caller adds logger and metrics.
+func (c *Config) ReaderConfig() *adapter.ReaderConfig {
+	return &adapter.ReaderConfig{Capture: c.CaptureConfig(), BatchSize: c.Capture.BatchSize,
+		PollInterval: time.Duration(c.Capture.PollInterval), Retention: time.Duration(c.Capture.Retention)}
+}
+
+// Translator returns a translator for the legacy mapping. known lists the
+// phases of the workflow definitions, if any.
+func (c *Config) Translator(known []dtetype.Phase) (*adapter.Translator, error) {
+	return adapter.NewTranslator(c.Legacy.Mapping, c.Legacy.Key, known)
+}
