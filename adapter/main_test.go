@@ -177,10 +177,10 @@ func (f *fixture) count(q string, args ...any) int64 {
 
 // rowState is a legacy row's effective values as the bridge should see them.
 type rowState struct {
-	phase        dtetype.Phase
-	state        dtetype.State
-	status       dtetype.Status
-	completedBy  string
+	phase       dtetype.Phase
+	state       dtetype.State
+	status      dtetype.Status
+	completedBy string
 }
 
 // legacyRows reads every legacy row's effective state through the mapping.
