@@ -40,6 +40,9 @@ type setupOptions struct {
 	profile *legacy.Profile
 	trigger string
 	reports int
+	// counters sets completed_by = 0 on every row before install; see
+	// counterSetup.
+	counters bool
 }
 
 func setup(t *testing.T, o setupOptions) *fixture {
@@ -63,6 +66,11 @@ func setup(t *testing.T, o setupOptions) *fixture {
 		model: legacy.NewModel(db.Pool, o.profile, nil)}
 	if o.reports > 0 {
 		if _, err := legacy.Simulate(ctx, db.Pool, &legacy.SimConfig{Profile: o.profile, Reports: o.reports, Ops: 1, Concurrency: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.counters {
+		if _, err := db.Pool.Exec(ctx, `UPDATE workflow_phases SET completed_by = 0`); err != nil {
 			t.Fatal(err)
 		}
 	}

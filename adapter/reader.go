@@ -635,12 +635,27 @@ func (l *leader) maintain(ctx context.Context) error {
 		}
 		l.m.Pruned.Add(float64(n))
 	}
+	if err := l.refreshRequests(ctx); err != nil {
+		return err
+	}
 	b, err := BacklogOf(ctx, l.pool, l.cap, l.cfg.Consumer)
 	if err != nil {
 		return err
 	}
 	l.m.Backlog.Set(float64(b.Changes))
 	l.m.BacklogAge.Set(b.Age.Seconds())
+	return nil
+}
+
+// RequestBackfill asks the leading reader of consumer to take a new backfill
+// at its next maintenance pass (or at its start, if none runs).
+func RequestBackfill(ctx context.Context, db *pgxpool.Pool, cfg *CaptureConfig, consumer string) error {
+	cfg = cfg.withDefaults()
+	_, err := db.Exec(ctx, `INSERT INTO `+pgx.Identifier{cfg.Schema}.Sanitize()+`.checkpoints AS c (consumer, backfill_requested_at)
+		VALUES ($1, now()) ON CONFLICT (consumer) DO UPDATE SET backfill_requested_at = now()`, consumer)
+	if err != nil {
+		return fmt.Errorf("error requesting a backfill: %w", err)
+	}
 	return nil
 }
 
