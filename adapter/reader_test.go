@@ -329,4 +329,3 @@ func TestBackfillWhileWritersActive(t *testing.T) {
 	}
 	checkCounters(t, f, c.snapshot())
 }
-
