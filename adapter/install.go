@@ -88,9 +88,20 @@ func (c *CaptureConfig) channel() string { return c.Schema + "_changes" }
 
 // sqlData is what the SQL templates see.
 type sqlData struct {
-	Schema, Table, Channel, Mode string
-	TableExists                  bool
-	key                          []string
+	Schema, Table, Channel string
+	// DropTriggers are capture triggers of another mode to remove.
+	DropTriggers []string
+	key          []string
+	create       map[string]bool
+}
+
+// Create reports whether the trigger name must be created.
+func (d sqlData) Create(name string) bool { return d.create[name] }
+
+// triggerNames are the capture triggers of each mode.
+var triggerNames = map[string][]string{
+	TriggerRow:       {"dtebridge_capture"},
+	TriggerStatement: {"dtebridge_capture_insert", "dtebridge_capture_update", "dtebridge_capture_delete"},
 }
 
 func (d sqlData) KeyOf(alias string) string {
@@ -115,7 +126,6 @@ func (c *CaptureConfig) data() sqlData {
 		Schema:  pgx.Identifier{c.Schema}.Sanitize(),
 		Table:   c.tableIdent().Sanitize(),
 		Channel: quoteLiteral(c.channel()),
-		Mode:    c.Trigger,
 		key:     c.Key,
 	}
 }
@@ -195,7 +205,23 @@ func Install(ctx context.Context, conn *pgx.Conn, cfg *CaptureConfig, dryRun boo
 	}
 	res.ToVersion = int32(len(m.Migrations))
 
-	attach, err := render("attach", attachSQL, cfg.data())
+	d := cfg.data()
+	existing, err := captureTriggers(ctx, conn, cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.create = map[string]bool{}
+	for _, name := range triggerNames[cfg.Trigger] {
+		d.create[name] = !existing[name]
+	}
+	for _, mode := range []string{TriggerRow, TriggerStatement} {
+		for _, name := range triggerNames[mode] {
+			if mode != cfg.Trigger && existing[name] {
+				d.DropTriggers = append(d.DropTriggers, name)
+			}
+		}
+	}
+	attach, err := render("attach", attachSQL, d)
 	if err != nil {
 		return nil, err
 	}
@@ -210,9 +236,28 @@ func Install(ctx context.Context, conn *pgx.Conn, cfg *CaptureConfig, dryRun boo
 		_, err := tx.Exec(ctx, attach)
 		return err
 	}); err != nil {
+		if len(d.DropTriggers) > 0 {
+			return nil, fmt.Errorf("error attaching capture to %s: %w (switching the trigger mode drops triggers, which needs the table's owner: run this install as the owner)", cfg.Table, err)
+		}
 		return nil, fmt.Errorf("error attaching capture to %s: %w", cfg.Table, err)
 	}
 	return res, nil
+}
+
+// captureTriggers returns the capture triggers present on the legacy table.
+func captureTriggers(ctx context.Context, conn *pgx.Conn, cfg *CaptureConfig) (map[string]bool, error) {
+	var names []string
+	err := conn.QueryRow(ctx, `SELECT coalesce(array_agg(tgname::text), '{}') FROM pg_trigger
+		WHERE tgrelid = to_regclass($1) AND tgname::text LIKE 'dtebridge\_capture%' AND NOT tgisinternal`,
+		cfg.tableIdent().Sanitize()).Scan(&names)
+	if err != nil {
+		return nil, fmt.Errorf("error inspecting triggers on %s: %w", cfg.Table, err)
+	}
+	out := map[string]bool{}
+	for _, n := range names {
+		out[n] = true
+	}
+	return out, nil
 }
 
 // checkTable verifies that the legacy table and its key columns exist.
@@ -246,11 +291,7 @@ func Uninstall(ctx context.Context, conn *pgx.Conn, cfg *CaptureConfig, dryRun b
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	d := cfg.data()
-	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, d.Table).Scan(&d.TableExists); err != nil {
-		return nil, fmt.Errorf("error inspecting legacy table %s: %w", cfg.Table, err)
-	}
-	detach, err := render("detach", detachSQL, d)
+	detach, err := render("detach", detachSQL, cfg.data())
 	if err != nil {
 		return nil, err
 	}

@@ -696,8 +696,8 @@ func Prune(ctx context.Context, db *pgxpool.Pool, cfg *CaptureConfig, retention 
 			SELECT id FROM `+schema+`.changes
 			WHERE xid < (SELECT min(pg_snapshot_xmin(acked_snapshot)) FROM `+schema+`.checkpoints)
 			  AND NOT EXISTS (SELECT 1 FROM `+schema+`.checkpoints WHERE acked_snapshot IS NULL)
-			  AND captured_at < now() - $1::interval
-			LIMIT 10000)`, retention.String())
+			  AND captured_at < now() - make_interval(secs => $1)
+			LIMIT 10000)`, retention.Seconds())
 		if err != nil {
 			return total, fmt.Errorf("error pruning changes: %w", err)
 		}

@@ -1,7 +1,10 @@
 -- Attaches capture to the legacy table {{.Table}}. Rendered from the
--- configuration on every install, so it follows a renamed table or a changed
--- trigger mode. The functions run as their owner (SECURITY DEFINER), so the
--- legacy application needs no privileges on the bridge schema.
+-- configuration and the triggers already there on every install, so it
+-- follows a renamed table or a changed trigger mode, and a re-install creates
+-- nothing twice. The functions run as their owner (SECURITY DEFINER), so the
+-- legacy application needs no privileges on the bridge schema. Creating a
+-- trigger needs only the TRIGGER privilege; dropping one (a mode change)
+-- needs the table's owner.
 
 CREATE OR REPLACE FUNCTION {{.Schema}}.capture_row() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $capture$
@@ -43,21 +46,25 @@ BEGIN
 END
 $capture$;
 
-DROP TRIGGER IF EXISTS dtebridge_capture ON {{.Table}};
-DROP TRIGGER IF EXISTS dtebridge_capture_insert ON {{.Table}};
-DROP TRIGGER IF EXISTS dtebridge_capture_update ON {{.Table}};
-DROP TRIGGER IF EXISTS dtebridge_capture_delete ON {{.Table}};
-{{if eq .Mode "statement"}}
+{{range .DropTriggers}}
+DROP TRIGGER {{.}} ON {{$.Table}};
+{{- end}}
+{{- if .Create "dtebridge_capture_insert"}}
 CREATE TRIGGER dtebridge_capture_insert AFTER INSERT ON {{.Table}}
     REFERENCING NEW TABLE AS dtebridge_new
     FOR EACH STATEMENT EXECUTE FUNCTION {{.Schema}}.capture_statement();
+{{- end}}
+{{- if .Create "dtebridge_capture_update"}}
 CREATE TRIGGER dtebridge_capture_update AFTER UPDATE ON {{.Table}}
     REFERENCING OLD TABLE AS dtebridge_old NEW TABLE AS dtebridge_new
     FOR EACH STATEMENT EXECUTE FUNCTION {{.Schema}}.capture_statement();
+{{- end}}
+{{- if .Create "dtebridge_capture_delete"}}
 CREATE TRIGGER dtebridge_capture_delete AFTER DELETE ON {{.Table}}
     REFERENCING OLD TABLE AS dtebridge_old
     FOR EACH STATEMENT EXECUTE FUNCTION {{.Schema}}.capture_statement();
-{{else}}
+{{- end}}
+{{- if .Create "dtebridge_capture"}}
 CREATE TRIGGER dtebridge_capture AFTER INSERT OR UPDATE OR DELETE ON {{.Table}}
     FOR EACH ROW EXECUTE FUNCTION {{.Schema}}.capture_row();
-{{end}}
+{{- end}}

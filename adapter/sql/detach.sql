@@ -1,9 +1,4 @@
--- Removes capture from the legacy table and drops the bridge schema. Legacy
--- rows are never touched.
-{{if .TableExists}}
-DROP TRIGGER IF EXISTS dtebridge_capture ON {{.Table}};
-DROP TRIGGER IF EXISTS dtebridge_capture_insert ON {{.Table}};
-DROP TRIGGER IF EXISTS dtebridge_capture_update ON {{.Table}};
-DROP TRIGGER IF EXISTS dtebridge_capture_delete ON {{.Table}};
-{{end}}
+-- Removes capture and the bridge schema. The capture triggers depend on the
+-- capture functions in the schema, so they go with it; this needs no
+-- ownership of the legacy table. Legacy rows are never touched.
 DROP SCHEMA IF EXISTS {{.Schema}} CASCADE;

@@ -1,0 +1,291 @@
+package adapter_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/synapsedte/dtebridge/adapter"
+	"github.com/synapsedte/dtebridge/config"
+	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/internal/testenv"
+	"github.com/synapsedte/dtebridge/legacy"
+)
+
+func connect(t *testing.T, dsn string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// legacyDump is every legacy table's content, to prove the bridge never
+// changes it.
+func legacyDump(t *testing.T, pool *pgxpool.Pool) string {
+	t.Helper()
+	var b strings.Builder
+	for _, tbl := range []string{"test_cycles", "reports", "cycle_reports", "workflow_phases"} {
+		var s string
+		if err := pool.QueryRow(context.Background(), `SELECT coalesce(string_agg(to_jsonb(x)::text, E'\n' ORDER BY x::text), '') FROM `+tbl+` x`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+func triggers(t *testing.T, pool *pgxpool.Pool) []string {
+	t.Helper()
+	var names []string
+	if err := pool.QueryRow(context.Background(), `SELECT coalesce(array_agg(tgname::text ORDER BY tgname), '{}') FROM pg_trigger
+		WHERE tgrelid = 'workflow_phases'::regclass AND NOT tgisinternal`).Scan(&names); err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+func firstKey(t *testing.T, f *fixture) (k dtetype.Key) {
+	t.Helper()
+	if err := f.pool.QueryRow(context.Background(), `SELECT cycle_id, report_id FROM workflow_phases ORDER BY phase_id LIMIT 1`).Scan(&k.CycleID, &k.ReportID); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestInstallIsIdempotentAndUninstallLeavesLegacyAlone(t *testing.T) {
+	t.Parallel()
+	for _, trig := range []string{adapter.TriggerRow, adapter.TriggerStatement} {
+		t.Run(trig, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, setupOptions{reports: 3, trigger: trig})
+			ctx := context.Background()
+			conn := connect(t, f.db.URL)
+			res, err := adapter.Install(ctx, conn, f.cfg.CaptureConfig(), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.FromVersion != res.ToVersion || len(res.SQL) != 2 {
+				t.Errorf("second install: version %d -> %d, %d statements; want no migrations", res.FromVersion, res.ToVersion, len(res.SQL))
+			}
+			want := []string{"dtebridge_capture"}
+			if trig == adapter.TriggerStatement {
+				want = []string{"dtebridge_capture_delete", "dtebridge_capture_insert", "dtebridge_capture_update"}
+			}
+			if got := triggers(t, f.pool); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("triggers %v, want %v", got, want)
+			}
+
+			// Changing the mode on a re-install swaps the triggers.
+			other := f.cfg.CaptureConfig()
+			other.Trigger = map[string]string{adapter.TriggerRow: adapter.TriggerStatement, adapter.TriggerStatement: adapter.TriggerRow}[trig]
+			if _, err := adapter.Install(ctx, conn, other, false); err != nil {
+				t.Fatal(err)
+			}
+			if got := triggers(t, f.pool); fmt.Sprint(got) == fmt.Sprint(want) {
+				t.Errorf("re-install in %s mode left the %s triggers", other.Trigger, trig)
+			}
+
+			if _, err := f.model.Start(ctx, legacy.Ref{Key: firstKey(t, f), Phase: "Planning"}, 1, legacy.StartOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			before := legacyDump(t, f.pool)
+			if _, err := adapter.Uninstall(ctx, conn, f.cfg.CaptureConfig(), false); err != nil {
+				t.Fatal(err)
+			}
+			if got := triggers(t, f.pool); len(got) != 0 {
+				t.Errorf("triggers left after uninstall: %v", got)
+			}
+			if n := f.count(`SELECT count(*) FROM pg_namespace WHERE nspname = 'dtebridge'`); n != 0 {
+				t.Error("schema dtebridge left after uninstall")
+			}
+			if after := legacyDump(t, f.pool); after != before {
+				t.Error("uninstall changed legacy data")
+			}
+			// Legacy keeps working without the bridge.
+			if _, err := f.model.Start(ctx, legacy.Ref{Key: firstKey(t, f), Phase: "Testing"}, 1, legacy.StartOptions{}); err != nil {
+				t.Fatalf("legacy write after uninstall: %v", err)
+			}
+			if _, err := adapter.Uninstall(ctx, conn, f.cfg.CaptureConfig(), false); err != nil {
+				t.Errorf("second uninstall: %v", err)
+			}
+		})
+	}
+}
+
+func TestInstallDryRunChangesNothing(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	if err := legacy.Init(ctx, db.Pool, legacy.Seed); err != nil {
+		t.Fatal(err)
+	}
+	conn := connect(t, db.URL)
+	res, err := adapter.Install(ctx, conn, &adapter.CaptureConfig{Schema: "bridge"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sql := strings.Join(res.SQL, "\n")
+	for _, want := range []string{`CREATE SCHEMA IF NOT EXISTS "bridge"`, `CREATE TABLE "bridge".changes`, `CREATE TRIGGER dtebridge_capture`, `"public"."workflow_phases"`} {
+		if !strings.Contains(sql, want) {
+			t.Errorf("dry-run SQL lacks %q", want)
+		}
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = 'bridge'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("dry run created the schema (count %d, err %v)", n, err)
+	}
+	if got := triggers(t, db.Pool); len(got) != 0 {
+		t.Errorf("dry run created triggers %v", got)
+	}
+}
+
+func TestInstallRejectsBadConfig(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	if err := legacy.Init(ctx, db.Pool, legacy.Seed); err != nil {
+		t.Fatal(err)
+	}
+	conn := connect(t, db.URL)
+	cases := map[string]struct {
+		cfg  adapter.CaptureConfig
+		want string
+	}{
+		"NoTable":  {adapter.CaptureConfig{Table: "public.phases"}, "legacy table not found: public.phases"},
+		"BadKey":   {adapter.CaptureConfig{Key: []string{"id"}}, `key column "id" is not a column of public.workflow_phases`},
+		"BadMode":  {adapter.CaptureConfig{Trigger: "sometimes"}, `capture trigger "sometimes"`},
+		"BadTable": {adapter.CaptureConfig{Table: "a.b.c"}, `"a.b.c" is not table or schema.table`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := adapter.Install(ctx, conn, &tc.cfg, false)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// leastPrivilegeGrants are the grants the README documents for the bridge
+// role; this test is what keeps them true.
+const leastPrivilegeGrants = `
+CREATE ROLE dtebridge_role LOGIN;
+GRANT CONNECT, CREATE ON DATABASE %s TO dtebridge_role;
+GRANT USAGE ON SCHEMA public TO dtebridge_role;
+GRANT SELECT, TRIGGER ON public.workflow_phases TO dtebridge_role;
+`
+
+// TestLeastPrivilege installs and runs the bridge as a role with only the
+// documented grants, with the legacy application writing as its own
+// non-superuser role that has no grants on the bridge schema.
+func TestLeastPrivilege(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	if err := legacy.Init(ctx, db.Pool, legacy.Seed); err != nil {
+		t.Fatal(err)
+	}
+	app := db.Name + "_app"
+	bridge := db.Name + "_bridge"
+	for _, q := range []string{
+		fmt.Sprintf(`CREATE ROLE %s LOGIN`, app),
+		fmt.Sprintf(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %s`, app),
+		fmt.Sprintf(`GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %s`, app),
+		strings.ReplaceAll(fmt.Sprintf(leastPrivilegeGrants, db.Name), "dtebridge_role", bridge),
+	} {
+		if _, err := db.Pool.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, r := range []string{app, bridge} {
+			db.Pool.Exec(context.Background(), "DROP OWNED BY "+r+" CASCADE")
+			db.Pool.Exec(context.Background(), "REVOKE ALL ON DATABASE "+db.Name+" FROM "+r)
+		}
+	})
+	asRole := func(role string) string {
+		u, _ := url.Parse(db.URL)
+		u.User = url.User(role)
+		return u.String()
+	}
+
+	bconn := connect(t, asRole(bridge))
+	var bpool *pgxpool.Pool
+	var super bool
+	if err := bconn.QueryRow(ctx, `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&super); err != nil || super {
+		t.Fatalf("bridge role is superuser=%v (err %v)", super, err)
+	}
+	if _, err := adapter.Install(ctx, bconn, nil, false); err != nil {
+		t.Fatalf("install as the bridge role: %v", err)
+	}
+	if _, err := adapter.Install(ctx, bconn, nil, false); err != nil {
+		t.Fatalf("second install as the bridge role: %v", err)
+	}
+	_, err := adapter.Install(ctx, bconn, &adapter.CaptureConfig{Trigger: adapter.TriggerStatement}, false)
+	if err == nil || !strings.Contains(err.Error(), "run this install as the owner") {
+		t.Errorf("switching trigger mode as the bridge role: error = %v, want one that says to run as the owner", err)
+	}
+
+	bpool, err = pgxpool.New(ctx, asRole(bridge))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bpool.Close()
+	apool, err := pgxpool.New(ctx, asRole(app))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer apool.Close()
+	if _, err := apool.Exec(ctx, `SELECT 1 FROM dtebridge.changes`); err == nil {
+		t.Error("the legacy role can read the bridge schema; it should need no grants there")
+	}
+	if _, err := legacy.Simulate(ctx, apool, &legacy.SimConfig{Profile: legacy.Seed, Reports: 5, Ops: 200, Rate: 0, Concurrency: 1}); err != nil {
+		t.Fatalf("legacy traffic as the application role with capture installed: %v", err)
+	}
+
+	cfg, err := config.Example("seed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := cfg.Translator(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCollector()
+	r := adapter.NewReader(bpool, tr, &adapter.ReaderConfig{PollInterval: 100 * time.Millisecond, MaintenanceInterval: 100 * time.Millisecond})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx, c) }()
+	waitFor(t, 20*time.Second, "the backfill as the bridge role", func() bool { return c.backfills > 0 })
+	if _, err := legacy.Simulate(ctx, apool, &legacy.SimConfig{Profile: legacy.Seed, Reports: 2, Ops: 100, Rate: 0, Concurrency: 1, Seed: 2}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the stream as the bridge role", func() bool {
+		for _, ch := range c.snapshot() {
+			if ch.Op != dtetype.OpSnapshot {
+				return true
+			}
+		}
+		return false
+	})
+	cancel()
+	if err := <-done; err != context.Canceled {
+		t.Errorf("reader as the bridge role: %v", err)
+	}
+	if n, err := adapter.Prune(ctx, bpool, nil, time.Nanosecond); err != nil {
+		t.Errorf("prune as the bridge role: %v (pruned %d)", err, n)
+	}
+	bconn2 := connect(t, asRole(bridge))
+	if _, err := adapter.Uninstall(ctx, bconn2, nil, false); err != nil {
+		t.Errorf("uninstall as the bridge role: %v", err)
+	}
+}
