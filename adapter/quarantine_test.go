@@ -116,3 +116,5 @@ func TestLabelAddedMidRun(t *testing.T) {
 		t.Errorf("%d entries still pending", len(left))
 	}
 }
+
+func testutilGauge(m *adapter.Metrics) float64 { return testutil.ToFloat64(m.Backlog) }

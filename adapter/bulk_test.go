@@ -1,0 +1,126 @@
+package adapter_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/synapsedte/dtebridge/adapter"
+	"github.com/synapsedte/dtebridge/dtetype"
+)
+
+// bulkRows inserts n phase rows directly in SQL, faster than the model.
+func bulkRows(t *testing.T, f *fixture, n int) {
+	t.Helper()
+	_, err := f.pool.Exec(context.Background(), fmt.Sprintf(`
+		INSERT INTO test_cycles (cycle_name, start_date) VALUES ('bulk', '2026-01-01');
+		INSERT INTO reports (report_name) SELECT 'r' || g FROM generate_series(1, %d) g;
+		INSERT INTO cycle_reports (cycle_id, report_id) SELECT (SELECT max(cycle_id) FROM test_cycles), report_id FROM reports;
+		INSERT INTO workflow_phases (cycle_id, report_id, phase_name, state, schedule_status, planned_end_date, completed_by)
+		SELECT (SELECT max(cycle_id) FROM test_cycles), report_id, 'Testing', 'Not Started', 'On Schedule', '2026-02-01', 0 FROM reports`, n))
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBulkUpdateCapturedCompletely updates 10,000 rows in one statement in
+// one transaction, in both trigger modes, and then deletes them: every row
+// change arrives.
+func TestBulkUpdateCapturedCompletely(t *testing.T) {
+	t.Parallel()
+	for _, trig := range []string{adapter.TriggerRow, adapter.TriggerStatement} {
+		t.Run(trig, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, setupOptions{trigger: trig})
+			bulkRows(t, f, 10000)
+			c := newCollector()
+			f.reader(c, func(rc *adapter.ReaderConfig) { rc.BatchSize = 1000 })
+			waitFor(t, 60*time.Second, "the backfill", func() bool { return c.backfills > 0 })
+			ctx := context.Background()
+			if _, err := f.pool.Exec(ctx, `UPDATE workflow_phases SET state = 'In Progress', completed_by = 7`); err != nil {
+				t.Fatal(err)
+			}
+			count := func(op dtetype.Op, by string) int {
+				n := 0
+				for _, ch := range c.snapshot() {
+					if ch.Op == op && ch.CompletedBy == by {
+						n++
+					}
+				}
+				return n
+			}
+			waitFor(t, 60*time.Second, "10,000 updates", func() bool { return count(dtetype.OpUpdate, "7") == 10000 })
+			for _, ch := range c.snapshot() {
+				if ch.Op == dtetype.OpUpdate && ch.State != dtetype.StateInProgress {
+					t.Fatalf("update %s has state %s", ch.EventID, ch.State)
+				}
+			}
+			if _, err := f.pool.Exec(ctx, `DELETE FROM workflow_phases`); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 60*time.Second, "10,000 deletes", func() bool { return count(dtetype.OpDelete, "7") == 10000 })
+			if got := applied(c.snapshot()); len(got) != 0 {
+				t.Errorf("%d rows left after deleting them all", len(got))
+			}
+		})
+	}
+}
+
+// TestRetentionPrunesOnlyAcknowledged checks that retention deletes changes
+// every consumer acknowledged, keeps the rest, and that the backlog counts
+// what is not acknowledged.
+func TestRetentionPrunesOnlyAcknowledged(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOptions{reports: 3})
+	ctx := context.Background()
+	capCfg := f.cfg.CaptureConfig()
+	generate(t, f, 200, 4)
+	// No consumer has a checkpoint: nothing is acknowledged, nothing pruned.
+	if n, err := adapter.Prune(ctx, f.pool, capCfg, time.Nanosecond); err != nil || n != 0 {
+		t.Fatalf("pruned %d (err %v) with no consumer", n, err)
+	}
+	before := f.count(`SELECT count(*) FROM dtebridge.changes`)
+	b, err := adapter.BacklogOf(ctx, f.pool, capCfg, "mirror")
+	if err != nil || b.Changes != before || b.Age <= 0 {
+		t.Fatalf("backlog %+v (err %v), want %d changes with an age", b, err, before)
+	}
+
+	c := newCollector()
+	m := f.reader(c, func(rc *adapter.ReaderConfig) { rc.Retention = -1 })
+	waitFor(t, 20*time.Second, "the backfill", func() bool { return c.backfills > 0 })
+	generate(t, f, 200, 5)
+	total := f.count(`SELECT count(*) FROM dtebridge.changes`)
+	waitFor(t, 20*time.Second, "the backlog to drain", func() bool {
+		b, err := adapter.BacklogOf(ctx, f.pool, capCfg, "mirror")
+		return err == nil && b.Changes == 0
+	})
+	waitFor(t, 5*time.Second, "the backlog gauge", func() bool { return testutilGauge(m) == 0 })
+
+	// A long retention keeps everything.
+	if n, err := adapter.Prune(ctx, f.pool, capCfg, time.Hour); err != nil || n != 0 {
+		t.Fatalf("pruned %d (err %v) with an hour's retention", n, err)
+	}
+	// A second consumer that has acknowledged nothing since its backfill
+	// holds back what it has not seen.
+	if _, err := f.pool.Exec(ctx, `INSERT INTO dtebridge.checkpoints (consumer, acked_snapshot) VALUES ('slow', pg_current_snapshot())`); err != nil {
+		t.Fatal(err)
+	}
+	generate(t, f, 100, 6)
+	waitFor(t, 20*time.Second, "the mirror to catch up", func() bool {
+		b, _ := adapter.BacklogOf(ctx, f.pool, capCfg, "mirror")
+		return b.Changes == 0
+	})
+	n, err := adapter.Prune(ctx, f.pool, capCfg, time.Nanosecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := f.count(`SELECT count(*) FROM dtebridge.changes`)
+	if n != total || left == 0 {
+		t.Errorf("pruned %d of %d acknowledged by both; %d left (the slow consumer's)", n, total, left)
+	}
+	slow, err := adapter.BacklogOf(ctx, f.pool, capCfg, "slow")
+	if err != nil || slow.Changes != left {
+		t.Errorf("slow consumer's backlog %+v (err %v), want %d", slow, err, left)
+	}
+}
