@@ -707,3 +707,50 @@ func Prune(ctx context.Context, db *pgxpool.Pool, cfg *CaptureConfig, retention 
 		}
 	}
 }
+
+// Checkpoint is a consumer's position, as dtebridge status shows it.
+type Checkpoint struct {
+	Consumer          string     `json:"consumer"`
+	Leader            string     `json:"leader"`
+	AckedSnapshot     string     `json:"acked_snapshot"`
+	Seq               int64      `json:"seq"`
+	BackfillRequested bool       `json:"backfill_requested"`
+	BackfilledAt      *time.Time `json:"backfilled_at,omitempty"`
+	UpdatedAt         time.Time  `json:"updated_at"`
+}
+
+// Checkpoints lists every consumer's checkpoint.
+func Checkpoints(ctx context.Context, db *pgxpool.Pool, cfg *CaptureConfig) ([]Checkpoint, error) {
+	cfg = cfg.withDefaults()
+	rows, err := db.Query(ctx, `SELECT consumer, coalesce(leader, ''), coalesce(acked_snapshot::text, ''), seq,
+		backfill_requested_at IS NOT NULL, backfilled_at, updated_at FROM `+pgx.Identifier{cfg.Schema}.Sanitize()+`.checkpoints ORDER BY consumer`)
+	if err != nil {
+		return nil, fmt.Errorf("error reading checkpoints (is the bridge installed? run dtebridge install): %w", err)
+	}
+	defer rows.Close()
+	var out []Checkpoint
+	for rows.Next() {
+		var c Checkpoint
+		if err := rows.Scan(&c.Consumer, &c.Leader, &c.AckedSnapshot, &c.Seq, &c.BackfillRequested, &c.BackfilledAt, &c.UpdatedAt); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// DropCheckpoint removes a consumer's checkpoint, so it no longer holds back
+// retention.
+func DropCheckpoint(ctx context.Context, db *pgxpool.Pool, cfg *CaptureConfig, consumer string) error {
+	cfg = cfg.withDefaults()
+	_, err := db.Exec(ctx, `DELETE FROM `+pgx.Identifier{cfg.Schema}.Sanitize()+`.checkpoints WHERE consumer = $1`, consumer)
+	return err
+}
+
+// ChangeCount returns the number of changes in the change table.
+func ChangeCount(ctx context.Context, db *pgxpool.Pool, cfg *CaptureConfig) (int64, error) {
+	cfg = cfg.withDefaults()
+	var n int64
+	err := db.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{cfg.Schema}.Sanitize()+`.changes`).Scan(&n)
+	return n, err
+}

@@ -130,6 +130,13 @@ func App(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			versionCommand(g),
 			legacyCommand(g),
+			configCommand(g),
+			installCommand(g),
+			uninstallCommand(g),
+			backfillCommand(g),
+			captureCommand(g),
+			quarantineCommand(g),
+			statusCommand(g),
 			demoCommand(g),
 		},
 	}

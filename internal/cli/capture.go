@@ -1,0 +1,479 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/urfave/cli/v2"
+
+	"github.com/synapsedte/dtebridge/adapter"
+	"github.com/synapsedte/dtebridge/config"
+)
+
+// loadConfig reads --config. Without one it returns the example config of
+// fallback ("" means a config is required).
+func (g *globals) loadConfig(fallback string) (*config.Config, error) {
+	if g.ConfigPath != "" {
+		return config.Load(g.ConfigPath)
+	}
+	if fallback != "" {
+		return config.Example(fallback)
+	}
+	return nil, usagef("no configuration: pass --config FILE or set DTEBRIDGE_CONFIG (start from `dtebridge config example`)")
+}
+
+func formatFlag(dest *string) *cli.StringFlag {
+	return &cli.StringFlag{Name: "format", Usage: "output format: text or json", Value: "text", Destination: dest}
+}
+
+func checkFormat(f string) error {
+	if f != "text" && f != "json" {
+		return usagef("invalid --format %q: use text or json", f)
+	}
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func configCommand(g *globals) *cli.Command {
+	var profile string
+	return &cli.Command{
+		Name:  "config",
+		Usage: "work with the configuration file",
+		Subcommands: []*cli.Command{{
+			Name:   "example",
+			Usage:  "print an example configuration for a legacy label profile",
+			Flags:  []cli.Flag{profileFlag(&profile)},
+			Before: noArgs,
+			Action: func(c *cli.Context) error {
+				b, err := config.ExampleYAML(profile)
+				if err != nil {
+					return usagef("unknown profile %q: use seed or production", profile)
+				}
+				_, err = g.Stdout.Write(b)
+				return err
+			},
+		}, {
+			Name:      "validate",
+			Usage:     "check a configuration file",
+			ArgsUsage: "FILE",
+			Action: func(c *cli.Context) error {
+				if c.Args().Len() != 1 {
+					return usagef("config validate takes one FILE")
+				}
+				if _, err := config.Load(c.Args().First()); err != nil {
+					return err
+				}
+				fmt.Fprintf(g.Stdout, "%s: ok\n", c.Args().First())
+				return nil
+			},
+		}},
+	}
+}
+
+// connectOne opens a single connection (install and uninstall need one).
+func connectOne(ctx context.Context, url string) (*pgx.Conn, error) {
+	pool, err := connect(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	pool.Close()
+	return pgx.Connect(ctx, url)
+}
+
+type installOptions struct {
+	DryRun bool
+}
+
+func installCommand(g *globals) *cli.Command {
+	var o installOptions
+	return &cli.Command{
+		Name:  "install",
+		Usage: "create or upgrade the bridge schema and attach change capture to the legacy table",
+		Description: "Idempotent: run it again after an upgrade or a config change. Uses --config for the legacy table,\n" +
+			"key columns, bridge schema and trigger mode (defaults: public.workflow_phases, phase_id, dtebridge, row).",
+		Flags:  []cli.Flag{&cli.BoolFlag{Name: "dry-run", Usage: "print the SQL instead of running it", Destination: &o.DryRun}},
+		Before: noArgs,
+		Action: func(c *cli.Context) error {
+			cfg, err := g.loadConfig("seed")
+			if err != nil {
+				return err
+			}
+			conn, err := connectOne(c.Context, g.DatabaseURL)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			res, err := adapter.Install(c.Context, conn, cfg.CaptureConfig(), o.DryRun)
+			if err != nil {
+				return err
+			}
+			if o.DryRun {
+				fmt.Fprintln(g.Stdout, strings.Join(res.SQL, "\n\n"))
+				return nil
+			}
+			cc := cfg.CaptureConfig()
+			fmt.Fprintf(g.Stdout, "Installed: schema %s at version %d (was %d); capturing %s with %s triggers.\n",
+				orDefault(cc.Schema, "dtebridge"), res.ToVersion, res.FromVersion, orDefault(cc.Table, "public.workflow_phases"), orDefault(cc.Trigger, "row"))
+			return nil
+		},
+	}
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+type uninstallOptions struct {
+	DryRun, Yes bool
+}
+
+func uninstallCommand(g *globals) *cli.Command {
+	var o uninstallOptions
+	return &cli.Command{
+		Name:  "uninstall",
+		Usage: "remove change capture and the bridge schema (legacy data is never touched)",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "dry-run", Usage: "print the SQL instead of running it", Destination: &o.DryRun},
+			&cli.BoolFlag{Name: "yes", Usage: "confirm: the captured changes, checkpoints and quarantine are dropped", Destination: &o.Yes},
+		},
+		Before: noArgs,
+		Action: func(c *cli.Context) error {
+			if !o.DryRun && !o.Yes {
+				return usagef("uninstall drops the bridge schema with its captured changes, checkpoints and quarantine: pass --yes to confirm, or --dry-run to see the SQL")
+			}
+			cfg, err := g.loadConfig("seed")
+			if err != nil {
+				return err
+			}
+			conn, err := connectOne(c.Context, g.DatabaseURL)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			sql, err := adapter.Uninstall(c.Context, conn, cfg.CaptureConfig(), o.DryRun)
+			if err != nil {
+				return err
+			}
+			if o.DryRun {
+				fmt.Fprintln(g.Stdout, strings.Join(sql, "\n"))
+				return nil
+			}
+			fmt.Fprintln(g.Stdout, "Uninstalled: capture detached and the bridge schema dropped; legacy data untouched.")
+			return nil
+		},
+	}
+}
+
+type backfillOptions struct {
+	Consumer string
+	Wait     time.Duration
+}
+
+func backfillCommand(g *globals) *cli.Command {
+	var o backfillOptions
+	return &cli.Command{
+		Name:  "backfill",
+		Usage: "ask the running bridge for a new consistent snapshot of every legacy row",
+		Description: "The leading capture reader takes the snapshot, emits every row, and joins the change stream at\n" +
+			"that snapshot, so nothing is missed or applied twice. A reader's first start backfills by itself.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "consumer", Usage: "the stream consumer to backfill", Value: "mirror", Destination: &o.Consumer},
+			&cli.DurationFlag{Name: "wait", Usage: "wait up to this long for the backfill to finish (0: do not wait)", Destination: &o.Wait},
+		},
+		Before: noArgs,
+		Action: func(c *cli.Context) error {
+			cfg, err := g.loadConfig("seed")
+			if err != nil {
+				return err
+			}
+			pool, err := connect(c.Context, g.DatabaseURL)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			requested := time.Now()
+			if err := adapter.RequestBackfill(c.Context, pool, cfg.CaptureConfig(), o.Consumer); err != nil {
+				return err
+			}
+			if o.Wait <= 0 {
+				fmt.Fprintf(g.Stdout, "Backfill requested for %s; the leading reader takes it within its maintenance interval.\n", o.Consumer)
+				return nil
+			}
+			deadline := time.Now().Add(o.Wait)
+			for time.Now().Before(deadline) {
+				cps, err := adapter.Checkpoints(c.Context, pool, cfg.CaptureConfig())
+				if err != nil {
+					return err
+				}
+				for _, cp := range cps {
+					if cp.Consumer == o.Consumer && cp.BackfilledAt != nil && cp.BackfilledAt.After(requested.Add(-time.Second)) && !cp.BackfillRequested {
+						fmt.Fprintf(g.Stdout, "Backfill of %s finished at %s.\n", o.Consumer, cp.BackfilledAt.Format(time.RFC3339))
+						return nil
+					}
+				}
+				if err := sleepCtx(c.Context, 500*time.Millisecond); err != nil {
+					return err
+				}
+			}
+			return fmt.Errorf("backfill of %s not finished after %s: is dtebridge serve running?", o.Consumer, o.Wait)
+		},
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+func quarantineCommand(g *globals) *cli.Command {
+	var all bool
+	var format string
+	return &cli.Command{
+		Name:  "quarantine",
+		Usage: "inspect and retry legacy changes the bridge could not translate",
+		Subcommands: []*cli.Command{{
+			Name:   "list",
+			Usage:  "list quarantined changes with their reason and raw row",
+			Flags:  []cli.Flag{&cli.BoolFlag{Name: "all", Usage: "include delivered entries", Destination: &all}, formatFlag(&format)},
+			Before: noArgs,
+			Action: func(c *cli.Context) error {
+				if err := checkFormat(format); err != nil {
+					return err
+				}
+				cfg, err := g.loadConfig("seed")
+				if err != nil {
+					return err
+				}
+				pool, err := connect(c.Context, g.DatabaseURL)
+				if err != nil {
+					return err
+				}
+				defer pool.Close()
+				entries, err := adapter.ListQuarantine(c.Context, pool, cfg.CaptureConfig(), all)
+				if err != nil {
+					return err
+				}
+				if format == "json" {
+					if entries == nil {
+						entries = []adapter.QuarantineEntry{}
+					}
+					return writeJSON(g.Stdout, entries)
+				}
+				if len(entries) == 0 {
+					fmt.Fprintln(g.Stdout, "Quarantine is empty.")
+					return nil
+				}
+				tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "EVENT\tREPORT\tSTATUS\tREASON\tDETAIL\tSINCE")
+				for _, e := range entries {
+					key := "-"
+					if e.Key != nil {
+						key = e.Key.String()
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.EventID, key, e.Status(), e.Reason, e.Detail, e.QuarantinedAt.Format(time.RFC3339))
+				}
+				return tw.Flush()
+			},
+		}, {
+			Name:  "retry",
+			Usage: "re-translate pending entries with the current --config mapping; the running bridge delivers what now translates",
+			Description: "Per report, entries are released in order up to the first that still fails, so a report's\n" +
+				"changes are never delivered out of order. Extend legacy.phases/states/statuses first.",
+			Flags:  []cli.Flag{formatFlag(&format)},
+			Before: noArgs,
+			Action: func(c *cli.Context) error {
+				if err := checkFormat(format); err != nil {
+					return err
+				}
+				cfg, err := g.loadConfig("")
+				if err != nil {
+					return err
+				}
+				tr, err := cfg.Translator(nil)
+				if err != nil {
+					return err
+				}
+				pool, err := connect(c.Context, g.DatabaseURL)
+				if err != nil {
+					return err
+				}
+				defer pool.Close()
+				res, err := adapter.RetryQuarantine(c.Context, pool, cfg.CaptureConfig(), tr)
+				if err != nil {
+					return err
+				}
+				if format == "json" {
+					return writeJSON(g.Stdout, res)
+				}
+				fmt.Fprintf(g.Stdout, "Released %d changes for delivery.\n", res.Released)
+				for reason, n := range res.Remaining {
+					fmt.Fprintf(g.Stdout, "Still quarantined: %d (%s)\n", n, reason)
+				}
+				return nil
+			},
+		}},
+	}
+}
+
+type tailOptions struct {
+	Consumer string
+	Keep     bool
+}
+
+func captureCommand(g *globals) *cli.Command {
+	var o tailOptions
+	return &cli.Command{
+		Name:  "capture",
+		Usage: "watch the change stream",
+		Subcommands: []*cli.Command{{
+			Name:  "tail",
+			Usage: "print translated legacy changes as JSON lines until Ctrl-C",
+			Description: "Runs a capture reader under its own checkpoint (not the mirror's), starting with a backfill of\n" +
+				"every row. Its checkpoint is removed on exit unless --keep, so it never holds back retention.",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "consumer", Usage: "checkpoint name", Value: "tail", Destination: &o.Consumer},
+				&cli.BoolFlag{Name: "keep", Usage: "keep the checkpoint on exit, to resume later", Destination: &o.Keep},
+			},
+			Before: noArgs,
+			Action: func(c *cli.Context) error {
+				if o.Consumer == "mirror" {
+					return usagef("--consumer mirror belongs to dtebridge serve; tail under another name")
+				}
+				cfg, err := g.loadConfig("")
+				if err != nil {
+					return err
+				}
+				tr, err := cfg.Translator(nil)
+				if err != nil {
+					return err
+				}
+				pool, err := connect(c.Context, g.DatabaseURL)
+				if err != nil {
+					return err
+				}
+				defer pool.Close()
+				rc := cfg.ReaderConfig()
+				rc.Consumer, rc.Logger = o.Consumer, g.Logger
+				enc := json.NewEncoder(g.Stdout)
+				err = adapter.NewReader(pool, tr, rc).Run(c.Context, adapter.ConsumerFunc(func(_ context.Context, b adapter.Batch) error {
+					for i := range b.Changes {
+						if err := enc.Encode(&b.Changes[i]); err != nil {
+							return err
+						}
+					}
+					return nil
+				}))
+				if !o.Keep {
+					if derr := adapter.DropCheckpoint(context.Background(), pool, cfg.CaptureConfig(), o.Consumer); derr != nil {
+						g.Logger.Warn("could not remove the tail checkpoint", "error", derr)
+					}
+				}
+				if errors.Is(err, context.Canceled) {
+					return nil
+				}
+				return err
+			},
+		}},
+	}
+}
+
+func statusCommand(g *globals) *cli.Command {
+	var format string
+	return &cli.Command{
+		Name:   "status",
+		Usage:  "print the bridge's state: capture checkpoints, backlog and quarantine",
+		Flags:  []cli.Flag{formatFlag(&format)},
+		Before: noArgs,
+		Action: func(c *cli.Context) error {
+			if err := checkFormat(format); err != nil {
+				return err
+			}
+			cfg, err := g.loadConfig("seed")
+			if err != nil {
+				return err
+			}
+			pool, err := connect(c.Context, g.DatabaseURL)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			st, err := captureStatus(c.Context, pool, cfg)
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				return writeJSON(g.Stdout, st)
+			}
+			tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(g.Stdout, "Change table: %d changes; quarantine: %d pending.\n\n", st.Changes, st.QuarantinePending)
+			fmt.Fprintln(tw, "CONSUMER\tLEADER\tBACKLOG\tOLDEST\tBACKFILLED\tUPDATED")
+			for _, cp := range st.Consumers {
+				bf := "never"
+				if cp.BackfilledAt != nil {
+					bf = cp.BackfilledAt.Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", cp.Consumer, cp.Leader, cp.Backlog, time.Duration(cp.BacklogAgeSeconds*float64(time.Second)).Round(time.Millisecond),
+					bf, cp.UpdatedAt.Format(time.RFC3339))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+// statusReport is the output of dtebridge status.
+type statusReport struct {
+	Changes           int64                `json:"changes"`
+	QuarantinePending int                  `json:"quarantine_pending"`
+	Consumers         []consumerStatusLine `json:"consumers"`
+}
+
+type consumerStatusLine struct {
+	adapter.Checkpoint
+	Backlog           int64   `json:"backlog"`
+	BacklogAgeSeconds float64 `json:"backlog_age_seconds"`
+}
+
+func captureStatus(ctx context.Context, pool *pgxpool.Pool, cfg *config.Config) (*statusReport, error) {
+	cc := cfg.CaptureConfig()
+	cps, err := adapter.Checkpoints(ctx, pool, cc)
+	if err != nil {
+		return nil, err
+	}
+	st := &statusReport{Consumers: []consumerStatusLine{}}
+	for _, cp := range cps {
+		b, err := adapter.BacklogOf(ctx, pool, cc, cp.Consumer)
+		if err != nil {
+			return nil, err
+		}
+		st.Consumers = append(st.Consumers, consumerStatusLine{Checkpoint: cp, Backlog: b.Changes, BacklogAgeSeconds: b.Age.Seconds()})
+	}
+	q, err := adapter.ListQuarantine(ctx, pool, cc, false)
+	if err != nil {
+		return nil, err
+	}
+	st.QuarantinePending = len(q)
+	if st.Changes, err = adapter.ChangeCount(ctx, pool, cc); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
