@@ -8,7 +8,7 @@ VERSION          ?= $(shell git describe --tags --always --dirty 2>/dev/null || 
 LDFLAGS          := -X github.com/synapsedte/dtebridge/internal/cli.version=$(VERSION)
 DEMO_ARGS        ?=
 TEST_ARGS        ?=
-BENCH            ?= .
+BENCH_ARGS       ?=
 
 # Tests and the demo find the pinned Temporal CLI here.
 export DTEBRIDGE_TEMPORAL_CLI := $(BIN)/temporal
@@ -42,8 +42,8 @@ test: build ## run all tests against local PostgreSQL and Temporal that the test
 demo: build ## run the whole bridge on local defaults (DEMO_ARGS="--keep-running" to stay up)
 	$(BIN)/dtebridge demo $(DEMO_ARGS)
 
-bench: build ## run the benchmarks and print figures against same-run baselines
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count=1 -timeout 60m ./...
+bench: build ## run the benchmarks and print one table of figures against same-run baselines
+	$(GO) run ./cmd/dtebench $(BENCH_ARGS)
 
 lint: ## check formatting (gofmt) and run go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -225,6 +225,38 @@ type leader struct {
 	c    Consumer
 	cp   checkpoint
 	held map[dtetype.Key]bool
+
+	// waiting is whether this reader has asked writers to notify it, until
+	// waitingUntil.
+	waiting      bool
+	waitingUntil time.Time
+}
+
+// waitingLease is how long a reader's request for NOTIFYs lasts; an idle
+// reader renews it, and a dead one's lapses, so writers stop notifying.
+const waitingLease = 5 * time.Second
+
+// setWaiting asks writers to notify this reader, or stops asking. It writes
+// only on a change, or to renew the lease.
+func (l *leader) setWaiting(ctx context.Context, on bool) error {
+	if on == l.waiting && !on {
+		return nil
+	}
+	var until *time.Time
+	if on {
+		u := time.Now().Add(waitingLease)
+		until = &u
+	}
+	_, err := l.pool.Exec(ctx, "INSERT INTO "+l.schema+`.readers (consumer, waiting_until) VALUES ($1, $2)
+		ON CONFLICT (consumer) DO UPDATE SET waiting_until = excluded.waiting_until`, l.cfg.Consumer, until)
+	if err != nil {
+		return fmt.Errorf("error updating the reader's wake-up request: %w", err)
+	}
+	l.waiting = on
+	if until != nil {
+		l.waitingUntil = *until
+	}
+	return nil
 }
 
 func (l *leader) run(ctx context.Context) error {
@@ -269,9 +301,22 @@ func (l *leader) run(ctx context.Context) error {
 			nextMaintenance = time.Now().Add(l.cfg.MaintenanceInterval)
 		}
 		if n > 0 {
+			if err := l.setWaiting(ctx, false); err != nil {
+				return err
+			}
 			continue
 		}
-		// Idle: wait for the trigger's NOTIFY, or poll.
+		// Idle: ask writers for a NOTIFY, look once more (a change may have
+		// committed before they saw the request), then wait or poll.
+		if !l.waiting || time.Until(l.waitingUntil) < waitingLease/2 {
+			first := !l.waiting
+			if err := l.setWaiting(ctx, true); err != nil {
+				return err
+			}
+			if first {
+				continue
+			}
+		}
 		wctx, cancel := context.WithTimeout(ctx, l.cfg.PollInterval)
 		_, err = l.conn.WaitForNotification(wctx)
 		cancel()

@@ -55,3 +55,12 @@ CREATE TABLE {{.Schema}}.quarantine (
     delivered_at   timestamptz
 );
 CREATE INDEX quarantine_pending ON {{.Schema}}.quarantine (cycle_id, report_id, seq) WHERE delivered_at IS NULL;
+
+-- Readers that are idle and want a NOTIFY when a change arrives. The capture
+-- trigger notifies only while some reader's waiting_until is in the future:
+-- a NOTIFY serialises committing transactions, so under load, when readers
+-- are busy anyway, writers skip it. A dead reader's entry expires by itself.
+CREATE TABLE {{.Schema}}.readers (
+    consumer      text PRIMARY KEY,
+    waiting_until timestamptz
+);

@@ -15,7 +15,9 @@ BEGIN
             CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
             CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END,
             coalesce(nullif(current_setting('dtebridge.origin', true), ''), 'legacy'));
-    PERFORM pg_notify({{.Channel}}, '');
+    IF EXISTS (SELECT 1 FROM {{.Schema}}.readers WHERE waiting_until > now()) THEN
+        PERFORM pg_notify({{.Channel}}, '');
+    END IF;
     RETURN NULL;
 END
 $capture$;
@@ -41,7 +43,9 @@ BEGIN
         FROM dtebridge_old o FULL JOIN dtebridge_new n ON {{.KeyJoin "o" "n"}}
         ORDER BY {{.KeyOf "n"}}, {{.KeyOf "o"}};
     END IF;
-    PERFORM pg_notify({{.Channel}}, '');
+    IF EXISTS (SELECT 1 FROM {{.Schema}}.readers WHERE waiting_until > now()) THEN
+        PERFORM pg_notify({{.Channel}}, '');
+    END IF;
     RETURN NULL;
 END
 $capture$;

@@ -1,0 +1,472 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/synapsedte/dtebridge/adapter"
+	"github.com/synapsedte/dtebridge/config"
+	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/internal/localpg"
+	"github.com/synapsedte/dtebridge/legacy"
+)
+
+// CaptureOptions sizes the capture benchmarks. Zero fields take defaults.
+type CaptureOptions struct {
+	// Rows is the size of the legacy table. Default: 20,000.
+	Rows int
+	// Clients run single-row updates concurrently. Default: 4.
+	Clients int
+	// Rounds alternate the variants, each for Slice, and the median counts.
+	// Defaults: 5 rounds of 2s.
+	Rounds int
+	Slice  time.Duration
+	// BulkRows is the size of a bulk UPDATE. Default: 1,000.
+	BulkRows int
+	// ReaderChanges is the backlog the reader drains. Default: 100,000.
+	ReaderChanges int
+	// LagRate is the write rate, in changes per second, at which lag is
+	// measured, for LagDuration. Defaults: 500/s for 15s.
+	LagRate     float64
+	LagDuration time.Duration
+	Logger      *slog.Logger
+}
+
+func (o *CaptureOptions) defaults() {
+	if o.Rows == 0 {
+		o.Rows = 20000
+	}
+	if o.Clients == 0 {
+		o.Clients = 4
+	}
+	if o.Rounds == 0 {
+		o.Rounds = 5
+	}
+	if o.Slice == 0 {
+		o.Slice = 2 * time.Second
+	}
+	if o.BulkRows == 0 {
+		o.BulkRows = 1000
+	}
+	if o.ReaderChanges == 0 {
+		o.ReaderChanges = 100000
+	}
+	if o.LagRate == 0 {
+		o.LagRate = 500
+	}
+	if o.LagDuration == 0 {
+		o.LagDuration = 15 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// legacyDB creates a production-profile legacy database of n phase rows
+// and, unless mode is "", installs capture in that trigger mode.
+func legacyDB(ctx context.Context, c *localpg.Cluster, name string, n int, mode string) (*pgxpool.Pool, error) {
+	url, err := c.CreateDatabase(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if err := legacy.Init(ctx, pool, legacy.Production); err != nil {
+		return nil, err
+	}
+	// Rows shaped like the model's, generated in SQL for speed.
+	_, err = pool.Exec(ctx, fmt.Sprintf(`
+		INSERT INTO test_cycles (cycle_name, start_date) VALUES ('bench', '2026-01-01');
+		INSERT INTO reports (report_name) SELECT 'Report ' || g FROM generate_series(1, (%[1]d + 8) / 9) g;
+		INSERT INTO workflow_phases (cycle_id, report_id, phase_name, phase_order, status, state, schedule_status,
+			planned_start_date, planned_end_date, actual_start_date, started_by, notes, metadata, phase_data,
+			progress_percentage, sla_deadline, is_sla_breached, risk_level, created_by_id)
+		SELECT 1, r.report_id, p.label::phase_name_enum, p.ord, 'In Progress', 'In Progress', 'On Track',
+			'2026-01-01'::date + p.ord * 7, '2026-01-08'::date + p.ord * 7, now(), 11, 'bench row',
+			'{"created_by": "orchestrator"}', '{"attributes": 12, "samples": 25}', 40, now(), false, 'Low', 11
+		FROM reports r, (VALUES (0, 'Planning'), (1, 'Data Profiling'), (2, 'Scoping'), (3, 'Sample Selection'),
+			(4, 'Data Provider ID'), (5, 'Request Info'), (6, 'Testing'), (7, 'Observations'), (8, 'Finalize Test Report')) p(ord, label)
+		LIMIT %[1]d`, n))
+	if err != nil {
+		return nil, fmt.Errorf("error generating legacy rows: %w", err)
+	}
+	if _, err := pool.Exec(ctx, "VACUUM ANALYZE workflow_phases"); err != nil {
+		return nil, err
+	}
+	if mode != "" {
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close(ctx)
+		if _, err := adapter.Install(ctx, conn, &adapter.CaptureConfig{Trigger: mode}, false); err != nil {
+			return nil, err
+		}
+	}
+	return pool, nil
+}
+
+// CaptureOverhead measures what capture adds to legacy writes: single-row
+// updates from several clients, and single-client bulk updates, on identical
+// databases without capture and with each trigger mode, alternating the
+// three in rounds.
+func CaptureOverhead(ctx context.Context, c *localpg.Cluster, label string, o CaptureOptions) ([]Row, error) {
+	o.defaults()
+	modes := []string{"", adapter.TriggerRow, adapter.TriggerStatement}
+	names := map[string]string{"": "no capture (baseline)", adapter.TriggerRow: "row trigger", adapter.TriggerStatement: "statement trigger"}
+	pools := map[string]*pgxpool.Pool{}
+	for i, m := range modes {
+		p, err := legacyDB(ctx, c, fmt.Sprintf("bench_overhead_%s_%d", label, i), o.Rows, m)
+		if err != nil {
+			return nil, err
+		}
+		defer p.Close()
+		pools[m] = p
+	}
+	single := map[string][]float64{}
+	model := map[string][]float64{}
+	bulk := map[string][]float64{}
+	for round := range o.Rounds {
+		order := slices.Clone(modes)
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, m := range order {
+			o.Logger.Info("capture overhead", "round", round+1, "mode", names[m])
+			tps, err := singleRowUpdates(ctx, pools[m], o.Rows, o.Clients, o.Slice)
+			if err != nil {
+				return nil, err
+			}
+			single[m] = append(single[m], tps)
+			ops, err := modelOperations(ctx, pools[m], o.Rows, o.Clients, o.Slice)
+			if err != nil {
+				return nil, err
+			}
+			model[m] = append(model[m], ops)
+			per, err := bulkUpdates(ctx, pools[m], o.Rows, o.BulkRows, o.Slice)
+			if err != nil {
+				return nil, err
+			}
+			bulk[m] = append(bulk[m], per)
+			if m != "" {
+				if _, err := pools[m].Exec(ctx, "TRUNCATE dtebridge.changes"); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	var rows []Row
+	g1 := fmt.Sprintf("capture overhead: single-row UPDATE, %d clients, %s", o.Clients, label)
+	base := median(single[""])
+	for _, m := range modes {
+		tps := median(single[m])
+		v := "baseline"
+		if m != "" {
+			v = pct(base / tps)
+		}
+		rows = append(rows, Row{g1, names[m], fmt.Sprintf("%.0f tx/s", tps), v})
+	}
+	gm := fmt.Sprintf("capture overhead: legacy model operations, %d clients, %s", o.Clients, label)
+	baseModel := median(model[""])
+	for _, m := range modes {
+		ops := median(model[m])
+		v := "baseline"
+		if m != "" {
+			v = pct(baseModel / ops)
+		}
+		rows = append(rows, Row{gm, names[m], fmt.Sprintf("%.0f tx/s", ops), v})
+	}
+	g2 := fmt.Sprintf("capture overhead: %d-row UPDATE, 1 client, %s", o.BulkRows, label)
+	baseBulk := median(bulk[""])
+	for _, m := range modes {
+		per := median(bulk[m])
+		v := "baseline"
+		if m != "" {
+			v = pct(per / baseBulk)
+		}
+		rows = append(rows, Row{g2, names[m], ms(time.Duration(per)) + " per statement", v})
+	}
+	return rows, nil
+}
+
+// singleRowUpdates runs autocommit single-row updates from clients for d and
+// returns transactions per second.
+func singleRowUpdates(ctx context.Context, pool *pgxpool.Pool, rows, clients int, d time.Duration) (float64, error) {
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	deadline := time.Now().Add(d)
+	for w := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
+			for time.Now().Before(deadline) {
+				id := 1 + rng.IntN(rows)
+				if _, err := pool.Exec(ctx, `UPDATE workflow_phases SET progress_percentage = $2, updated_at = now() WHERE phase_id = $1`, id, rng.IntN(100)); err != nil {
+					errs <- err
+					return
+				}
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return float64(n.Load()) / d.Seconds(), nil
+}
+
+// modelOperations runs the legacy application's own transactions (override
+// and clear-override: read the row for update, then update it) from
+// clients for d, and returns transactions per second.
+func modelOperations(ctx context.Context, pool *pgxpool.Pool, rows, clients int, d time.Duration) (float64, error) {
+	m := legacy.NewModel(pool, legacy.Production, nil)
+	var keys []dtetype.Key
+	r, err := pool.Query(ctx, `SELECT DISTINCT cycle_id, report_id FROM workflow_phases WHERE phase_name = 'Testing'`)
+	if err != nil {
+		return 0, err
+	}
+	for r.Next() {
+		var k dtetype.Key
+		if err := r.Scan(&k.CycleID, &k.ReportID); err != nil {
+			return 0, err
+		}
+		keys = append(keys, k)
+	}
+	if err := r.Err(); err != nil || len(keys) == 0 {
+		return 0, fmt.Errorf("no Testing rows to operate on (%v)", err)
+	}
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	deadline := time.Now().Add(d)
+	state := dtetype.StateCompleted
+	for w := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
+			for i := 0; time.Now().Before(deadline); i++ {
+				ref := legacy.Ref{Key: keys[rng.IntN(len(keys))], Phase: "Testing"}
+				var err error
+				if i%2 == 0 {
+					_, err = m.Override(ctx, ref, 7, legacy.OverrideOptions{State: &state, Reason: "bench"})
+				} else {
+					_, err = m.ClearOverride(ctx, ref)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return float64(n.Load()) / d.Seconds(), nil
+}
+
+// bulkUpdates runs size-row updates for d and returns nanoseconds per
+// statement.
+func bulkUpdates(ctx context.Context, pool *pgxpool.Pool, rows, size int, d time.Duration) (float64, error) {
+	rng := rand.New(rand.NewPCG(7, uint64(time.Now().UnixNano())))
+	var n int
+	began := time.Now()
+	for time.Since(began) < d || n < 3 {
+		lo := 1 + rng.IntN(max(1, rows-size))
+		if _, err := pool.Exec(ctx, `UPDATE workflow_phases SET progress_percentage = (progress_percentage + 1) % 100, updated_at = now()
+			WHERE phase_id >= $1 AND phase_id < $1 + $2`, lo, size); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return float64(time.Since(began)) / float64(n), nil
+}
+
+// counting is a consumer that counts changes and records their lag.
+type counting struct {
+	mu        sync.Mutex
+	stream    int
+	backfills int
+	lags      []time.Duration
+}
+
+func (c *counting) Deliver(_ context.Context, b adapter.Batch) error {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b.Last {
+		c.backfills++
+	}
+	if b.Backfill != "" {
+		return nil
+	}
+	c.stream += len(b.Changes)
+	for _, ch := range b.Changes {
+		c.lags = append(c.lags, now.Sub(ch.CapturedAt))
+	}
+	return nil
+}
+
+func (c *counting) counts() (int, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stream, c.backfills
+}
+
+func startReader(ctx context.Context, pool *pgxpool.Pool, batch int, c adapter.Consumer) (stop func() error, err error) {
+	cfg, err := config.Example("production")
+	if err != nil {
+		return nil, err
+	}
+	tr, err := cfg.Translator(nil)
+	if err != nil {
+		return nil, err
+	}
+	rc := cfg.ReaderConfig()
+	rc.BatchSize = batch
+	rc.PollInterval = 100 * time.Millisecond
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- adapter.NewReader(pool, tr, rc).Run(rctx, c) }()
+	return func() error {
+		cancel()
+		if err := <-done; err != nil && err != context.Canceled {
+			return err
+		}
+		return nil
+	}, nil
+}
+
+func waitUntil(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// ReaderThroughput measures how fast the reader drains a backlog of
+// committed changes, for two batch sizes.
+func ReaderThroughput(ctx context.Context, c *localpg.Cluster, o CaptureOptions) ([]Row, error) {
+	o.defaults()
+	var rows []Row
+	group := fmt.Sprintf("capture reader: drain a backlog of %d changes", o.ReaderChanges)
+	for i, batch := range []int{500, 2000} {
+		pool, err := legacyDB(ctx, c, fmt.Sprintf("bench_reader_%d", i), o.Rows, adapter.TriggerRow)
+		if err != nil {
+			return nil, err
+		}
+		defer pool.Close()
+		c1 := &counting{}
+		stop, err := startReader(ctx, pool, batch, c1)
+		if err != nil {
+			return nil, err
+		}
+		if err := waitUntil(ctx, time.Minute, func() bool { _, b := c1.counts(); return b > 0 }); err != nil {
+			return nil, fmt.Errorf("backfill: %w", err)
+		}
+		if err := stop(); err != nil {
+			return nil, err
+		}
+		// The backlog: bulk updates while no reader runs.
+		for done := 0; done < o.ReaderChanges; done += o.BulkRows {
+			size := min(o.BulkRows, o.ReaderChanges-done)
+			lo := 1 + (done % max(1, o.Rows-size))
+			if _, err := pool.Exec(ctx, `UPDATE workflow_phases SET progress_percentage = (progress_percentage + 1) % 100
+				WHERE phase_id >= $1 AND phase_id < $1 + $2`, lo, size); err != nil {
+				return nil, err
+			}
+		}
+		o.Logger.Info("reader throughput", "batch", batch, "backlog", o.ReaderChanges)
+		c2 := &counting{}
+		began := time.Now()
+		stop, err = startReader(ctx, pool, batch, c2)
+		if err != nil {
+			return nil, err
+		}
+		err = waitUntil(ctx, 10*time.Minute, func() bool { n, _ := c2.counts(); return n >= o.ReaderChanges })
+		elapsed := time.Since(began)
+		if serr := stop(); err == nil {
+			err = serr
+		}
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, Row{group, fmt.Sprintf("batch %d", batch),
+			fmt.Sprintf("%.0f changes/s", float64(o.ReaderChanges)/elapsed.Seconds()), fmt.Sprintf("%.1fs in all", elapsed.Seconds())})
+	}
+	return rows, nil
+}
+
+// CaptureLag measures end-to-end capture lag (trigger to acknowledgement)
+// while single-row updates arrive at a fixed rate.
+func CaptureLag(ctx context.Context, c *localpg.Cluster, o CaptureOptions) ([]Row, error) {
+	o.defaults()
+	pool, err := legacyDB(ctx, c, "bench_lag", o.Rows, adapter.TriggerRow)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	cons := &counting{}
+	stop, err := startReader(ctx, pool, 500, cons)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	if err := waitUntil(ctx, time.Minute, func() bool { _, b := cons.counts(); return b > 0 }); err != nil {
+		return nil, err
+	}
+	o.Logger.Info("capture lag", "rate", o.LagRate, "duration", o.LagDuration)
+	total := int(o.LagRate * o.LagDuration.Seconds())
+	interval := time.Duration(float64(time.Second) / o.LagRate)
+	began := time.Now()
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range total {
+		if d := time.Until(began.Add(time.Duration(i) * interval)); d > 0 {
+			time.Sleep(d)
+		}
+		if _, err := pool.Exec(ctx, `UPDATE workflow_phases SET progress_percentage = $2 WHERE phase_id = $1`, 1+rng.IntN(o.Rows), i%100); err != nil {
+			return nil, err
+		}
+	}
+	achieved := float64(total) / time.Since(began).Seconds()
+	if err := waitUntil(ctx, time.Minute, func() bool { n, _ := cons.counts(); return n >= total }); err != nil {
+		return nil, err
+	}
+	cons.mu.Lock()
+	lags := slices.Clone(cons.lags)
+	cons.mu.Unlock()
+	slices.Sort(lags)
+	group := fmt.Sprintf("capture lag at %.0f changes/s (trigger to consumer ack)", achieved)
+	return []Row{
+		{group, "p50", ms(percentile(lags, 0.50)), ""},
+		{group, "p99", ms(percentile(lags, 0.99)), ""},
+		{group, "max", ms(lags[len(lags)-1]), fmt.Sprintf("%d changes", len(lags))},
+	}, nil
+}

@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/synapsedte/dtebridge/internal/testenv"
+)
+
+func TestConfigExampleValidates(t *testing.T) {
+	t.Parallel()
+	for _, p := range []string{"seed", "production"} {
+		r := runCLI(t, "config", "example", "--profile", p)
+		if r.code != 0 || !strings.Contains(r.stdout, "legacy:") {
+			t.Fatalf("config example: exit %d, %q", r.code, r.stderr)
+		}
+		path := filepath.Join(t.TempDir(), p+".yaml")
+		if err := os.WriteFile(path, []byte(r.stdout), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if r := runCLI(t, "config", "validate", path); r.code != 0 {
+			t.Errorf("validate %s: exit %d: %s", p, r.code, r.stderr)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("legacy:\n  phases: {A: a}\n  states: {B: done}\n  statuses: {C: late}\n"), 0o644)
+	r := runCLI(t, "config", "validate", bad)
+	if r.code != 1 {
+		t.Errorf("validate bad config: exit %d", r.code)
+	}
+	r.oneLine(t, "bad.yaml", `"B" maps to "done"`)
+	r = runCLI(t, "--config", filepath.Join(t.TempDir(), "missing.yaml"), "quarantine", "retry")
+	r.oneLine(t, "error reading config", "missing.yaml")
+}
+
+func TestInstallStatusUninstall(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	u := []string{"--database-url", db.URL}
+	if r := runCLI(t, append(u, "legacy", "init")...); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	r := runCLI(t, append(u, "install", "--dry-run")...)
+	if r.code != 0 || !strings.Contains(r.stdout, "CREATE TABLE \"dtebridge\".changes") || !strings.Contains(r.stdout, "CREATE TRIGGER") {
+		t.Fatalf("install --dry-run: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	var n int
+	db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = 'dtebridge'`).Scan(&n)
+	if n != 0 {
+		t.Fatal("install --dry-run created the schema")
+	}
+	for range 2 {
+		r = runCLI(t, append(u, "install")...)
+		if r.code != 0 || !strings.Contains(r.stdout, "Installed: schema dtebridge at version 1") {
+			t.Fatalf("install: exit %d, %q %q", r.code, r.stdout, r.stderr)
+		}
+	}
+	r = runCLI(t, append(u, "status", "--format", "json")...)
+	var st statusReport
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil {
+		t.Fatalf("status: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, append(u, "quarantine", "list", "--format", "json")...)
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+		t.Errorf("quarantine list: exit %d, %q", r.code, r.stdout)
+	}
+	r = runCLI(t, append(u, "backfill")...)
+	if r.code != 0 || !strings.Contains(r.stdout, "Backfill requested for mirror") {
+		t.Errorf("backfill: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, append(u, "uninstall")...)
+	if r.code != 2 {
+		t.Errorf("uninstall without --yes: exit %d, want 2", r.code)
+	}
+	r.oneLine(t, "pass --yes")
+	r = runCLI(t, append(u, "uninstall", "--yes")...)
+	if r.code != 0 {
+		t.Fatalf("uninstall: exit %d: %s", r.code, r.stderr)
+	}
+	r = runCLI(t, append(u, "status")...)
+	if r.code != 1 {
+		t.Errorf("status after uninstall: exit %d", r.code)
+	}
+	r.oneLine(t, "run dtebridge install")
+}
