@@ -42,4 +42,3 @@ func TestCaptureBenchmarksRun(t *testing.T) {
 		}
 	}
 }
-
