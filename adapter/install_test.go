@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -175,14 +176,37 @@ func TestInstallRejectsBadConfig(t *testing.T) {
 	}
 }
 
-// leastPrivilegeGrants are the grants the README documents for the bridge
-// role; this test is what keeps them true.
-const leastPrivilegeGrants = `
-CREATE ROLE dtebridge_role LOGIN;
-GRANT CONNECT, CREATE ON DATABASE %s TO dtebridge_role;
-GRANT USAGE ON SCHEMA public TO dtebridge_role;
-GRANT SELECT, TRIGGER ON public.workflow_phases TO dtebridge_role;
-`
+// readmeGrants returns the least-privilege SQL block the README documents,
+// for role in database db: this test is what keeps the README true.
+func readmeGrants(t *testing.T, role, db string) []string {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "<!-- least-privilege")
+	if i < 0 {
+		t.Fatal("README.md lost its least-privilege block")
+	}
+	s = s[i:]
+	s = s[strings.Index(s, "```sql")+len("```sql"):]
+	s = s[:strings.Index(s, "```")]
+	var stmts []string
+	for _, st := range strings.Split(s, ";") {
+		st = strings.TrimSpace(st)
+		if st == "" {
+			continue
+		}
+		st = strings.ReplaceAll(st, " dtebridge", " "+role)
+		st = strings.ReplaceAll(st, "DATABASE synapse", "DATABASE "+db)
+		stmts = append(stmts, st)
+	}
+	if len(stmts) < 4 {
+		t.Fatalf("README least-privilege block has %d statements", len(stmts))
+	}
+	return stmts
+}
 
 // TestLeastPrivilege installs and runs the bridge as a role with only the
 // documented grants, with the legacy application writing as its own
@@ -196,12 +220,11 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	app := db.Name + "_app"
 	bridge := db.Name + "_bridge"
-	for _, q := range []string{
+	for _, q := range append([]string{
 		fmt.Sprintf(`CREATE ROLE %s LOGIN`, app),
 		fmt.Sprintf(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %s`, app),
 		fmt.Sprintf(`GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %s`, app),
-		strings.ReplaceAll(fmt.Sprintf(leastPrivilegeGrants, db.Name), "dtebridge_role", bridge),
-	} {
+	}, readmeGrants(t, bridge, db.Name)...) {
 		if _, err := db.Pool.Exec(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
@@ -214,7 +237,7 @@ func TestLeastPrivilege(t *testing.T) {
 	})
 	asRole := func(role string) string {
 		u, _ := url.Parse(db.URL)
-		u.User = url.User(role)
+		u.User = url.UserPassword(role, "change-me")
 		return u.String()
 	}
 
