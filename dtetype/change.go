@@ -57,6 +57,10 @@ type PhaseChange struct {
 	ActualEnd    *time.Time `json:"actual_end,omitempty"`
 	StartedBy    string     `json:"started_by,omitempty"`
 	CompletedBy  string     `json:"completed_by,omitempty"`
+	// StartedByRole and CompletedByRole are the actors' roles as legacy
+	// names them, where the bridge can look them up.
+	StartedByRole   string `json:"started_by_role,omitempty"`
+	CompletedByRole string `json:"completed_by_role,omitempty"`
 
 	// LegacyPhase is the phase label as legacy wrote it.
 	LegacyPhase string `json:"legacy_phase"`

@@ -1,0 +1,178 @@
+package shadow
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/synapsedte/dtebridge/dtetype"
+)
+
+// Names the mirror and operators use to reach shadow workflows.
+const (
+	// WorkflowName is the registered name of ShadowWorkflow.
+	WorkflowName = "ShadowWorkflow"
+	// SignalChanges carries a Signal with a batch of legacy changes.
+	SignalChanges = "changes"
+	// QueryState returns the workflow's State.
+	QueryState = "state"
+	// DefaultTaskQueue is the task queue shadow workers poll.
+	DefaultTaskQueue = "dtebridge-shadow"
+	// DefaultWorkflowIDPrefix prefixes workflow ids: shadow-<cycle>-<report>.
+	DefaultWorkflowIDPrefix = "shadow-"
+)
+
+// WorkflowID returns the stable workflow id of key.
+func WorkflowID(prefix string, key dtetype.Key) string {
+	return fmt.Sprintf("%s%d-%d", prefix, key.CycleID, key.ReportID)
+}
+
+// Search attributes the workflow keeps current where the server has them.
+var (
+	SACycle         = temporal.NewSearchAttributeKeyInt64("DtebridgeCycle")
+	SAReport        = temporal.NewSearchAttributeKeyInt64("DtebridgeReport")
+	SADefinition    = temporal.NewSearchAttributeKeyKeyword("DtebridgeDefinition")
+	SAHasViolations = temporal.NewSearchAttributeKeyBool("DtebridgeHasViolations")
+)
+
+// SearchAttributeTypes lists the search attributes by name and type, as the
+// Temporal CLI's --search-attribute flag takes them.
+func SearchAttributeTypes() map[string]string {
+	return map[string]string{"DtebridgeCycle": "Int", "DtebridgeReport": "Int", "DtebridgeDefinition": "Keyword", "DtebridgeHasViolations": "Bool"}
+}
+
+// Input starts (or continues) a shadow workflow.
+type Input struct {
+	Key dtetype.Key `json:"key"`
+	// Definition is pinned for the workflow's life, across continue-as-new.
+	Definition dtetype.Definition `json:"definition"`
+	// Attributes feed the definition's when conditions.
+	Attributes map[string]string `json:"attributes,omitempty"`
+	// SearchAttributes says the server has the search attributes registered.
+	SearchAttributes bool `json:"search_attributes"`
+	// MaxChangesPerRun continues as new after this many changes in one run;
+	// 0 leaves it to the server's suggestion.
+	MaxChangesPerRun int64 `json:"max_changes_per_run,omitempty"`
+	// State is carried over by continue-as-new.
+	State *State `json:"state,omitempty"`
+}
+
+// Signal is the payload of SignalChanges.
+type Signal struct {
+	Changes []dtetype.PhaseChange `json:"changes"`
+}
+
+// ShadowWorkflow follows one report's legacy workflow: it applies each change
+// in order, judges it against the definition, computes schedule status by
+// the definition's policy (with durable timers under the sla policy), and
+// projects its state into the bridge schema after every batch. It never
+// writes to legacy.
+func ShadowWorkflow(ctx workflow.Context, in Input) error {
+	s := in.State
+	if s == nil {
+		s = &State{Key: in.Key, DefinitionID: in.Definition.ID, DefinitionVersion: in.Definition.Version,
+			StatusPolicy: in.Definition.StatusPolicy, ViolationCounts: map[string]int{}}
+	}
+	s.Runs++
+	e := &engine{s: s, d: &in.Definition, attrs: in.Attributes}
+	if err := workflow.SetQueryHandler(ctx, QueryState, func() (*State, error) { return s, nil }); err != nil {
+		return err
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
+	})
+	var a *Activities
+	project := func() error {
+		s.ProjectionVersion++
+		return workflow.ExecuteLocalActivity(lctx, a.Project, projectionOf(s)).Get(ctx, nil)
+	}
+	hasViolations := s.TotalViolations() > 0
+	if in.SearchAttributes {
+		if err := workflow.UpsertTypedSearchAttributes(ctx, SACycle.ValueSet(in.Key.CycleID), SAReport.ValueSet(in.Key.ReportID),
+			SADefinition.ValueSet(in.Definition.Key()), SAHasViolations.ValueSet(hasViolations)); err != nil {
+			return err
+		}
+	}
+
+	signals := workflow.GetSignalChannel(ctx, SignalChanges)
+	receive := func(sig Signal) bool {
+		changed := false
+		for _, c := range sig.Changes {
+			changed = e.apply(c) || changed
+		}
+		return changed
+	}
+	var timerAt time.Time
+	var cancelTimer workflow.CancelFunc
+	var timerFired workflow.Future
+	appliedAtStart := s.Applied
+	for {
+		changed := false
+		if next := e.nextThreshold(workflow.Now(ctx)); !next.Equal(timerAt) {
+			if cancelTimer != nil {
+				cancelTimer()
+			}
+			timerAt, cancelTimer, timerFired = next, nil, nil
+			if !next.IsZero() {
+				tctx, cancel := workflow.WithCancel(ctx)
+				timerFired, cancelTimer = workflow.NewTimer(tctx, next.Sub(workflow.Now(ctx))), cancel
+			}
+		}
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(signals, func(c workflow.ReceiveChannel, _ bool) {
+			var sig Signal
+			c.Receive(ctx, &sig)
+			changed = receive(sig) || changed
+		})
+		if timerFired != nil {
+			sel.AddFuture(timerFired, func(f workflow.Future) {
+				// A timer fires without any new event: the status moves by time.
+				timerAt, cancelTimer, timerFired = time.Time{}, nil, nil
+			})
+		}
+		sel.Select(ctx)
+		// Fold every signal already waiting into the same projection.
+		for {
+			var sig Signal
+			if !signals.ReceiveAsync(&sig) {
+				break
+			}
+			changed = receive(sig) || changed
+		}
+		changed = e.refreshStatuses(workflow.Now(ctx)) || changed
+		if changed {
+			if err := project(); err != nil {
+				return err
+			}
+		}
+		if in.SearchAttributes && (s.TotalViolations() > 0) != hasViolations {
+			hasViolations = !hasViolations
+			if err := workflow.UpsertTypedSearchAttributes(ctx, SAHasViolations.ValueSet(hasViolations)); err != nil {
+				return err
+			}
+		}
+		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() || (in.MaxChangesPerRun > 0 && s.Applied-appliedAtStart >= in.MaxChangesPerRun) {
+			// Signals that arrived meanwhile go with the state.
+			drained := false
+			for {
+				var sig Signal
+				if !signals.ReceiveAsync(&sig) {
+					break
+				}
+				drained = receive(sig) || drained
+			}
+			if drained {
+				e.refreshStatuses(workflow.Now(ctx))
+				if err := project(); err != nil {
+					return err
+				}
+			}
+			next := in
+			next.State = s
+			return workflow.NewContinueAsNewError(ctx, WorkflowName, next)
+		}
+	}
+}
