@@ -13,12 +13,16 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/shadow"
 )
 
 //go:embed examples/*.yaml
@@ -28,6 +32,12 @@ var examples embed.FS
 type Config struct {
 	Legacy  Legacy  `yaml:"legacy"`
 	Capture Capture `yaml:"capture"`
+	// Definitions lists workflow definition files. A relative path is read
+	// next to the config file, or else from the shipped definitions.
+	// Default: every shipped definition.
+	Definitions []string `yaml:"definitions"`
+	Shadow      Shadow   `yaml:"shadow"`
+	HTTP        HTTP     `yaml:"http"`
 
 	// path is where the file was read from, for error messages.
 	path string
@@ -38,8 +48,29 @@ type Legacy struct {
 	// Table is the legacy phase table. Default: public.workflow_phases.
 	Table string `yaml:"table"`
 	// Key lists its primary-key columns. Default: [phase_id].
-	Key             []string `yaml:"key"`
+	Key []string `yaml:"key"`
+	// Users, if set, locates the users table, so the shadow can judge roles.
+	Users           *adapter.RoleConfig `yaml:"users"`
 	adapter.Mapping `yaml:",inline"`
+}
+
+// Shadow configures the shadow engine.
+type Shadow struct {
+	// Definition selects the workflow definition new shadow workflows run:
+	// id (its highest version) or id@version. Default: the only one loaded.
+	Definition string `yaml:"definition"`
+	// TaskQueue is the shadow workers' task queue. Default: dtebridge-shadow.
+	TaskQueue string `yaml:"task_queue"`
+	// WorkflowIDPrefix prefixes workflow ids. Default: shadow-.
+	WorkflowIDPrefix string `yaml:"workflow_id_prefix"`
+	// Concurrency bounds the reports the mirror signals at once. Default: 16.
+	Concurrency int `yaml:"concurrency"`
+}
+
+// HTTP configures the HTTP server of dtebridge serve.
+type HTTP struct {
+	// Listen is the address to serve on. Default: 127.0.0.1:8080 (loopback).
+	Listen string `yaml:"listen"`
 }
 
 // Capture configures change capture.
@@ -131,7 +162,101 @@ func (c *Config) validate() error {
 	if _, err := c.Translator(nil); err != nil {
 		return err
 	}
+	if c.Shadow.Concurrency < 0 {
+		return fmt.Errorf("shadow.concurrency must not be negative, got %d", c.Shadow.Concurrency)
+	}
 	return c.CaptureConfig().Validate()
+}
+
+// LoadDefinitions loads the configured definition files and returns them
+// with the one selected by shadow.definition.
+func (c *Config) LoadDefinitions() ([]*dtetype.Definition, *dtetype.Definition, error) {
+	paths := c.Definitions
+	if len(paths) == 0 {
+		paths = shadow.BuiltinDefinitionFiles()
+	}
+	resolved := make([]string, len(paths))
+	for i, p := range paths {
+		resolved[i] = p
+		if !filepath.IsAbs(p) && c.path != "" && !strings.HasPrefix(c.path, "examples/") {
+			if near := filepath.Join(filepath.Dir(c.path), p); fileExists(near) {
+				resolved[i] = near
+			}
+		}
+	}
+	defs, err := shadow.LoadDefinitions(resolved...)
+	if err != nil {
+		return nil, nil, err
+	}
+	sel, err := Select(defs, c.Shadow.Definition)
+	if err != nil {
+		return nil, nil, fmt.Errorf("error in config %s: %w", c.path, err)
+	}
+	return defs, sel, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// Select picks a definition by id (its highest version) or id@version.
+func Select(defs []*dtetype.Definition, want string) (*dtetype.Definition, error) {
+	if want == "" {
+		if len(defs) == 1 {
+			return defs[0], nil
+		}
+		var ids []string
+		for _, d := range defs {
+			ids = append(ids, d.Key())
+		}
+		return nil, fmt.Errorf("shadow.definition is not set and %d definitions are loaded (%s): choose one", len(defs), strings.Join(ids, ", "))
+	}
+	id, version, _ := strings.Cut(want, "@")
+	var best *dtetype.Definition
+	for _, d := range defs {
+		if d.ID != id || (version != "" && d.Version != version) {
+			continue
+		}
+		if best == nil || versionLess(best.Version, d.Version) {
+			best = d
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("shadow.definition %q is not among the loaded definitions", want)
+	}
+	return best, nil
+}
+
+// versionLess compares dotted versions numerically where it can.
+func versionLess(a, b string) bool {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < max(len(as), len(bs)); i++ {
+		var x, y string
+		if i < len(as) {
+			x = as[i]
+		}
+		if i < len(bs) {
+			y = bs[i]
+		}
+		xi, errx := strconv.Atoi(x)
+		yi, erry := strconv.Atoi(y)
+		switch {
+		case errx == nil && erry == nil && xi != yi:
+			return xi < yi
+		case (errx != nil || erry != nil) && x != y:
+			return x < y
+		}
+	}
+	return false
+}
+
+// Listen returns the HTTP listen address.
+func (c *Config) Listen() string {
+	if c.HTTP.Listen == "" {
+		return "127.0.0.1:8080"
+	}
+	return c.HTTP.Listen
 }
 
 // Path returns the file the configuration came from.

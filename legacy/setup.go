@@ -10,6 +10,36 @@ import (
 	"github.com/synapsedte/dtebridge/dtetype"
 )
 
+// UserRoles are the roles the simulator's users have, as legacy spells them:
+// user n has UserRoles[n % len(UserRoles)].
+var UserRoles = []string{"Tester", "Test Manager", "Tester", "Test Executive", "Report Owner", "Tester",
+	"CDO", "Data Provider", "Report Executive", "Report Owner Executive"}
+
+// CreateUsers inserts the simulator's users, 1 to 50 and the testers 100 to
+// 119, unless they exist.
+func (m *Model) CreateUsers(ctx context.Context) error {
+	var ids []int64
+	var names, roles []string
+	add := func(id int64, role string) {
+		ids, names, roles = append(ids, id), append(names, fmt.Sprintf("user%d", id)), append(roles, role)
+	}
+	for id := int64(1); id <= 50; id++ {
+		add(id, UserRoles[id%int64(len(UserRoles))])
+	}
+	for id := int64(100); id < 120; id++ {
+		add(id, "Tester")
+	}
+	err := m.tx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO users (user_id, user_name, role)
+			SELECT * FROM unnest($1::int[], $2::text[], $3::text[]) ON CONFLICT (user_id) DO NOTHING`, ids, names, roles)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("error creating users: %w", err)
+	}
+	return nil
+}
+
 // CreateCycle inserts a test cycle starting on start's date and returns its id.
 func (m *Model) CreateCycle(ctx context.Context, name string, start time.Time) (int64, error) {
 	var id int64

@@ -154,6 +154,9 @@ func Simulate(ctx context.Context, db DB, cfg *SimConfig) (*Summary, error) {
 	}
 	m := NewModel(db, c.Profile, &ModelConfig{Now: c.Now})
 	began := time.Now()
+	if err := m.CreateUsers(ctx); err != nil {
+		return nil, err
+	}
 
 	// Cycles started 0 to 70 days ago, so phases are found in every schedule
 	// status.

@@ -36,6 +36,15 @@ CREATE TABLE reports (
     created_at   timestamptz NOT NULL DEFAULT now()
 );
 
+-- Application users. Role names are as inconsistent as in production:
+-- 'Test Manager' and 'Test Executive' mean the same, as do 'Report
+-- Executive' and 'Report Owner Executive'.
+CREATE TABLE users (
+    user_id    integer PRIMARY KEY,
+    user_name  text NOT NULL,
+    role       text NOT NULL
+);
+
 CREATE TABLE cycle_reports (
     cycle_id    integer NOT NULL REFERENCES test_cycles (cycle_id),
     report_id   integer NOT NULL REFERENCES reports (report_id),

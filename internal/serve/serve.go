@@ -1,0 +1,267 @@
+// Package serve runs the bridge's long-lived process: the capture reader
+// (leader or standby), the mirror into Temporal, the shadow worker, and the
+// HTTP server with health, readiness, metrics and the definitions API.
+// dtebridge serve and dtebridge demo both run it.
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/synapsedte/dtebridge/adapter"
+	"github.com/synapsedte/dtebridge/config"
+	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/shadow"
+)
+
+// Options configures a Server. Config, Pool and Temporal are required.
+type Options struct {
+	Config *config.Config
+	// Pool is the legacy database, where the bridge schema lives.
+	Pool *pgxpool.Pool
+	// Temporal is a connected client.
+	Temporal client.Client
+	// Namespace is the client's namespace, for search-attribute checks.
+	Namespace string
+	// Listen overrides the config's HTTP address; "-" disables HTTP.
+	Listen string
+	// Identity names this process as a capture reader. Default: host:pid.
+	Identity string
+	// Logger receives operational messages. Default: discard.
+	Logger *slog.Logger
+	// Reader adjusts the reader configuration (tests shorten intervals).
+	Reader func(*adapter.ReaderConfig)
+}
+
+// Server is a running bridge process.
+type Server struct {
+	opts       Options
+	log        *slog.Logger
+	registry   *prometheus.Registry
+	defs       []*dtetype.Definition
+	definition *dtetype.Definition
+	worker     worker.Worker
+	http       *http.Server
+	addr       string
+	cancel     context.CancelFunc
+	done       chan struct{}
+	mu         sync.Mutex
+	err        error
+	// Metrics are the capture reader's metrics.
+	Metrics *adapter.Metrics
+	// MirrorMetrics are the mirror's metrics.
+	MirrorMetrics *adapter.MirrorMetrics
+}
+
+// Start starts every part and returns once they run. Stop ends them.
+func Start(ctx context.Context, o Options) (*Server, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg := o.Config
+	defs, def, err := cfg.LoadDefinitions()
+	if err != nil {
+		return nil, err
+	}
+	tr, err := cfg.Translator(def.PhaseIDs())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := adapter.Checkpoints(ctx, o.Pool, cfg.CaptureConfig()); err != nil {
+		return nil, err
+	}
+	s := &Server{opts: o, log: log, registry: prometheus.NewRegistry(), defs: defs, definition: def, done: make(chan struct{})}
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.Metrics = adapter.NewMetrics(s.registry)
+	s.MirrorMetrics = adapter.NewMirrorMetrics(s.registry)
+
+	sa := ensureSearchAttributes(ctx, o.Temporal, o.Namespace, log)
+	s.worker = shadow.NewWorker(o.Temporal, o.Pool, &shadow.WorkerConfig{TaskQueue: cfg.Shadow.TaskQueue, Schema: cfg.Capture.Schema})
+	if err := s.worker.Start(); err != nil {
+		return nil, fmt.Errorf("error starting the shadow worker: %w", err)
+	}
+	mc := adapter.MirrorConfig{Client: o.Temporal, Definition: def, Pool: o.Pool, Schema: cfg.Capture.Schema,
+		TaskQueue: cfg.Shadow.TaskQueue, WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Concurrency: cfg.Shadow.Concurrency,
+		SearchAttributes: sa, Logger: log, Metrics: s.MirrorMetrics}
+	if cfg.Legacy.Users != nil {
+		mc.Roles = adapter.NewRoleResolver(o.Pool, *cfg.Legacy.Users)
+	}
+	rc := cfg.ReaderConfig()
+	rc.Logger, rc.Metrics, rc.Identity = log, s.Metrics, o.Identity
+	if o.Reader != nil {
+		o.Reader(rc)
+	}
+	reader := adapter.NewReader(o.Pool, tr, rc)
+
+	listen := o.Listen
+	if listen == "" {
+		listen = cfg.Listen()
+	}
+	if listen != "-" {
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			s.worker.Stop()
+			return nil, fmt.Errorf("error listening on %s: %w (set http.listen or --listen)", listen, err)
+		}
+		s.addr = ln.Addr().String()
+		s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.fail(fmt.Errorf("http server: %w", err))
+			}
+		}()
+	}
+
+	rctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go func() {
+		defer close(s.done)
+		err := reader.Run(rctx, adapter.NewMirror(mc))
+		if err != nil && !errors.Is(err, context.Canceled) {
+			s.fail(err)
+		}
+	}()
+	log.Info("dtebridge serving", "definition", def.Key(), "http", s.addr, "search_attributes", sa)
+	return s, nil
+}
+
+func (s *Server) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = err
+		s.log.Error("bridge stopped", "error", err)
+	}
+}
+
+// Err returns the error that stopped a part, if any.
+func (s *Server) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Done is closed when the capture reader has stopped.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Addr returns the HTTP address, or "" when HTTP is off.
+func (s *Server) Addr() string { return s.addr }
+
+// Definition returns the definition new shadow workflows start with.
+func (s *Server) Definition() *dtetype.Definition { return s.definition }
+
+// Registry returns the metrics registry.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// Stop stops the reader, the worker and the HTTP server, in that order.
+func (s *Server) Stop() {
+	s.cancel()
+	<-s.done
+	s.worker.Stop()
+	if s.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.http.Shutdown(ctx)
+	}
+}
+
+// ensureSearchAttributes makes sure the shadow's search attributes exist,
+// registering them if the server lets us, and reports whether they do.
+func ensureSearchAttributes(ctx context.Context, c client.Client, ns string, log *slog.Logger) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: ns})
+	if err != nil {
+		log.Warn("cannot list search attributes; running without them", "error", err)
+		return false
+	}
+	missing := map[string]enums.IndexedValueType{}
+	for name, typ := range shadow.SearchAttributeTypes() {
+		if _, ok := resp.GetCustomAttributes()[name]; !ok {
+			missing[name] = map[string]enums.IndexedValueType{"Int": enums.INDEXED_VALUE_TYPE_INT, "Keyword": enums.INDEXED_VALUE_TYPE_KEYWORD,
+				"Bool": enums.INDEXED_VALUE_TYPE_BOOL}[typ]
+		}
+	}
+	if len(missing) == 0 {
+		return true
+	}
+	if _, err := c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{Namespace: ns, SearchAttributes: missing}); err != nil {
+		log.Warn("cannot register search attributes; running without them", "error", err)
+		return false
+	}
+	return true
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.Err(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		var problems []string
+		if err := s.Err(); err != nil {
+			problems = append(problems, err.Error())
+		}
+		if err := s.opts.Pool.Ping(ctx); err != nil {
+			problems = append(problems, "database: "+err.Error())
+		}
+		if _, err := s.opts.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+			problems = append(problems, "temporal: "+err.Error())
+		}
+		if len(problems) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			writeJSON(w, map[string]any{"ready": false, "problems": problems})
+			return
+		}
+		writeJSON(w, map[string]any{"ready": true})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
+	mux.HandleFunc("GET /api/v1/definitions", func(w http.ResponseWriter, r *http.Request) {
+		out := []map[string]any{}
+		for _, d := range s.defs {
+			out = append(out, map[string]any{"id": d.ID, "version": d.Version, "name": d.Name, "status_policy": d.StatusPolicy,
+				"phases": d.Phases, "active": d == s.definition})
+		}
+		writeJSON(w, out)
+	})
+	mux.HandleFunc("GET /api/v1/definitions/{id}", func(w http.ResponseWriter, r *http.Request) {
+		d, err := config.Select(s.defs, r.PathValue("id"))
+		if err != nil {
+			w.WriteHeader(http.StatusNotFound)
+			writeJSON(w, map[string]any{"error": fmt.Sprintf("no definition %q", r.PathValue("id"))})
+			return
+		}
+		writeJSON(w, d)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
