@@ -286,4 +286,3 @@ func (r *RoleResolver) load(ctx context.Context) error {
 	r.roles, r.loaded = roles, time.Now()
 	return nil
 }
-

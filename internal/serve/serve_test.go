@@ -280,4 +280,3 @@ func TestHTTP(t *testing.T) {
 		t.Errorf("unknown path: %d, want 404", code)
 	}
 }
-
