@@ -137,6 +137,8 @@ func App(stdout, stderr io.Writer) *cli.App {
 			captureCommand(g),
 			quarantineCommand(g),
 			statusCommand(g),
+			serveCommand(g),
+			definitionsCommand(g),
 			demoCommand(g),
 		},
 	}

@@ -1,0 +1,205 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+
+	"github.com/synapsedte/dtebridge/config"
+	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/internal/serve"
+	"github.com/synapsedte/dtebridge/shadow"
+)
+
+// dialTemporal connects to the Temporal frontend at address.
+func (g *globals) dialTemporal(ctx context.Context, address string) (client.Client, error) {
+	if address == "" {
+		return nil, usagef("no Temporal cluster given: pass --temporal-address or set DTEBRIDGE_TEMPORAL_ADDRESS (dtebridge demo starts a local one)")
+	}
+	c, err := client.DialContext(ctx, client.Options{HostPort: address, Namespace: g.TemporalNamespace,
+		Logger: sdklog.NewStructuredLogger(g.Logger.With("component", "temporal"))})
+	if err != nil {
+		return nil, fmt.Errorf("error connecting to Temporal at %s: %w (check --temporal-address and that the server is running)", address, err)
+	}
+	return c, nil
+}
+
+type serveOptions struct {
+	Listen string
+}
+
+func serveCommand(g *globals) *cli.Command {
+	var o serveOptions
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run the bridge: capture reader, mirror into Temporal, shadow worker, and HTTP (health, metrics, API)",
+		Description: "Run two or more for availability: one leads capture (by advisory lock), the others wait as hot\n" +
+			"standbys, and every one runs shadow workers. HTTP binds to loopback unless --listen or http.listen says otherwise.",
+		Flags:  []cli.Flag{&cli.StringFlag{Name: "listen", Usage: "HTTP address (default: http.listen, else 127.0.0.1:8080; - disables)", Destination: &o.Listen}},
+		Before: noArgs,
+		Action: func(c *cli.Context) error {
+			cfg, err := g.loadConfig("")
+			if err != nil {
+				return err
+			}
+			pool, err := connect(c.Context, g.DatabaseURL)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			tc, err := g.dialTemporal(c.Context, g.TemporalAddress)
+			if err != nil {
+				return err
+			}
+			defer tc.Close()
+			srv, err := serve.Start(c.Context, serve.Options{Config: cfg, Pool: pool, Temporal: tc, Namespace: g.TemporalNamespace,
+				Listen: o.Listen, Logger: g.Logger})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.Stdout, "dtebridge serving %s; HTTP on %s. Ctrl-C stops.\n", srv.Definition().Key(), orDefault(srv.Addr(), "(off)"))
+			select {
+			case <-c.Context.Done():
+			case <-srv.Done():
+			}
+			srv.Stop()
+			return srv.Err()
+		},
+	}
+}
+
+func definitionsCommand(g *globals) *cli.Command {
+	var format, which string
+	load := func(files []string) ([]*dtetype.Definition, *dtetype.Definition, error) {
+		if len(files) > 0 {
+			defs, err := shadow.LoadDefinitions(files...)
+			if err != nil {
+				return nil, nil, err
+			}
+			sel, err := config.Select(defs, which)
+			if which == "" && len(defs) > 1 {
+				sel, err = nil, nil
+			}
+			return defs, sel, err
+		}
+		cfg, err := g.loadConfig("seed")
+		if err != nil {
+			return nil, nil, err
+		}
+		defs, sel, err := cfg.LoadDefinitions()
+		if err == nil && which != "" {
+			sel, err = config.Select(defs, which)
+		}
+		return defs, sel, err
+	}
+	return &cli.Command{
+		Name:  "definitions",
+		Usage: "validate, draw and compare workflow definitions",
+		Subcommands: []*cli.Command{{
+			Name:      "validate",
+			Usage:     "check definition files; every problem is reported as file:line",
+			ArgsUsage: "FILE...",
+			Action: func(c *cli.Context) error {
+				if c.Args().Len() == 0 {
+					return usagef("definitions validate takes one or more FILE")
+				}
+				bad := 0
+				for _, f := range c.Args().Slice() {
+					defs, err := shadow.LoadDefinitions(f)
+					var de *shadow.DefinitionError
+					switch {
+					case errors.As(err, &de):
+						for _, p := range de.Problems {
+							fmt.Fprintln(g.Stderr, p)
+						}
+						bad += len(de.Problems)
+					case err != nil:
+						return err
+					default:
+						var ids []string
+						for _, d := range defs {
+							ids = append(ids, d.Key())
+						}
+						fmt.Fprintf(g.Stdout, "%s: ok (%s)\n", f, strings.Join(ids, ", "))
+					}
+				}
+				if bad > 0 {
+					return fmt.Errorf("%d problems found", bad)
+				}
+				return nil
+			},
+		}, {
+			Name:      "show",
+			Usage:     "draw a definition as a table, or as Mermaid, DOT or JSON",
+			ArgsUsage: "[FILE...] (default: the config's definitions)",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "format", Usage: "text, mermaid, dot or json", Value: "text", Destination: &format},
+				&cli.StringFlag{Name: "definition", Usage: "id or id@version to show (default: all)", Destination: &which},
+			},
+			Action: func(c *cli.Context) error {
+				defs, sel, err := load(c.Args().Slice())
+				if err != nil {
+					return err
+				}
+				if which != "" {
+					defs = []*dtetype.Definition{sel}
+				}
+				for i, d := range defs {
+					if i > 0 {
+						fmt.Fprintln(g.Stdout)
+					}
+					switch format {
+					case "text":
+						err = shadow.WriteText(g.Stdout, d)
+					case "mermaid":
+						err = shadow.WriteMermaid(g.Stdout, d)
+					case "dot":
+						err = shadow.WriteDOT(g.Stdout, d)
+					case "json":
+						err = writeJSON(g.Stdout, d)
+					default:
+						return usagef("invalid --format %q: use text, mermaid, dot or json", format)
+					}
+					if err != nil {
+						return err
+					}
+				}
+				return nil
+			},
+		}, {
+			Name:      "diff",
+			Usage:     "list what changed between two definitions",
+			ArgsUsage: "A B (files holding one workflow each, or FILE#id)",
+			Action: func(c *cli.Context) error {
+				if c.Args().Len() != 2 {
+					return usagef("definitions diff takes two arguments, A and B")
+				}
+				var ds [2]*dtetype.Definition
+				for i, arg := range c.Args().Slice() {
+					file, id, _ := strings.Cut(arg, "#")
+					defs, err := shadow.LoadDefinitions(file)
+					if err != nil {
+						return err
+					}
+					if ds[i], err = config.Select(defs, id); err != nil {
+						return fmt.Errorf("%s: %w (name one with FILE#id)", file, err)
+					}
+				}
+				lines := shadow.Diff(ds[0], ds[1])
+				if len(lines) == 0 {
+					fmt.Fprintln(g.Stdout, "No differences.")
+				}
+				for _, l := range lines {
+					fmt.Fprintln(g.Stdout, l)
+				}
+				return nil
+			},
+		}},
+	}
+}
+
