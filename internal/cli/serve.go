@@ -202,4 +202,3 @@ func definitionsCommand(g *globals) *cli.Command {
 		}},
 	}
 }
-
