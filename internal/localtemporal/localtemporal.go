@@ -46,6 +46,11 @@ type Config struct {
 	// SearchAttributes are registered at start, name to type (Keyword, Int,
 	// Bool, ...). Default: none.
 	SearchAttributes map[string]string
+	// DBFile persists the server's state in this SQLite file, so a restart
+	// keeps workflows. Default: in memory.
+	DBFile string
+	// Port is the frontend port on 127.0.0.1. Default: a free port.
+	Port int
 	// Logger receives progress messages. Default: discard.
 	Logger *slog.Logger
 	// Output receives the server's own log. Default: discard.
@@ -130,9 +135,12 @@ func Start(ctx context.Context, cfg *Config) (*Server, error) {
 }
 
 func start(ctx context.Context, path, namespace string, cfg *Config, logger *slog.Logger) (*Server, error) {
-	port, err := proc.FreePort("127.0.0.1")
-	if err != nil {
-		return nil, err
+	port := cfg.Port
+	if port == 0 {
+		var err error
+		if port, err = proc.FreePort("127.0.0.1"); err != nil {
+			return nil, err
+		}
 	}
 	args := []string{"server", "start-dev",
 		"--ip", "127.0.0.1", "--port", strconv.Itoa(port),
@@ -151,6 +159,9 @@ func start(ctx context.Context, path, namespace string, cfg *Config, logger *slo
 	} else {
 		args = append(args, "--headless")
 	}
+	if cfg.DBFile != "" {
+		args = append(args, "--db-filename", cfg.DBFile)
+	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.SearchAttributes)) {
 		args = append(args, "--search-attribute", name+"="+cfg.SearchAttributes[name])
 	}
@@ -159,6 +170,7 @@ func start(ctx context.Context, path, namespace string, cfg *Config, logger *slo
 	cmd.Stdout = out
 	cmd.Stderr = out
 	logger.Debug("starting Temporal dev server", "path", path, "address", s.address)
+	var err error
 	s.p, err = proc.Start(cmd, syscall.SIGINT)
 	if err != nil {
 		return nil, fmt.Errorf("error starting %s: %w", path, err)

@@ -45,8 +45,10 @@ type Options struct {
 	Identity string
 	// Logger receives operational messages. Default: discard.
 	Logger *slog.Logger
-	// Reader adjusts the reader configuration (tests shorten intervals).
+	// Reader and Mirror adjust the reader and mirror configuration (tests
+	// shorten intervals).
 	Reader func(*adapter.ReaderConfig)
+	Mirror func(*adapter.MirrorConfig)
 }
 
 // Server is a running bridge process.
@@ -102,6 +104,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		SearchAttributes: sa, Logger: log, Metrics: s.MirrorMetrics}
 	if cfg.Legacy.Users != nil {
 		mc.Roles = adapter.NewRoleResolver(o.Pool, *cfg.Legacy.Users)
+	}
+	if o.Mirror != nil {
+		o.Mirror(&mc)
 	}
 	rc := cfg.ReaderConfig()
 	rc.Logger, rc.Metrics, rc.Identity = log, s.Metrics, o.Identity

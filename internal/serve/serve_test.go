@@ -66,7 +66,8 @@ func (b *bridge) start() {
 	srv, err := Start(context.Background(), Options{Config: b.cfg, Pool: b.db.Pool, Temporal: b.tc, Namespace: "default",
 		Listen: "127.0.0.1:0", Reader: func(rc *adapter.ReaderConfig) {
 			rc.PollInterval, rc.MaintenanceInterval, rc.StandbyInterval = 200*time.Millisecond, 500*time.Millisecond, 200*time.Millisecond
-		}})
+			rc.RetryBackoff = time.Second
+		}, Mirror: func(mc *adapter.MirrorConfig) { mc.SignalTimeout = time.Second }})
 	if err != nil {
 		b.t.Fatal(err)
 	}

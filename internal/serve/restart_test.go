@@ -1,0 +1,88 @@
+package serve
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.temporal.io/sdk/client"
+
+	"github.com/synapsedte/dtebridge/adapter"
+	"github.com/synapsedte/dtebridge/config"
+	"github.com/synapsedte/dtebridge/internal/localtemporal"
+	"github.com/synapsedte/dtebridge/internal/testenv"
+	"github.com/synapsedte/dtebridge/legacy"
+)
+
+// TestTemporalRestart stops the Temporal server in the middle of simulator
+// traffic and starts it again on the same port and database file. The
+// backlog waits in PostgreSQL meanwhile, and once Temporal is back nothing
+// is lost: the shadow ends equal to legacy.
+func TestTemporalRestart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	tcfg := &localtemporal.Config{DBFile: filepath.Join(dir, "temporal.db")}
+	ts, err := localtemporal.Start(ctx, tcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { ts.Stop() }()
+	tcfg.Port = portOf(t, ts.Address())
+	tc, err := client.Dial(client.Options{HostPort: ts.Address()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+
+	db := testenv.NewDB(t)
+	p := legacy.Production
+	if err := legacy.Init(ctx, db.Pool, p); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Example(p.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adapter.Install(ctx, conn, cfg.CaptureConfig(), false); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	b := &bridge{t: t, db: db, cfg: cfg, profile: p, tc: tc}
+	b.start()
+
+	simDone := make(chan error, 1)
+	go func() {
+		_, err := legacy.Simulate(ctx, db.Pool, &legacy.SimConfig{Profile: p, Reports: 12, Ops: 600, Rate: 100, Concurrency: 2, Seed: 21})
+		simDone <- err
+	}()
+	time.Sleep(2 * time.Second)
+	ts.Stop()
+	t.Log("Temporal stopped mid-stream")
+	time.Sleep(3 * time.Second)
+	backlog, err := adapter.BacklogOf(ctx, db.Pool, cfg.CaptureConfig(), "mirror")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if backlog.Changes == 0 {
+		t.Error("no backlog built up while Temporal was down; the test did not stop it mid-stream")
+	}
+	if ts, err = localtemporal.Start(ctx, tcfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Temporal restarted with %d changes waiting", backlog.Changes)
+	if err := <-simDone; err != nil {
+		t.Fatal(err)
+	}
+	b.quiescent(2 * time.Minute)
+	compareViews(t, b.legacyView(), b.shadowView())
+	if f := testutilCounter(b.srv.MirrorMetrics.Failures); f == 0 {
+		t.Error("the mirror never saw Temporal fail")
+	}
+}
