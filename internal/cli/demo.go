@@ -5,13 +5,19 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"sync"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/urfave/cli/v2"
 
 	"github.com/synapsedte/dtebridge/adapter"
+	"github.com/synapsedte/dtebridge/config"
+	"github.com/synapsedte/dtebridge/internal/serve"
 	"github.com/synapsedte/dtebridge/legacy"
+	"github.com/synapsedte/dtebridge/shadow"
 )
 
 type demoOptions struct {
@@ -31,8 +37,8 @@ func demoCommand(g *globals) *cli.Command {
 		Name:  "demo",
 		Usage: "run the bridge end to end on local defaults",
 		Description: "Starts a throwaway PostgreSQL cluster and a Temporal dev server with its Web UI (unless\n" +
-			"--database-url or --temporal-address point elsewhere), applies the legacy schema, simulates\n" +
-			"legacy traffic, prints a summary, and stops everything it started.",
+			"--database-url or --temporal-address point elsewhere), applies the legacy schema, installs the\n" +
+			"bridge, serves it, simulates legacy traffic, prints what the shadow saw, and stops everything it started.",
 		Flags:  flags,
 		Before: noArgs,
 		Action: func(c *cli.Context) error {
@@ -50,6 +56,10 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacy.Profile) erro
 	out := g.Stdout
 	step := func(format string, args ...any) { fmt.Fprintf(out, "==> "+format+"\n", args...) }
 	fmt.Fprintf(out, "dtebridge %s demo, %s profile\n", Version(), p.Name)
+	cfg, err := g.loadConfig(p.Name)
+	if err != nil {
+		return err
+	}
 
 	began := time.Now()
 	svc, err := startServices(ctx, g, servicesOptions{Database: "dtebridge_demo", TemporalCLI: o.TemporalCLI, UI: true, Report: step})
@@ -71,10 +81,6 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacy.Profile) erro
 	if err := legacy.Init(ctx, pool, p); err != nil {
 		return fmt.Errorf("%w (the demo needs an empty database)", err)
 	}
-	cfg, err := g.loadConfig(p.Name)
-	if err != nil {
-		return err
-	}
 	conn, err := connectOne(ctx, svc.DatabaseURL)
 	if err != nil {
 		return err
@@ -86,22 +92,21 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacy.Profile) erro
 	}
 	step("Installed the bridge (schema version %d) and attached capture to %s", res.ToVersion, orDefault(cfg.Legacy.Table, "public.workflow_phases"))
 
-	tr, err := cfg.Translator(nil)
+	tc, err := g.dialTemporal(ctx, svc.TemporalAddress)
 	if err != nil {
 		return err
 	}
-	stats := &captureStats{}
-	rc := cfg.ReaderConfig()
-	rc.Logger = g.Logger
-	rc.Metrics = adapter.NewMetrics(nil)
-	readerCtx, stopReader := context.WithCancel(ctx)
-	readerDone := make(chan error, 1)
-	go func() { readerDone <- adapter.NewReader(pool, tr, rc).Run(readerCtx, stats) }()
-	defer func() {
-		stopReader()
-		<-readerDone
-	}()
-	step("Capture reader running (consumer %s)", orDefault(rc.Consumer, "mirror"))
+	defer tc.Close()
+	listen := "127.0.0.1:0"
+	if o.KeepRunning {
+		listen = cfg.Listen()
+	}
+	srv, err := serve.Start(ctx, serve.Options{Config: cfg, Pool: pool, Temporal: tc, Namespace: svc.TemporalNamespace, Listen: listen, Logger: g.Logger})
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	step("Serving: capture reader, mirror and shadow workers for %s; HTTP on http://%s", srv.Definition().Key(), srv.Addr())
 
 	bar := newProgress(g.Stderr, !o.NoProgress, "simulating")
 	step("Simulating legacy traffic: %d reports, %s at %g operations/s", o.Reports, o.Duration, o.Rate)
@@ -110,28 +115,67 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacy.Profile) erro
 	if err != nil {
 		return err
 	}
-	step("Waiting for capture to drain")
-	drainBy := time.Now().Add(60 * time.Second)
-	for {
-		b, err := adapter.BacklogOf(ctx, pool, cfg.CaptureConfig(), orDefault(rc.Consumer, "mirror"))
-		if err != nil {
-			return err
-		}
-		if b.Changes == 0 && stats.backfilled() {
-			break
-		}
-		if time.Now().After(drainBy) {
-			return fmt.Errorf("capture still has %d changes to deliver after 60s", b.Changes)
-		}
-		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
-			return err
-		}
+	step("Waiting for the shadow to catch up")
+	if err := waitQuiescent(ctx, pool, cfg, srv, 2*time.Minute); err != nil {
+		return err
 	}
 	fmt.Fprintln(out)
 	if err := writeSummary(out, o.Format, s, p); err != nil {
 		return err
 	}
 	fmt.Fprintln(out)
+	if err := writeBridgeReport(ctx, out, pool, cfg, srv); err != nil {
+		return err
+	}
+	fmt.Fprintln(out)
+	if svc.TemporalUI != "" {
+		fmt.Fprintf(out, "Temporal Web UI: %s (shadow workflows are %s<cycle>-<report>)\n", svc.TemporalUI, orDefault(cfg.Shadow.WorkflowIDPrefix, shadow.DefaultWorkflowIDPrefix))
+	}
+	fmt.Fprintf(out, "Temporal frontend: %s (namespace %s)\n", svc.TemporalAddress, svc.TemporalNamespace)
+	if o.KeepRunning {
+		fmt.Fprintf(out, "Legacy database: %s\n", Redact(svc.DatabaseURL))
+		fmt.Fprintf(out, "Metrics: http://%s/metrics  API: http://%s/api/v1/definitions\n", srv.Addr(), srv.Addr())
+		fmt.Fprintln(out, "Services keep running; press Ctrl-C to stop them.")
+		select {
+		case <-ctx.Done():
+		case <-srv.Done():
+		}
+		fmt.Fprintln(out)
+	}
+	return srv.Err()
+}
+
+// waitQuiescent waits until capture has delivered everything and every
+// shadow workflow has projected what it was sent.
+func waitQuiescent(ctx context.Context, pool *pgxpool.Pool, cfg *config.Config, srv *serve.Server, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if err := srv.Err(); err != nil {
+			return err
+		}
+		b, err := adapter.BacklogOf(ctx, pool, cfg.CaptureConfig(), "mirror")
+		if err != nil {
+			return err
+		}
+		var behind int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM dtebridge.mirror_keys m LEFT JOIN dtebridge.shadow_keys s USING (cycle_id, report_id)
+			WHERE s.applied_seq IS NULL OR s.applied_seq < m.delivered_seq`).Scan(&behind); err != nil {
+			return err
+		}
+		if b.Changes == 0 && behind == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the shadow has not caught up after %s: %d changes to deliver, %d reports behind", timeout, b.Changes, behind)
+		}
+		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// writeBridgeReport prints what capture and the shadow did.
+func writeBridgeReport(ctx context.Context, w io.Writer, pool *pgxpool.Pool, cfg *config.Config, srv *serve.Server) error {
 	changes, err := adapter.ChangeCount(ctx, pool, cfg.CaptureConfig())
 	if err != nil {
 		return err
@@ -140,66 +184,89 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacy.Profile) erro
 	if err != nil {
 		return err
 	}
-	stats.write(out, changes, len(q))
-	fmt.Fprintln(out)
-	if svc.TemporalUI != "" {
-		fmt.Fprintf(out, "Temporal Web UI: %s\n", svc.TemporalUI)
+	m := srv.Metrics
+	fmt.Fprintf(w, "Capture: %d legacy changes captured, %.0f delivered in order, %d quarantined; lag p50 %s, p99 %s.\n",
+		changes, counterValue(m.Delivered), len(q), quantile(m.Lag, 0.5), quantile(m.Lag, 0.99))
+	fmt.Fprintf(w, "Mirror: %.0f signals to Temporal (%.1f changes per signal).\n", counterValue(srv.MirrorMetrics.Signals),
+		counterValue(m.Delivered)/max(1, counterValue(srv.MirrorMetrics.Signals)))
+
+	var workflows, agree, phases int
+	var counts []byte
+	err = pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM dtebridge.shadow_keys),
+		(SELECT coalesce(jsonb_object_agg(rule, n), '{}') FROM (SELECT key AS rule, sum(value::int) AS n
+			FROM dtebridge.shadow_keys, jsonb_each_text(violation_counts) GROUP BY key) r)`).Scan(&workflows, &counts)
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(out, "Temporal frontend: %s (namespace %s)\n", svc.TemporalAddress, svc.TemporalNamespace)
-	if o.KeepRunning {
-		fmt.Fprintf(out, "Legacy database: %s\n", Redact(svc.DatabaseURL))
-		fmt.Fprintln(out, "Services keep running; press Ctrl-C to stop them.")
-		<-ctx.Done()
-		fmt.Fprintln(out)
+	legacyStates, err := effectiveStates(ctx, pool, cfg)
+	if err != nil {
+		return err
 	}
+	rows, err := pool.Query(ctx, `SELECT cycle_id, report_id, phase, state FROM dtebridge.shadow_phases`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var c, r int64
+		var phase, state string
+		if err := rows.Scan(&c, &r, &phase, &state); err != nil {
+			rows.Close()
+			return err
+		}
+		if legacyStates[fmt.Sprintf("%d/%d/%s", c, r, phase)] == state {
+			agree++
+		}
+	}
+	rows.Close()
+	phases = len(legacyStates)
+	fmt.Fprintf(w, "Shadow: %d workflows on %s; phase states agree with legacy for %d of %d phases.\n", workflows, srv.Definition().Key(), agree, phases)
+	fmt.Fprintf(w, "Rule violations legacy let through, by rule: %s\n", strings.Trim(string(counts), "{}"))
 	return nil
 }
 
-// captureStats is the demo's stand-in consumer until the mirror lands: it
-// counts what capture delivers and how long each change took.
-type captureStats struct {
-	mu        sync.Mutex
-	snapshot  int
-	stream    int
-	lags      []time.Duration
-	backfills int
-}
-
-func (c *captureStats) Deliver(_ context.Context, b adapter.Batch) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := time.Now()
-	if b.Backfill != "" {
-		c.snapshot += len(b.Changes)
-		if b.Last {
-			c.backfills++
+// effectiveStates maps cycle/report/phase to legacy's effective state, in
+// canonical terms, following the oldest row as legacy does.
+func effectiveStates(ctx context.Context, pool *pgxpool.Pool, cfg *config.Config) (map[string]string, error) {
+	rows, err := pool.Query(ctx, `SELECT cycle_id, report_id, phase_name::text,
+		(array_agg(coalesce(state_override, state)::text ORDER BY phase_id))[1] FROM workflow_phases GROUP BY 1, 2, 3`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var c, r int64
+		var phase, state string
+		if err := rows.Scan(&c, &r, &phase, &state); err != nil {
+			return nil, err
 		}
-		return nil
+		out[fmt.Sprintf("%d/%d/%s", c, r, cfg.Legacy.Phases[phase])] = string(cfg.Legacy.States[state])
 	}
-	c.stream += len(b.Changes)
-	for _, ch := range b.Changes {
-		c.lags = append(c.lags, now.Sub(ch.CapturedAt))
-	}
-	return nil
+	return out, rows.Err()
 }
 
-func (c *captureStats) backfilled() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.backfills > 0
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return 0
+	}
+	return m.GetCounter().GetValue()
 }
 
-func (c *captureStats) write(w io.Writer, captured int64, quarantined int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	slices.Sort(c.lags)
-	pct := func(p float64) time.Duration {
-		if len(c.lags) == 0 {
-			return 0
+// quantile estimates a quantile from a histogram's buckets (the upper bound
+// of the bucket it falls in).
+func quantile(h prometheus.Histogram, q float64) string {
+	var m dto.Metric
+	if err := h.Write(&m); err != nil || m.GetHistogram().GetSampleCount() == 0 {
+		return "n/a"
+	}
+	hist := m.GetHistogram()
+	target := q * float64(hist.GetSampleCount())
+	buckets := slices.Clone(hist.GetBucket())
+	for _, b := range buckets {
+		if float64(b.GetCumulativeCount()) >= target {
+			return "≤ " + (time.Duration(b.GetUpperBound() * float64(time.Second))).String()
 		}
-		return c.lags[min(len(c.lags)-1, int(p*float64(len(c.lags))))].Round(time.Millisecond)
 	}
-	fmt.Fprintf(w, "Capture: %d legacy changes captured, %d delivered in order (after a backfill of %d rows), %d quarantined.\n",
-		captured, c.stream, c.snapshot, quarantined)
-	fmt.Fprintf(w, "Capture lag (trigger to acknowledgement): p50 %s, p99 %s.\n", pct(0.50), pct(0.99))
+	return "> " + (time.Duration(buckets[len(buckets)-1].GetUpperBound() * float64(time.Second))).String()
 }
