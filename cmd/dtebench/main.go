@@ -14,12 +14,16 @@ import (
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+
 	"github.com/synapsedte/dtebridge/internal/bench"
 	"github.com/synapsedte/dtebridge/internal/localpg"
+	"github.com/synapsedte/dtebridge/internal/localtemporal"
 )
 
 func main() {
-	only := flag.String("only", "", "comma-separated benchmarks to run: overhead, reader, lag (default: all)")
+	only := flag.String("only", "", "comma-separated benchmarks to run: overhead, reader, lag, mirror (default: all)")
 	quick := flag.Bool("quick", false, "small sizes, for a smoke run")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -74,6 +78,38 @@ func run(ctx context.Context, only string, quick bool) error {
 			rows = append(rows, r...)
 		}
 	}
+	if want("mirror") {
+		r, err := mirrorBench(ctx, quick, log)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r...)
+	}
 	fmt.Printf("dtebridge benchmarks: %d CPUs, %s, local PostgreSQL, %s\n\n", runtime.NumCPU(), runtime.Version(), time.Since(began).Round(time.Second))
 	return bench.Write(os.Stdout, rows)
+}
+
+// mirrorBench runs the mirror benchmarks on a fresh cluster and dev server.
+func mirrorBench(ctx context.Context, quick bool, log *slog.Logger) ([]bench.Row, error) {
+	c, err := localpg.Start(ctx, &localpg.Config{Durable: true})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Stop()
+	ts, err := localtemporal.Start(ctx, &localtemporal.Config{Path: os.Getenv("DTEBRIDGE_TEMPORAL_CLI")})
+	if err != nil {
+		return nil, err
+	}
+	defer ts.Stop()
+	tc, err := client.Dial(client.Options{HostPort: ts.Address(), Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	if err != nil {
+		return nil, err
+	}
+	defer tc.Close()
+	o := bench.MirrorOptions{}
+	if quick {
+		o = bench.MirrorOptions{Signals: 200, Reports: 20, Changes: 1000, LagDuration: 3 * time.Second}
+	}
+	log.Info("mirror benchmarks")
+	return bench.MirrorBench(ctx, c, tc, o)
 }
