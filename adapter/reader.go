@@ -428,10 +428,9 @@ func (l *leader) runEpoch(ctx context.Context) (int, error) {
 		if l.cp.acked != nil && *l.cp.acked == snap {
 			return 0, nil // nothing has committed since the last epoch
 		}
+		// The epoch is saved with its first acknowledged batch. Until then a
+		// restart simply chooses a later epoch, which contains this one.
 		l.cp.epoch, l.cp.lastID = &snap, 0
-		if err := l.save(ctx, ""); err != nil {
-			return 0, err
-		}
 	}
 	tx, err := l.conn.Begin(ctx)
 	if err != nil {
@@ -473,6 +472,9 @@ func (l *leader) runEpoch(ctx context.Context) (int, error) {
 		if err := l.process(ctx, raws, ""); err != nil {
 			return total, err
 		}
+		if len(raws) < l.cfg.BatchSize {
+			break // a short batch is the epoch's last: one checkpoint write closes it
+		}
 		l.cp.lastID = raws[len(raws)-1].ID
 		if err := l.save(ctx, ""); err != nil {
 			return total, err
@@ -482,6 +484,11 @@ func (l *leader) runEpoch(ctx context.Context) (int, error) {
 		return total, fmt.Errorf("error closing the epoch: %w", err)
 	}
 	l.cp.acked, l.cp.epoch, l.cp.lastID = l.cp.epoch, nil, 0
+	if total == 0 {
+		// Nothing to acknowledge: the next epoch's save records the newer
+		// snapshot, and an idle reader writes nothing.
+		return 0, nil
+	}
 	return total, l.save(ctx, "")
 }
 

@@ -23,7 +23,13 @@ func NewWorker(c client.Client, pool *pgxpool.Pool, cfg *WorkerConfig) worker.Wo
 	if cfg == nil {
 		cfg = &WorkerConfig{}
 	}
-	w := worker.New(c, orDefault(cfg.TaskQueue, DefaultTaskQueue), cfg.Options)
+	opts := cfg.Options
+	if opts.MaxConcurrentWorkflowTaskPollers == 0 {
+		// Each report is its own workflow, so many small workflow tasks
+		// wait at once: more pollers than the SDK's default of 2 keep up.
+		opts.MaxConcurrentWorkflowTaskPollers = 8
+	}
+	w := worker.New(c, orDefault(cfg.TaskQueue, DefaultTaskQueue), opts)
 	Register(w, &Activities{Pool: pool, Schema: cfg.Schema})
 	return w
 }

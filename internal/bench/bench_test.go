@@ -32,11 +32,19 @@ func TestCaptureBenchmarksRun(t *testing.T) {
 	if len(rows) != 9+2+3 {
 		t.Errorf("%d rows, want 14", len(rows))
 	}
+	mrows, err := MirrorBench(ctx, c, testenv.TemporalClient(t), MirrorOptions{Signals: 50, Reports: 5, Changes: 200, Concurrency: 4, LagDuration: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mrows) != 6 {
+		t.Errorf("%d mirror rows, want 6", len(mrows))
+	}
+	rows = append(rows, mrows...)
 	var out bytes.Buffer
 	if err := Write(&out, rows); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"no capture (baseline)", "row trigger", "statement trigger", "changes/s", "p99"} {
+	for _, want := range []string{"no capture (baseline)", "row trigger", "statement trigger", "changes/s", "p99", "the ceiling"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}

@@ -88,3 +88,46 @@ func TestInstallStatusUninstall(t *testing.T) {
 	}
 	r.oneLine(t, "run dtebridge install")
 }
+
+func TestDefinitionsCommands(t *testing.T) {
+	t.Parallel()
+	std := "../../shadow/definitions/standard_dt_testing.yaml"
+	prod := "../../shadow/definitions/production_dt_testing.yaml"
+	r := runCLI(t, "definitions", "validate", std, prod)
+	if r.code != 0 || !strings.Contains(r.stdout, "standard_dt_testing@1.0") || !strings.Contains(r.stdout, "production_dt_testing@1.0") {
+		t.Errorf("validate: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("roles: {Tester: []}\nworkflows:\n  w:\n    version: \"1\"\n    phases:\n      - {id: a, roles: [Auditor]}\n      - {id: b, depends_on: [zz]}\n"), 0o644)
+	r = runCLI(t, "definitions", "validate", bad)
+	if r.code != 1 || !strings.Contains(r.stderr, bad+`:6: unknown role "Auditor"`) || !strings.Contains(r.stderr, bad+`:7: unknown dependency "zz"`) {
+		t.Errorf("validate bad: exit %d, stderr %q", r.code, r.stderr)
+	}
+	for format, want := range map[string]string{"text": "parallel in parallel_phases", "mermaid": "flowchart TD", "dot": "digraph", "json": `"status_policy": "legacy"`} {
+		r = runCLI(t, "definitions", "show", "--format", format)
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("show --format %s: exit %d, lacks %q: %s", format, r.code, want, r.stderr)
+		}
+	}
+	r = runCLI(t, "definitions", "diff", std, prod)
+	if r.code != 0 || !strings.Contains(r.stdout, "+ phase finalize_test_report added") {
+		t.Errorf("diff: exit %d, %q", r.code, r.stdout)
+	}
+	r = runCLI(t, "definitions", "diff", std, std)
+	if r.code != 0 || !strings.Contains(r.stdout, "No differences") {
+		t.Errorf("diff with itself: %q", r.stdout)
+	}
+}
+
+func TestServeNeedsTemporal(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	r := runCLI(t, "config", "example")
+	os.WriteFile(cfg, []byte(r.stdout), 0o644)
+	r = runCLI(t, "--database-url", db.URL, "--config", cfg, "serve")
+	if r.code != 2 {
+		t.Errorf("serve without Temporal: exit %d", r.code)
+	}
+	r.oneLine(t, "--temporal-address")
+}

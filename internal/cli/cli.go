@@ -93,6 +93,9 @@ type globals struct {
 	TemporalNamespace string
 	ConfigPath        string
 	Logger            *slog.Logger
+	// SDKLogger is for the Temporal SDK, which is chatty at info: it logs
+	// at warn and above unless --log-level is debug.
+	SDKLogger *slog.Logger
 	Stdout, Stderr    io.Writer
 }
 
@@ -124,7 +127,10 @@ func App(stdout, stderr io.Writer) *cli.App {
 			if err != nil {
 				return err
 			}
-			g.Logger = logger
+			g.Logger, g.SDKLogger = logger, logger
+			if c.String("log-level") != "debug" {
+				g.SDKLogger, _ = newLogger(stderr, c.String("log-format"), "warn")
+			}
 			return nil
 		},
 		Commands: []*cli.Command{

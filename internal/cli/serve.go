@@ -22,7 +22,7 @@ func (g *globals) dialTemporal(ctx context.Context, address string) (client.Clie
 		return nil, usagef("no Temporal cluster given: pass --temporal-address or set DTEBRIDGE_TEMPORAL_ADDRESS (dtebridge demo starts a local one)")
 	}
 	c, err := client.DialContext(ctx, client.Options{HostPort: address, Namespace: g.TemporalNamespace,
-		Logger: sdklog.NewStructuredLogger(g.Logger.With("component", "temporal"))})
+		Logger: sdklog.NewStructuredLogger(g.SDKLogger.With("component", "temporal"))})
 	if err != nil {
 		return nil, fmt.Errorf("error connecting to Temporal at %s: %w (check --temporal-address and that the server is running)", address, err)
 	}
