@@ -231,6 +231,16 @@ func TestSimulatorEndToEnd(t *testing.T) {
 				if st.DefinitionID != b.srv.Definition().ID {
 					t.Errorf("workflow %s runs %s", k, st.DefinitionID)
 				}
+				desc, err := b.tc.DescribeWorkflowExecution(ctx, shadow.WorkflowID(b.cfg.Shadow.WorkflowIDPrefix, k), "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				fields := desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()
+				for _, name := range []string{"DtebridgeCycle", "DtebridgeReport", "DtebridgeDefinition", "DtebridgeHasViolations"} {
+					if _, ok := fields[name]; !ok {
+						t.Errorf("workflow %s lacks search attribute %s", k, name)
+					}
+				}
 			}
 			var violations int
 			b.db.Pool.QueryRow(ctx, `SELECT coalesce(sum(violations), 0) FROM dtebridge.shadow_keys`).Scan(&violations)
