@@ -95,8 +95,8 @@ type globals struct {
 	Logger            *slog.Logger
 	// SDKLogger is for the Temporal SDK, which is chatty at info: it logs
 	// at warn and above unless --log-level is debug.
-	SDKLogger *slog.Logger
-	Stdout, Stderr    io.Writer
+	SDKLogger      *slog.Logger
+	Stdout, Stderr io.Writer
 }
 
 // App returns the dtebridge application.
