@@ -127,23 +127,20 @@ func RetryQuarantine(ctx context.Context, db *pgxpool.Pool, cfg *CaptureConfig, 
 				return fmt.Errorf("quarantined change %s has an unreadable raw value: %w", r.eventID, err)
 			}
 			t := tr.Translate(&raw)
-			if t.Err != nil || t.Ignored {
-				reason, detail := ReasonUnknownLabel, ""
-				if t.Err != nil {
-					reason, detail = t.Err.Reason, t.Err.Detail
-				} else {
-					// Now ignored by the mapping: nothing to deliver.
-					if _, err := tx.Exec(ctx, `UPDATE `+schema+`.quarantine SET retried_at = now(), released_at = now(), delivered_at = now()
-						WHERE event_id = $1`, r.eventID); err != nil {
-						return err
-					}
-					continue
-				}
-				if _, err := tx.Exec(ctx, `UPDATE `+schema+`.quarantine SET retried_at = now(), reason = $2, detail = $3
-					WHERE event_id = $1`, r.eventID, reason, detail); err != nil {
+			if t.Ignored {
+				// The mapping now ignores this phase: nothing to deliver.
+				if _, err := tx.Exec(ctx, `UPDATE `+schema+`.quarantine SET retried_at = now(), released_at = now(), delivered_at = now()
+					WHERE event_id = $1`, r.eventID); err != nil {
 					return err
 				}
-				res.Remaining[reason]++
+				continue
+			}
+			if t.Err != nil {
+				if _, err := tx.Exec(ctx, `UPDATE `+schema+`.quarantine SET retried_at = now(), reason = $2, detail = $3
+					WHERE event_id = $1`, r.eventID, t.Err.Reason, t.Err.Detail); err != nil {
+					return err
+				}
+				res.Remaining[t.Err.Reason]++
 				if hasKey {
 					blocked[key] = true
 				}

@@ -142,18 +142,12 @@ func rowLess(a, b string) bool {
 // view rebuilds the phase view of p from the rows: the oldest row wins.
 func (s *State) view(p dtetype.Phase) *dtetype.PhaseChange {
 	var best *dtetype.PhaseChange
-	n := 0
 	for i := range s.Rows {
 		r := &s.Rows[i]
-		if r.Phase != p {
-			continue
-		}
-		n++
-		if best == nil || rowLess(r.RowID, best.RowID) {
+		if r.Phase == p && (best == nil || rowLess(r.RowID, best.RowID)) {
 			best = r
 		}
 	}
-	_ = n
 	return best
 }
 
