@@ -208,6 +208,31 @@ func (m *Model) write(ctx context.Context, tx pgx.Tx, r *Row, c *change) (*Row, 
 	return out, nil
 }
 
+// update is one operation on one row: in a transaction it locks the row of
+// ref, lets decide choose the change (nil: write nothing), writes it and
+// returns the row as written.
+func (m *Model) update(ctx context.Context, ref Ref, decide func(tx pgx.Tx, r *Row, now time.Time) (*change, error)) ([]Row, error) {
+	var out []Row
+	err := m.tx(ctx, func(tx pgx.Tx) error {
+		out = nil
+		r, err := m.lock(ctx, tx, ref)
+		if err != nil {
+			return err
+		}
+		c, err := decide(tx, r, m.now())
+		if err != nil || c == nil {
+			return err
+		}
+		w, err := m.write(ctx, tx, r, c)
+		if err != nil {
+			return err
+		}
+		out = []Row{*w}
+		return nil
+	})
+	return out, err
+}
+
 // schedule is the orchestrator's schedule-status recompute for a row whose
 // base state is state.
 func (m *Model) schedule(now time.Time, state string, plannedEnd *time.Time) string {
@@ -230,26 +255,16 @@ type StartOptions struct {
 // Start moves a phase to In Progress. Starting Scoping needs Planning
 // complete, and starting Data Provider ID needs Sample Selection complete.
 func (m *Model) Start(ctx context.Context, ref Ref, user int64, opts StartOptions) ([]Row, error) {
-	var out []Row
-	err := m.tx(ctx, func(tx pgx.Tx) error {
+	return m.update(ctx, ref, func(tx pgx.Tx, r *Row, now time.Time) (*change, error) {
 		if err := m.checkGate(ctx, tx, ref); err != nil {
-			return err
+			return nil, err
 		}
-		r, err := m.lock(ctx, tx, ref)
-		if err != nil {
-			return err
-		}
-		w, err := m.start(ctx, tx, r, user, opts, m.now())
-		if err != nil {
-			return err
-		}
-		out = []Row{*w}
-		return nil
+		return m.startChange(r, user, opts, now), nil
 	})
-	return out, err
 }
 
-func (m *Model) start(ctx context.Context, tx pgx.Tx, r *Row, user int64, opts StartOptions, now time.Time) (*Row, error) {
+// startChange is what starting the row r writes.
+func (m *Model) startChange(r *Row, user int64, opts StartOptions, now time.Time) *change {
 	inProgress := m.profile.State(dtetype.StateInProgress)
 	var c change
 	c.set("state", inProgress)
@@ -264,7 +279,7 @@ func (m *Model) start(ctx context.Context, tx pgx.Tx, r *Row, user int64, opts S
 	}
 	c.set("schedule_status", m.schedule(now, inProgress, r.PlannedEnd))
 	c.set("updated_at", now)
-	return m.write(ctx, tx, r, &c)
+	return &c
 }
 
 func (m *Model) checkGate(ctx context.Context, tx pgx.Tx, ref Ref) error {
@@ -345,7 +360,7 @@ func (m *Model) Complete(ctx context.Context, ref Ref, user int64, opts Complete
 		if s.State != m.profile.State(dtetype.StateNotStarted) {
 			return nil
 		}
-		w, err = m.start(ctx, tx, s, user, StartOptions{}, now)
+		w, err = m.write(ctx, tx, s, m.startChange(s, user, StartOptions{}, now))
 		if err != nil {
 			return err
 		}
@@ -371,13 +386,7 @@ func (m *Model) Override(ctx context.Context, ref Ref, user int64, o OverrideOpt
 	if o.State == nil && o.Status == nil {
 		return nil, errors.New("override needs a state, a status, or both")
 	}
-	var out []Row
-	err := m.tx(ctx, func(tx pgx.Tx) error {
-		r, err := m.lock(ctx, tx, ref)
-		if err != nil {
-			return err
-		}
-		now := m.now()
+	return m.update(ctx, ref, func(_ pgx.Tx, r *Row, now time.Time) (*change, error) {
 		var c change
 		if o.State != nil {
 			c.set("state_override", m.profile.State(*o.State))
@@ -389,37 +398,20 @@ func (m *Model) Override(ctx context.Context, ref Ref, user int64, o OverrideOpt
 		c.set("override_by", user)
 		c.set("override_at", now)
 		c.set("updated_at", now)
-		w, err := m.write(ctx, tx, r, &c)
-		if err != nil {
-			return err
-		}
-		out = []Row{*w}
-		return nil
+		return &c, nil
 	})
-	return out, err
 }
 
 // ClearOverride nulls all five override fields.
 func (m *Model) ClearOverride(ctx context.Context, ref Ref) ([]Row, error) {
-	var out []Row
-	err := m.tx(ctx, func(tx pgx.Tx) error {
-		r, err := m.lock(ctx, tx, ref)
-		if err != nil {
-			return err
-		}
+	return m.update(ctx, ref, func(_ pgx.Tx, r *Row, now time.Time) (*change, error) {
 		var c change
 		for _, col := range []string{"state_override", "status_override", "override_reason", "override_by", "override_at"} {
 			c.set(col, nil)
 		}
-		c.set("updated_at", m.now())
-		w, err := m.write(ctx, tx, r, &c)
-		if err != nil {
-			return err
-		}
-		out = []Row{*w}
-		return nil
+		c.set("updated_at", now)
+		return &c, nil
 	})
-	return out, err
 }
 
 // ReopenForm is one of the four ways the legacy application reopens a phase.
@@ -467,13 +459,7 @@ func (m *Model) Reopen(ctx context.Context, ref Ref, form ReopenForm) ([]Row, er
 	if (form == ReopenStatus || form == ReopenApproval) && !m.profile.StatusColumn {
 		return nil, fmt.Errorf("reopen (%s): %w %s (no status column)", form, ErrUnsupported, m.profile.Name)
 	}
-	var out []Row
-	err := m.tx(ctx, func(tx pgx.Tx) error {
-		r, err := m.lock(ctx, tx, ref)
-		if err != nil {
-			return err
-		}
-		now := m.now()
+	return m.update(ctx, ref, func(_ pgx.Tx, r *Row, now time.Time) (*change, error) {
 		state := r.State
 		var c change
 		switch form {
@@ -503,18 +489,12 @@ func (m *Model) Reopen(ctx context.Context, ref Ref, form ReopenForm) ([]Row, er
 			c.set("phase_data", map[string]any{})
 			c.set("notes", ResetNote)
 		default:
-			return fmt.Errorf("unknown reopen form %d", form)
+			return nil, fmt.Errorf("unknown reopen form %d", form)
 		}
 		c.set("schedule_status", m.schedule(now, state, r.PlannedEnd))
 		c.set("updated_at", now)
-		w, err := m.write(ctx, tx, r, &c)
-		if err != nil {
-			return err
-		}
-		out = []Row{*w}
-		return nil
+		return &c, nil
 	})
-	return out, err
 }
 
 // SubmitForApproval sets the legacy status to Pending Approval, the start of
@@ -523,54 +503,29 @@ func (m *Model) SubmitForApproval(ctx context.Context, ref Ref) ([]Row, error) {
 	if !m.profile.StatusColumn {
 		return nil, fmt.Errorf("submit for approval: %w %s (no status column)", ErrUnsupported, m.profile.Name)
 	}
-	var out []Row
-	err := m.tx(ctx, func(tx pgx.Tx) error {
-		r, err := m.lock(ctx, tx, ref)
-		if err != nil {
-			return err
-		}
-		now := m.now()
+	return m.update(ctx, ref, func(_ pgx.Tx, r *Row, now time.Time) (*change, error) {
 		var c change
 		c.set("status", StatusPendingApproval)
 		c.set("schedule_status", m.schedule(now, r.State, r.PlannedEnd))
 		c.set("updated_at", now)
-		w, err := m.write(ctx, tx, r, &c)
-		if err != nil {
-			return err
-		}
-		out = []Row{*w}
-		return nil
+		return &c, nil
 	})
-	return out, err
 }
 
 // Refresh is the orchestrator touching a row only to recompute its schedule
 // status. This path skips rows whose status_override is set (the other
 // paths recompute regardless), and writes nothing when the value is current.
 func (m *Model) Refresh(ctx context.Context, ref Ref) ([]Row, error) {
-	var out []Row
-	err := m.tx(ctx, func(tx pgx.Tx) error {
-		r, err := m.lock(ctx, tx, ref)
-		if err != nil {
-			return err
-		}
-		now := m.now()
+	return m.update(ctx, ref, func(_ pgx.Tx, r *Row, now time.Time) (*change, error) {
 		s := m.schedule(now, r.State, r.PlannedEnd)
 		if r.StatusOverride != nil || s == r.ScheduleStatus {
-			out = nil
-			return nil
+			return nil, nil
 		}
 		var c change
 		c.set("schedule_status", s)
 		c.set("updated_at", now)
-		w, err := m.write(ctx, tx, r, &c)
-		if err != nil {
-			return err
-		}
-		out = []Row{*w}
-		return nil
+		return &c, nil
 	})
-	return out, err
 }
 
 // Row reads the row of ref, the one the application would work on.
