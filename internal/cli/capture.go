@@ -30,6 +30,30 @@ func (g *globals) loadConfig(fallback string) (*config.Config, error) {
 	return nil, usagef("no configuration: pass --config FILE or set DTEBRIDGE_CONFIG (start from `dtebridge config example`)")
 }
 
+// open loads the configuration (as loadConfig does) and connects to the
+// database; the caller closes the pool.
+func (g *globals) open(ctx context.Context, fallback string) (*config.Config, *pgxpool.Pool, error) {
+	cfg, err := g.loadConfig(fallback)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := connect(ctx, g.DatabaseURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, pool, nil
+}
+
+// translatorFor returns the config's translator, which quarantines changes
+// to phases the selected workflow definition does not know, as serve does.
+func translatorFor(cfg *config.Config) (*adapter.Translator, error) {
+	_, def, err := cfg.LoadDefinitions()
+	if err != nil {
+		return nil, err
+	}
+	return cfg.Translator(def.PhaseIDs())
+}
+
 func formatFlag(dest *string) *cli.StringFlag {
 	return &cli.StringFlag{Name: "format", Usage: "output format: text or json", Value: "text", Destination: dest}
 }
@@ -198,11 +222,7 @@ func backfillCommand(g *globals) *cli.Command {
 		},
 		Before: noArgs,
 		Action: func(c *cli.Context) error {
-			cfg, err := g.loadConfig("seed")
-			if err != nil {
-				return err
-			}
-			pool, err := connect(c.Context, g.DatabaseURL)
+			cfg, pool, err := g.open(c.Context, "seed")
 			if err != nil {
 				return err
 			}
@@ -260,11 +280,7 @@ func quarantineCommand(g *globals) *cli.Command {
 				if err := checkFormat(format); err != nil {
 					return err
 				}
-				cfg, err := g.loadConfig("seed")
-				if err != nil {
-					return err
-				}
-				pool, err := connect(c.Context, g.DatabaseURL)
+				cfg, pool, err := g.open(c.Context, "seed")
 				if err != nil {
 					return err
 				}
@@ -305,19 +321,15 @@ func quarantineCommand(g *globals) *cli.Command {
 				if err := checkFormat(format); err != nil {
 					return err
 				}
-				cfg, err := g.loadConfig("")
-				if err != nil {
-					return err
-				}
-				tr, err := cfg.Translator(nil)
-				if err != nil {
-					return err
-				}
-				pool, err := connect(c.Context, g.DatabaseURL)
+				cfg, pool, err := g.open(c.Context, "")
 				if err != nil {
 					return err
 				}
 				defer pool.Close()
+				tr, err := translatorFor(cfg)
+				if err != nil {
+					return err
+				}
 				res, err := adapter.RetryQuarantine(c.Context, pool, cfg.CaptureConfig(), tr)
 				if err != nil {
 					return err
@@ -359,19 +371,15 @@ func captureCommand(g *globals) *cli.Command {
 				if o.Consumer == "mirror" {
 					return usagef("--consumer mirror belongs to dtebridge serve; tail under another name")
 				}
-				cfg, err := g.loadConfig("")
-				if err != nil {
-					return err
-				}
-				tr, err := cfg.Translator(nil)
-				if err != nil {
-					return err
-				}
-				pool, err := connect(c.Context, g.DatabaseURL)
+				cfg, pool, err := g.open(c.Context, "")
 				if err != nil {
 					return err
 				}
 				defer pool.Close()
+				tr, err := translatorFor(cfg)
+				if err != nil {
+					return err
+				}
 				rc := cfg.ReaderConfig()
 				rc.Consumer, rc.Logger = o.Consumer, g.Logger
 				enc := json.NewEncoder(g.Stdout)
@@ -408,11 +416,7 @@ func statusCommand(g *globals) *cli.Command {
 			if err := checkFormat(format); err != nil {
 				return err
 			}
-			cfg, err := g.loadConfig("seed")
-			if err != nil {
-				return err
-			}
-			pool, err := connect(c.Context, g.DatabaseURL)
+			cfg, pool, err := g.open(c.Context, "seed")
 			if err != nil {
 				return err
 			}

@@ -56,7 +56,7 @@ func TestInstallStatusUninstall(t *testing.T) {
 	}
 	for range 2 {
 		r = runCLI(t, append(u, "install")...)
-		if r.code != 0 || !strings.Contains(r.stdout, "Installed: schema dtebridge at version 1") {
+		if r.code != 0 || !strings.Contains(r.stdout, "Installed: schema dtebridge at version 2") {
 			t.Fatalf("install: exit %d, %q %q", r.code, r.stdout, r.stderr)
 		}
 	}

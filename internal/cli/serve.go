@@ -43,11 +43,7 @@ func serveCommand(g *globals) *cli.Command {
 		Flags:  []cli.Flag{&cli.StringFlag{Name: "listen", Usage: "HTTP address (default: http.listen, else 127.0.0.1:8080; - disables)", Destination: &o.Listen}},
 		Before: noArgs,
 		Action: func(c *cli.Context) error {
-			cfg, err := g.loadConfig("")
-			if err != nil {
-				return err
-			}
-			pool, err := connect(c.Context, g.DatabaseURL)
+			cfg, pool, err := g.open(c.Context, "")
 			if err != nil {
 				return err
 			}
