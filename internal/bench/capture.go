@@ -388,7 +388,12 @@ func ReaderThroughput(ctx context.Context, c *localpg.Cluster, o CaptureOptions)
 		if err != nil {
 			return nil, err
 		}
-		if err := waitUntil(ctx, time.Minute, func() bool { _, b := c1.counts(); return b > 0 }); err != nil {
+		// Wait for the backfill to be checkpointed, not just delivered: a
+		// reader stopped in between backfills again on its next start.
+		if err := waitUntil(ctx, time.Minute, func() bool {
+			cps, err := adapter.Checkpoints(ctx, pool, nil)
+			return err == nil && len(cps) == 1 && cps[0].BackfilledAt != nil
+		}); err != nil {
 			return nil, fmt.Errorf("backfill: %w", err)
 		}
 		if err := stop(); err != nil {
