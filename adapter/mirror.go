@@ -195,9 +195,10 @@ func (m *Mirror) watermark(ctx context.Context, keys []dtetype.Key, byKey map[dt
 			seqs[i] = max(seqs[i], c.Seq)
 		}
 	}
-	_, err := m.cfg.Pool.Exec(ctx, `INSERT INTO `+m.schema+`.mirror_keys AS k (cycle_id, report_id, delivered_seq, delivered_at)
-		SELECT c, r, s, now() FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS u(c, r, s)
-		ON CONFLICT (cycle_id, report_id) DO UPDATE SET delivered_seq = greatest(k.delivered_seq, excluded.delivered_seq), delivered_at = now()`,
+	_, err := m.cfg.Pool.Exec(ctx, `INSERT INTO `+m.schema+`.mirror_keys AS k (cycle_id, report_id, delivered_seq, delivered_at, pending_since)
+		SELECT c, r, s, now(), now() FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS u(c, r, s)
+		ON CONFLICT (cycle_id, report_id) DO UPDATE SET delivered_seq = greatest(k.delivered_seq, excluded.delivered_seq),
+			delivered_at = now(), pending_since = coalesce(k.pending_since, now())`,
 		cycles, reports, seqs)
 	if err != nil {
 		return fmt.Errorf("error recording delivery: %w", err)

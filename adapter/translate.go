@@ -31,6 +31,7 @@ type Columns struct {
 	ActualEnd      string `yaml:"actual_end"`
 	StartedBy      string `yaml:"started_by"`
 	CompletedBy    string `yaml:"completed_by"`
+	UpdatedAt      string `yaml:"updated_at"`
 }
 
 // DefaultColumns are the column names of the SynapseDTE schema. The legacy
@@ -40,7 +41,7 @@ var DefaultColumns = Columns{
 	StateOverride: "state_override", StatusOverride: "status_override", OverrideReason: "override_reason",
 	OverrideBy: "override_by", OverrideAt: "override_at", PlannedStart: "planned_start_date",
 	PlannedEnd: "planned_end_date", ActualStart: "actual_start_date", ActualEnd: "actual_end_date",
-	StartedBy: "started_by", CompletedBy: "completed_by",
+	StartedBy: "started_by", CompletedBy: "completed_by", UpdatedAt: "updated_at",
 }
 
 // Mapping translates legacy labels to canonical values. It is configuration
@@ -57,6 +58,35 @@ type Mapping struct {
 	Statuses map[string]dtetype.Status `yaml:"statuses"`
 	// IgnorePhases lists phase labels the bridge skips on purpose.
 	IgnorePhases []string `yaml:"ignore_phases"`
+}
+
+// Resolved returns the mapping with every unset column role filled from
+// DefaultColumns.
+func (m Mapping) Resolved() Mapping {
+	fill := func(dst *string, def string) {
+		if *dst == "" {
+			*dst = def
+		}
+	}
+	c, d := &m.Columns, DefaultColumns
+	fill(&c.Cycle, d.Cycle)
+	fill(&c.Report, d.Report)
+	fill(&c.Phase, d.Phase)
+	fill(&c.State, d.State)
+	fill(&c.Status, d.Status)
+	fill(&c.StateOverride, d.StateOverride)
+	fill(&c.StatusOverride, d.StatusOverride)
+	fill(&c.OverrideReason, d.OverrideReason)
+	fill(&c.OverrideBy, d.OverrideBy)
+	fill(&c.OverrideAt, d.OverrideAt)
+	fill(&c.PlannedStart, d.PlannedStart)
+	fill(&c.PlannedEnd, d.PlannedEnd)
+	fill(&c.ActualStart, d.ActualStart)
+	fill(&c.ActualEnd, d.ActualEnd)
+	fill(&c.StartedBy, d.StartedBy)
+	fill(&c.CompletedBy, d.CompletedBy)
+	fill(&c.UpdatedAt, d.UpdatedAt)
+	return m
 }
 
 // Quarantine reasons.
@@ -108,29 +138,7 @@ type Translator struct {
 // table's primary-key columns. known, if not empty, lists the phases the
 // workflow definitions know; a change to any other phase is quarantined.
 func NewTranslator(m Mapping, key []string, known []dtetype.Phase) (*Translator, error) {
-	t := &Translator{m: m, key: key, ignore: map[string]bool{}}
-	fill := func(dst *string, def string) {
-		if *dst == "" {
-			*dst = def
-		}
-	}
-	c, d := &t.m.Columns, DefaultColumns
-	fill(&c.Cycle, d.Cycle)
-	fill(&c.Report, d.Report)
-	fill(&c.Phase, d.Phase)
-	fill(&c.State, d.State)
-	fill(&c.Status, d.Status)
-	fill(&c.StateOverride, d.StateOverride)
-	fill(&c.StatusOverride, d.StatusOverride)
-	fill(&c.OverrideReason, d.OverrideReason)
-	fill(&c.OverrideBy, d.OverrideBy)
-	fill(&c.OverrideAt, d.OverrideAt)
-	fill(&c.PlannedStart, d.PlannedStart)
-	fill(&c.PlannedEnd, d.PlannedEnd)
-	fill(&c.ActualStart, d.ActualStart)
-	fill(&c.ActualEnd, d.ActualEnd)
-	fill(&c.StartedBy, d.StartedBy)
-	fill(&c.CompletedBy, d.CompletedBy)
+	t := &Translator{m: m.Resolved(), key: key, ignore: map[string]bool{}}
 	if len(key) == 0 {
 		t.key = []string{"phase_id"}
 	}
@@ -221,6 +229,13 @@ func (t *Translator) Translate(raw *RawChange) Result {
 func (t *Translator) translate(raw *RawChange, row map[string]any) (*dtetype.PhaseChange, error) {
 	c := &t.m.Columns
 	pc := &dtetype.PhaseChange{Origin: raw.Origin, TxTime: raw.TxTime, CapturedAt: raw.CapturedAt}
+	if raw.Op == "S" {
+		// A row read by a backfill or a repair: its time is when legacy last
+		// wrote it, which is when legacy last computed its schedule status.
+		if at, err := timeValue(row, c.UpdatedAt); err == nil && at != nil {
+			pc.TxTime = *at
+		}
+	}
 	switch raw.Op {
 	case "I":
 		pc.Op = dtetype.OpInsert

@@ -96,6 +96,10 @@ func (a *Activities) Project(ctx context.Context, p Projection) error {
 		}
 		b.Queue(`DELETE FROM `+schema+`.shadow_phases WHERE cycle_id = $1 AND report_id = $2 AND version < $3`,
 			p.Key.CycleID, p.Key.ReportID, p.Version)
+		// Caught up with what the mirror handed over: nothing is pending.
+		b.Queue(`UPDATE `+schema+`.mirror_keys SET pending_since = NULL
+			WHERE cycle_id = $1 AND report_id = $2 AND delivered_seq <= $3 AND pending_since IS NOT NULL`,
+			p.Key.CycleID, p.Key.ReportID, p.AppliedSeq)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("error projecting %s: %w", p.Key, err)
 		}

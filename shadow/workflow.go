@@ -62,6 +62,9 @@ type Input struct {
 // Signal is the payload of SignalChanges.
 type Signal struct {
 	Changes []dtetype.PhaseChange `json:"changes"`
+	// Resync replaces the workflow's rows with Changes, a report's full
+	// legacy rows: reconcile's repair sends it. Violations stay recorded.
+	Resync bool `json:"resync,omitempty"`
 }
 
 // ShadowWorkflow follows one report's legacy workflow: it applies each change
@@ -86,7 +89,9 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 	})
 	var a *Activities
 	project := func() error {
-		s.ProjectionVersion++
+		// Versions grow within a run and across runs, so a workflow started
+		// anew (after a termination) still overwrites its old projection.
+		s.ProjectionVersion = max(s.ProjectionVersion+1, workflow.Now(ctx).UnixMicro())
 		return workflow.ExecuteLocalActivity(lctx, a.Project, projectionOf(s)).Get(ctx, nil)
 	}
 	hasViolations := s.TotalViolations() > 0
@@ -100,6 +105,9 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 	signals := workflow.GetSignalChannel(ctx, SignalChanges)
 	receive := func(sig Signal) bool {
 		changed := false
+		if sig.Resync {
+			s.Rows, s.Phases, changed = nil, nil, true
+		}
 		for _, c := range sig.Changes {
 			changed = e.apply(c) || changed
 		}

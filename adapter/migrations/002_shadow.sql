@@ -49,5 +49,8 @@ CREATE TABLE {{.Schema}}.mirror_keys (
     report_id     bigint NOT NULL,
     delivered_seq bigint NOT NULL,
     delivered_at  timestamptz NOT NULL,
+    -- pending_since is when the oldest delivery the shadow has not yet
+    -- applied was made; the projection clears it once it catches up.
+    pending_since timestamptz,
     PRIMARY KEY (cycle_id, report_id)
 );

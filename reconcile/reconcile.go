@@ -1,0 +1,590 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/synapsedte/dtebridge/adapter"
+	"github.com/synapsedte/dtebridge/dtetype"
+)
+
+// Scope limits a run. Zero fields do not limit it.
+type Scope struct {
+	Cycle *int64        `json:"cycle,omitempty"`
+	Phase dtetype.Phase `json:"phase,omitempty"`
+	// Since keeps the reports that changed on either side since then.
+	Since *time.Time `json:"since,omitempty"`
+	// Keys keeps these reports only (repair re-checks with it).
+	Keys []dtetype.Key `json:"keys,omitempty"`
+}
+
+// Options configures a run. Pool and Mapping are required.
+type Options struct {
+	Pool *pgxpool.Pool
+	// Capture locates the legacy table and the bridge schema.
+	Capture *adapter.CaptureConfig
+	// Mapping is the legacy label mapping, with column names.
+	Mapping adapter.Mapping
+	// Consumer is the capture checkpoint the shadow is fed from. Default: mirror.
+	Consumer string
+	Scope    Scope
+	// LagGrace is how long a report may be behind before it is stale
+	// rather than in flight. Default: 30s.
+	LagGrace time.Duration
+	// DateTolerance is the largest date difference that still agrees.
+	// Default: 1s.
+	DateTolerance time.Duration
+	// Expected are the accepted differences.
+	Expected []Rule
+	// Persist records the run and tracks divergences across runs.
+	Persist bool
+	// Progress, if set, is called as rows are compared.
+	Progress func(done, total int64)
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// PhaseReport is one phase's figures.
+type PhaseReport struct {
+	Phase       dtetype.Phase    `json:"phase"`
+	Compared    int64            `json:"compared"`
+	Consistent  int64            `json:"consistent"`
+	InFlight    int64            `json:"in_flight"`
+	Consistency float64          `json:"consistency"`
+	Unexpected  map[string]int64 `json:"unexpected"`
+	Expected    int64            `json:"expected"`
+}
+
+// Report is the result of a run. Its JSON form is documented by
+// ReportSchema and stays stable.
+type Report struct {
+	RunID       int64         `json:"run_id"`
+	StartedAt   time.Time     `json:"started_at"`
+	FinishedAt  time.Time     `json:"finished_at"`
+	Scope       Scope         `json:"scope"`
+	RowsScanned int64         `json:"rows_scanned"`
+	Compared    int64         `json:"compared"`
+	Consistent  int64         `json:"consistent"`
+	InFlight    int64         `json:"in_flight"`
+	Consistency float64       `json:"consistency"`
+	Phases      []PhaseReport `json:"phases"`
+	// Counts are unexpected divergences by kind; ExpectedByRule, the
+	// accepted ones by rule.
+	Counts         map[string]int64 `json:"counts"`
+	ExpectedByRule map[string]int64 `json:"expected_by_rule"`
+	Unexpected     int64            `json:"unexpected"`
+	Expected       int64            `json:"expected"`
+	// New and Resolved compare with the previous persisted runs.
+	New         int64         `json:"new"`
+	Resolved    int64         `json:"resolved"`
+	Divergences []Divergence  `json:"divergences"`
+	Repair      *RepairReport `json:"repair,omitempty"`
+	Deep        *DeepReport   `json:"deep,omitempty"`
+
+	// inFlightReports were not looked at: their open divergences stay open.
+	inFlightReports []dtetype.Key
+}
+
+// key3 is one compared key.
+type key3 struct {
+	k dtetype.Key
+	p dtetype.Phase
+}
+
+// sides are the compared values of one key.
+type sides struct {
+	State        dtetype.State
+	Status       dtetype.Status
+	PlannedStart *time.Time
+	PlannedEnd   *time.Time
+	ActualStart  *time.Time
+	ActualEnd    *time.Time
+	StartedBy    string
+	CompletedBy  string
+}
+
+// Run compares every legacy key in scope with the shadow projection.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	o.Capture = orCapture(o.Capture)
+	if o.Consumer == "" {
+		o.Consumer = "mirror"
+	}
+	if o.LagGrace == 0 {
+		o.LagGrace = 30 * time.Second
+	}
+	if o.DateTolerance == 0 {
+		o.DateTolerance = time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	for i := range o.Expected {
+		if err := o.Expected[i].Validate(); err != nil {
+			return nil, err
+		}
+	}
+	r := &Report{StartedAt: o.Now(), Scope: o.Scope, Counts: map[string]int64{}, ExpectedByRule: map[string]int64{}}
+	q := newQueries(&o)
+	conn, err := o.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("error connecting: %w", err)
+	}
+	defer conn.Release()
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "SET LOCAL timezone = 'UTC'"); err != nil {
+		return nil, err
+	}
+
+	c := &run{o: &o, q: q, tx: tx, r: r, now: o.Now(), perPhase: map[dtetype.Phase]*PhaseReport{},
+		divergent: map[key3]bool{}, inFlight: map[key3]bool{}, seen: map[divKey]bool{}}
+	for _, step := range []func(context.Context) error{c.lag, c.quarantine, c.totals, c.compare, c.violations} {
+		if err := step(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, err
+	}
+	c.finish()
+	if o.Persist {
+		if err := persist(ctx, o.Pool, q.schema, r); err != nil {
+			return nil, err
+		}
+	}
+	r.FinishedAt = o.Now()
+	return r, nil
+}
+
+func orCapture(c *adapter.CaptureConfig) *adapter.CaptureConfig {
+	if c == nil {
+		return &adapter.CaptureConfig{}
+	}
+	return c
+}
+
+// run is the state of one reconcile run.
+type run struct {
+	o   *Options
+	q   *queries
+	tx  pgx.Tx
+	r   *Report
+	now time.Time
+
+	// behindSince is, per report, since when it has had changes the shadow
+	// has not applied; behindPhases narrows that to phases where known.
+	behindSince map[dtetype.Key]time.Time
+	quarantined map[dtetype.Key]string
+	legacyRows  map[dtetype.Phase]int64
+	perPhase    map[dtetype.Phase]*PhaseReport
+	divergent   map[key3]bool
+	inFlight    map[key3]bool
+	seen        map[divKey]bool
+	dupExtra    map[dtetype.Phase]int64
+	orphans     map[dtetype.Phase]int64
+}
+
+func (c *run) phase(p dtetype.Phase) *PhaseReport {
+	pr := c.perPhase[p]
+	if pr == nil {
+		pr = &PhaseReport{Phase: p, Unexpected: map[string]int64{}}
+		c.perPhase[p] = pr
+	}
+	return pr
+}
+
+// lag finds the reports the shadow is behind on: changes capture has not
+// handed to the mirror yet, and changes handed over but not yet applied.
+func (c *run) lag(ctx context.Context) error {
+	c.behindSince = map[dtetype.Key]time.Time{}
+	add := func(k dtetype.Key, since time.Time) {
+		if old, ok := c.behindSince[k]; !ok || since.Before(old) {
+			c.behindSince[k] = since
+		}
+	}
+	rows, err := c.tx.Query(ctx, c.q.pending, c.q.args)
+	if err != nil {
+		return fmt.Errorf("error reading the change backlog: %w", err)
+	}
+	for rows.Next() {
+		var k dtetype.Key
+		var since time.Time
+		if err := rows.Scan(&k.CycleID, &k.ReportID, &since); err != nil {
+			rows.Close()
+			return err
+		}
+		add(k, since)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("error reading the change backlog: %w", err)
+	}
+	rows, err = c.tx.Query(ctx, c.q.unapplied, c.q.args)
+	if err != nil {
+		return fmt.Errorf("error reading the mirror watermark: %w", err)
+	}
+	for rows.Next() {
+		var k dtetype.Key
+		var since time.Time
+		if err := rows.Scan(&k.CycleID, &k.ReportID, &since); err != nil {
+			rows.Close()
+			return err
+		}
+		add(k, since)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	// Reports behind within the grace period are in flight, every phase.
+	var cycles, reports []int64
+	for k, since := range c.behindSince {
+		if c.now.Sub(since) <= c.o.LagGrace {
+			cycles, reports = append(cycles, k.CycleID), append(reports, k.ReportID)
+		}
+	}
+	if len(cycles) == 0 {
+		return nil
+	}
+	args := pgx.NamedArgs{"cycles": cycles, "reports": reports}
+	for k, v := range c.q.args {
+		args[k] = v
+	}
+	rows, err = c.tx.Query(ctx, c.q.phasesOf, args)
+	if err != nil {
+		return fmt.Errorf("error reading in-flight reports: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k dtetype.Key
+		var p string
+		if err := rows.Scan(&k.CycleID, &k.ReportID, &p); err != nil {
+			return err
+		}
+		c.inFlight[key3{k, dtetype.Phase(p)}] = true
+	}
+	return rows.Err()
+}
+
+func (c *run) quarantine(ctx context.Context) error {
+	c.quarantined = map[dtetype.Key]string{}
+	rows, err := c.tx.Query(ctx, c.q.quarantined, c.q.args)
+	if err != nil {
+		return fmt.Errorf("error reading quarantine: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k dtetype.Key
+		var reasons string
+		if err := rows.Scan(&k.CycleID, &k.ReportID, &reasons); err != nil {
+			return err
+		}
+		c.quarantined[k] = reasons
+	}
+	return rows.Err()
+}
+
+// totals counts legacy rows per phase, for the compared figures.
+func (c *run) totals(ctx context.Context) error {
+	c.legacyRows = map[dtetype.Phase]int64{}
+	rows, err := c.tx.Query(ctx, c.q.totals, c.q.args)
+	if err != nil {
+		return fmt.Errorf("error counting legacy rows: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p string
+		var n int64
+		if err := rows.Scan(&p, &n); err != nil {
+			return err
+		}
+		c.legacyRows[dtetype.Phase(p)] = n
+		c.r.RowsScanned += n
+	}
+	return rows.Err()
+}
+
+// compare streams the keys that differ, in key order, through a cursor.
+func (c *run) compare(ctx context.Context) error {
+	c.dupExtra, c.orphans = map[dtetype.Phase]int64{}, map[dtetype.Phase]int64{}
+	var total int64
+	for _, n := range c.legacyRows {
+		total += n
+	}
+	if _, err := c.tx.Exec(ctx, "DECLARE reconcile NO SCROLL CURSOR FOR "+c.q.compare, c.q.args); err != nil {
+		return fmt.Errorf("error comparing: %w", err)
+	}
+	var done int64
+	for {
+		rows, err := c.tx.Query(ctx, "FETCH 5000 FROM reconcile")
+		if err != nil {
+			return fmt.Errorf("error comparing: %w", err)
+		}
+		n := 0
+		for rows.Next() {
+			n++
+			var k dtetype.Key
+			var phase string
+			var hasLegacy, hasShadow bool
+			var nrows int64
+			var l, s sides
+			var lState, lStatus, sState, sStatus *string
+			if err := rows.Scan(&k.CycleID, &k.ReportID, &phase, &hasLegacy, &hasShadow, &nrows,
+				&lState, &lStatus, &l.PlannedStart, &l.PlannedEnd, &l.ActualStart, &l.ActualEnd, &l.StartedBy, &l.CompletedBy,
+				&sState, &sStatus, &s.PlannedStart, &s.PlannedEnd, &s.ActualStart, &s.ActualEnd, &s.StartedBy, &s.CompletedBy); err != nil {
+				rows.Close()
+				return err
+			}
+			l.State, l.Status = dtetype.State(deref(lState)), dtetype.Status(deref(lStatus))
+			s.State, s.Status = dtetype.State(deref(sState)), dtetype.Status(deref(sStatus))
+			c.classify(key3{k, dtetype.Phase(phase)}, hasLegacy, hasShadow, nrows, &l, &s)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("error comparing: %w", err)
+		}
+		done += int64(n)
+		if c.o.Progress != nil {
+			c.o.Progress(min(done, total), total)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if c.o.Progress != nil {
+		c.o.Progress(total, total)
+	}
+	_, err := c.tx.Exec(ctx, "CLOSE reconcile")
+	return err
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// behind reports whether key's report is behind, and whether for longer
+// than the grace period.
+func (c *run) behind(k dtetype.Key) (behind, stale bool, since time.Time) {
+	since, behind = c.behindSince[k]
+	return behind, behind && c.now.Sub(since) > c.o.LagGrace, since
+}
+
+// add records a divergence, unless the key is in flight.
+func (c *run) add(k3 key3, d Divergence) {
+	if c.inFlight[k3] {
+		return
+	}
+	if behind, stale, since := c.behind(k3.k); behind && stale {
+		d = Divergence{Key: k3.k, Phase: k3.p, Kind: KindStale, Legacy: d.Legacy, Shadow: d.Shadow,
+			Detail: fmt.Sprintf("the shadow has been behind since %s, longer than the %s grace", since.Format(time.RFC3339), c.o.LagGrace)}
+	} else if reasons, ok := c.quarantined[k3.k]; ok && d.Kind != KindDuplicateRows {
+		d.Kind, d.Detail = KindQuarantined, "the report has changes in quarantine ("+reasons+"); the shadow waits behind them"
+	}
+	id := divKey{k3, d.Kind}
+	if c.seen[id] {
+		return // one divergence per key and kind
+	}
+	c.seen[id] = true
+	for i := range c.o.Expected {
+		if c.o.Expected[i].Matches(&d) {
+			d.Rule, d.Expected = c.o.Expected[i].Name, true
+			break
+		}
+	}
+	c.r.Divergences = append(c.r.Divergences, d)
+	if !d.Expected {
+		c.divergent[k3] = true
+	}
+}
+
+type divKey struct {
+	k3   key3
+	kind string
+}
+
+func (c *run) classify(k3 key3, hasLegacy, hasShadow bool, nrows int64, l, s *sides) {
+	if nrows > 1 {
+		c.dupExtra[k3.p] += nrows - 1
+		c.add(k3, Divergence{Key: k3.k, Phase: k3.p, Kind: KindDuplicateRows, Legacy: fmt.Sprintf("%d rows", nrows), Shadow: "follows the oldest",
+			Detail: fmt.Sprintf("legacy has %d rows for this phase; the application and the shadow use the oldest", nrows)})
+	}
+	switch {
+	case !hasShadow:
+		c.add(k3, Divergence{Key: k3.k, Phase: k3.p, Kind: KindMissingInShadow, Legacy: string(l.State), Shadow: "-",
+			Detail: "legacy has this phase; the shadow projection does not"})
+		return
+	case !hasLegacy:
+		c.orphans[k3.p]++
+		c.add(k3, Divergence{Key: k3.k, Phase: k3.p, Kind: KindOrphanInShadow, Legacy: "-", Shadow: string(s.State),
+			Detail: "the shadow projection has this phase; legacy has no row for it"})
+		return
+	}
+	if l.State != s.State {
+		c.add(k3, Divergence{Key: k3.k, Phase: k3.p, Kind: KindStateMismatch, Legacy: string(l.State), Shadow: string(s.State), Detail: fieldDiff(l, s)})
+	}
+	if l.Status != s.Status {
+		c.add(k3, Divergence{Key: k3.k, Phase: k3.p, Kind: KindStatusMismatch, Legacy: string(l.Status), Shadow: string(s.Status), Detail: fieldDiff(l, s)})
+	}
+	if !sameTime(l.PlannedStart, s.PlannedStart, c.o.DateTolerance) || !sameTime(l.PlannedEnd, s.PlannedEnd, c.o.DateTolerance) ||
+		!sameTime(l.ActualStart, s.ActualStart, c.o.DateTolerance) || !sameTime(l.ActualEnd, s.ActualEnd, c.o.DateTolerance) {
+		c.add(k3, Divergence{Key: k3.k, Phase: k3.p, Kind: KindDatesMismatch, Legacy: dates(l), Shadow: dates(s), Detail: fieldDiff(l, s)})
+	}
+	if l.StartedBy != s.StartedBy || l.CompletedBy != s.CompletedBy {
+		c.add(k3, Divergence{Key: k3.k, Phase: k3.p, Kind: KindActorMismatch, Legacy: actors(l), Shadow: actors(s), Detail: fieldDiff(l, s)})
+	}
+}
+
+func sameTime(a, b *time.Time, tol time.Duration) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	d := a.Sub(*b)
+	return d <= tol && d >= -tol
+}
+
+func dates(s *sides) string {
+	f := func(t *time.Time) string {
+		if t == nil {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("planned %s..%s actual %s..%s", f(s.PlannedStart), f(s.PlannedEnd), f(s.ActualStart), f(s.ActualEnd))
+}
+
+func actors(s *sides) string {
+	return fmt.Sprintf("started_by %s completed_by %s", orDash(s.StartedBy), orDash(s.CompletedBy))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// fieldDiff renders the per-field differences with go-cmp. go-cmp says it
+// is meant for tests and may panic; a panic becomes a note, never a crash.
+func fieldDiff(l, s *sides) (out string) {
+	defer func() {
+		if r := recover(); r != nil {
+			out = fmt.Sprintf("(field diff unavailable: %v)", r)
+		}
+	}()
+	d := cmp.Diff(*l, *s)
+	return strings.Join(strings.Fields(strings.ReplaceAll(strings.ReplaceAll(d, "-", " legacy "), "+", " shadow ")), " ")
+}
+
+// violations carries the shadow's recorded rule violations.
+func (c *run) violations(ctx context.Context) error {
+	rows, err := c.tx.Query(ctx, c.q.violations, c.q.args)
+	if err != nil {
+		return fmt.Errorf("error reading rule violations: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k dtetype.Key
+		var phase, rule, detail, event string
+		if err := rows.Scan(&k.CycleID, &k.ReportID, &phase, &rule, &detail, &event); err != nil {
+			return err
+		}
+		c.add(key3{k, dtetype.Phase(phase)}, Divergence{Key: k, Phase: dtetype.Phase(phase), Kind: KindRuleViolation, Legacy: "allowed", Shadow: rule,
+			Detail: rule + ": " + detail + " (change " + event + ")"})
+	}
+	return rows.Err()
+}
+
+// finish computes the figures.
+func (c *run) finish() {
+	r := c.r
+	divergent := map[dtetype.Phase]int64{}
+	for k3 := range c.divergent {
+		divergent[k3.p]++
+	}
+	inFlight := map[dtetype.Phase]int64{}
+	for k3 := range c.inFlight {
+		inFlight[k3.p]++
+	}
+	phases := map[dtetype.Phase]bool{}
+	for _, m := range []map[dtetype.Phase]int64{c.legacyRows, c.orphans, divergent, inFlight} {
+		for p := range m {
+			phases[p] = true
+		}
+	}
+	for _, d := range r.Divergences {
+		pr := c.phase(d.Phase)
+		if d.Expected {
+			pr.Expected++
+			r.Expected++
+			r.ExpectedByRule[d.Rule]++
+			continue
+		}
+		pr.Unexpected[d.Kind]++
+		r.Unexpected++
+		r.Counts[d.Kind]++
+	}
+	for _, p := range slices.Sorted(maps.Keys(phases)) {
+		pr := c.phase(p)
+		pr.InFlight = inFlight[p]
+		pr.Compared = max(0, c.legacyRows[p]-c.dupExtra[p]+c.orphans[p]-pr.InFlight)
+		pr.Consistent = max(0, pr.Compared-divergent[p])
+		pr.Consistency = ratio(pr.Consistent, pr.Compared)
+		r.Phases = append(r.Phases, *pr)
+		r.Compared += pr.Compared
+		r.Consistent += pr.Consistent
+		r.InFlight += pr.InFlight
+	}
+	r.Consistency = ratio(r.Consistent, r.Compared)
+	reports := map[dtetype.Key]bool{}
+	for k3 := range c.inFlight {
+		reports[k3.k] = true
+	}
+	r.inFlightReports = slices.SortedFunc(maps.Keys(reports), func(a, b dtetype.Key) int {
+		if a.CycleID != b.CycleID {
+			return cmpInt(a.CycleID, b.CycleID)
+		}
+		return cmpInt(a.ReportID, b.ReportID)
+	})
+	slices.SortFunc(r.Divergences, func(a, b Divergence) int {
+		switch {
+		case a.Key.CycleID != b.Key.CycleID:
+			return cmpInt(a.Key.CycleID, b.Key.CycleID)
+		case a.Key.ReportID != b.Key.ReportID:
+			return cmpInt(a.Key.ReportID, b.Key.ReportID)
+		case a.Phase != b.Phase:
+			return strings.Compare(string(a.Phase), string(b.Phase))
+		}
+		return strings.Compare(a.Kind, b.Kind)
+	})
+	if r.Divergences == nil {
+		r.Divergences = []Divergence{}
+	}
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func ratio(a, b int64) float64 {
+	if b == 0 {
+		return 1
+	}
+	return float64(a) / float64(b)
+}
