@@ -18,10 +18,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/reconcile"
 	"github.com/synapsedte/dtebridge/shadow"
 )
 
@@ -36,8 +38,9 @@ type Config struct {
 	// next to the config file, or else from the shipped definitions.
 	// Default: every shipped definition.
 	Definitions []string `yaml:"definitions"`
-	Shadow      Shadow   `yaml:"shadow"`
-	HTTP        HTTP     `yaml:"http"`
+	Shadow      Shadow    `yaml:"shadow"`
+	Reconcile   Reconcile `yaml:"reconcile"`
+	HTTP        HTTP      `yaml:"http"`
 
 	// path is where the file was read from, for error messages.
 	path string
@@ -65,6 +68,25 @@ type Shadow struct {
 	WorkflowIDPrefix string `yaml:"workflow_id_prefix"`
 	// Concurrency bounds the reports the mirror signals at once. Default: 16.
 	Concurrency int `yaml:"concurrency"`
+}
+
+// Reconcile configures reconcile runs.
+type Reconcile struct {
+	// LagGrace is how long a report may be behind before it is stale.
+	// Default: 30s.
+	LagGrace Duration `yaml:"lag_grace"`
+	// DateTolerance is the largest date difference that still agrees.
+	// Default: 1s.
+	DateTolerance Duration `yaml:"date_tolerance"`
+	// Expected are the accepted differences.
+	Expected []reconcile.Rule `yaml:"expected"`
+}
+
+// ReconcileOptions returns reconcile options for this configuration.
+func (c *Config) ReconcileOptions(pool *pgxpool.Pool) reconcile.Options {
+	return reconcile.Options{Pool: pool, Capture: c.CaptureConfig(), Mapping: c.Legacy.Mapping,
+		LagGrace: time.Duration(c.Reconcile.LagGrace), DateTolerance: time.Duration(c.Reconcile.DateTolerance),
+		Expected: c.Reconcile.Expected}
 }
 
 // HTTP configures the HTTP server of dtebridge serve.
@@ -161,6 +183,11 @@ func (c *Config) validate() error {
 	}
 	if _, err := c.Translator(nil); err != nil {
 		return err
+	}
+	for i := range c.Reconcile.Expected {
+		if err := c.Reconcile.Expected[i].Validate(); err != nil {
+			return fmt.Errorf("reconcile.expected[%d]: %w", i, err)
+		}
 	}
 	if c.Shadow.Concurrency < 0 {
 		return fmt.Errorf("shadow.concurrency must not be negative, got %d", c.Shadow.Concurrency)

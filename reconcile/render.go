@@ -158,3 +158,12 @@ func (r *Report) WriteMarkdown(w io.Writer, listLimit int) error {
 }
 
 func md(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ") }
+
+// Remaining counts the unexpected divergences left: after a repair, those
+// it could not fix and those it does not try to.
+func (r *Report) Remaining() int64 {
+	if r.Repair == nil {
+		return r.Unexpected
+	}
+	return r.Unexpected - int64(r.Repair.Repaired)
+}

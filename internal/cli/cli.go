@@ -144,6 +144,7 @@ func App(stdout, stderr io.Writer) *cli.App {
 			quarantineCommand(g),
 			statusCommand(g),
 			serveCommand(g),
+			reconcileCommand(g),
 			definitionsCommand(g),
 			demoCommand(g),
 		},

@@ -1,4 +1,4 @@
-package serve
+package serve_test
 
 import (
 	"context"
@@ -6,13 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.temporal.io/sdk/client"
 
 	"github.com/synapsedte/dtebridge/adapter"
-	"github.com/synapsedte/dtebridge/config"
+	"github.com/synapsedte/dtebridge/internal/bridgetest"
 	"github.com/synapsedte/dtebridge/internal/localtemporal"
-	"github.com/synapsedte/dtebridge/internal/testenv"
 	"github.com/synapsedte/dtebridge/legacy"
 )
 
@@ -37,26 +35,8 @@ func TestTemporalRestart(t *testing.T) {
 	}
 	defer tc.Close()
 
-	db := testenv.NewDB(t)
-	p := legacy.Production
-	if err := legacy.Init(ctx, db.Pool, p); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Example(p.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, db.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := adapter.Install(ctx, conn, cfg.CaptureConfig(), false); err != nil {
-		t.Fatal(err)
-	}
-	conn.Close(ctx)
-	b := &bridge{t: t, db: db, cfg: cfg, profile: p, tc: tc}
-	b.start()
-
+	b := bridgetest.New(t, legacy.Production, &bridgetest.Options{Temporal: tc})
+	db, cfg, p := b.DB, b.Cfg, b.Profile
 	simDone := make(chan error, 1)
 	go func() {
 		_, err := legacy.Simulate(ctx, db.Pool, &legacy.SimConfig{Profile: p, Reports: 12, Ops: 600, Rate: 100, Concurrency: 2, Seed: 21})
@@ -80,9 +60,9 @@ func TestTemporalRestart(t *testing.T) {
 	if err := <-simDone; err != nil {
 		t.Fatal(err)
 	}
-	b.quiescent(2 * time.Minute)
-	compareViews(t, b.legacyView(), b.shadowView())
-	if f := testutilCounter(b.srv.MirrorMetrics.Failures); f == 0 {
+	b.Quiescent(2 * time.Minute)
+	bridgetest.CompareViews(t, b.LegacyView(), b.ShadowView())
+	if f := testutilCounter(b.Srv.MirrorMetrics.Failures); f == 0 {
 		t.Error("the mirror never saw Temporal fail")
 	}
 }

@@ -1,0 +1,244 @@
+// Package bridgetest runs the whole bridge for tests: a legacy database in
+// the shared test cluster with the bridge installed, served against the
+// shared Temporal dev server, with helpers to wait for quiet and to read
+// both sides.
+package bridgetest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.temporal.io/sdk/client"
+
+	"github.com/synapsedte/dtebridge/adapter"
+	"github.com/synapsedte/dtebridge/config"
+	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/internal/serve"
+	"github.com/synapsedte/dtebridge/internal/testenv"
+	"github.com/synapsedte/dtebridge/legacy"
+)
+
+// Bridge is a served bridge on a test database.
+type Bridge struct {
+	T       testing.TB
+	DB      *testenv.DB
+	Cfg     *config.Config
+	Profile *legacy.Profile
+	Srv     *serve.Server
+	TC      client.Client
+}
+
+// Options adjusts New.
+type Options struct {
+	// Temporal is the client to use. Default: the shared dev server.
+	Temporal client.Client
+	// NoServe installs but does not start serving.
+	NoServe bool
+}
+
+// New creates a legacy database of profile p with the bridge installed and
+// served. Its workflows are kept apart from other tests' by task queue and
+// workflow id prefix.
+func New(t testing.TB, p *legacy.Profile, o *Options) *Bridge {
+	t.Helper()
+	if o == nil {
+		o = &Options{}
+	}
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	if err := legacy.Init(ctx, db.Pool, p); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Example(p.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Shadow.TaskQueue = "tq-" + db.Name
+	cfg.Shadow.WorkflowIDPrefix = db.Name + "-"
+	conn, err := pgx.Connect(ctx, db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := adapter.Install(ctx, conn, cfg.CaptureConfig(), false); err != nil {
+		t.Fatal(err)
+	}
+	tc := o.Temporal
+	if tc == nil {
+		tc = testenv.TemporalClient(t)
+	}
+	b := &Bridge{T: t, DB: db, Cfg: cfg, Profile: p, TC: tc}
+	if !o.NoServe {
+		b.Start()
+	}
+	return b
+}
+
+// Start serves the bridge, with short intervals; it stops at cleanup.
+func (b *Bridge) Start() {
+	b.T.Helper()
+	srv, err := serve.Start(context.Background(), serve.Options{Config: b.Cfg, Pool: b.DB.Pool, Temporal: b.TC, Namespace: "default",
+		Listen: "127.0.0.1:0", Reader: func(rc *adapter.ReaderConfig) {
+			rc.PollInterval, rc.MaintenanceInterval, rc.StandbyInterval = 200*time.Millisecond, 500*time.Millisecond, 200*time.Millisecond
+			rc.RetryBackoff = time.Second
+		}, Mirror: func(mc *adapter.MirrorConfig) { mc.SignalTimeout = time.Second }})
+	if err != nil {
+		b.T.Fatal(err)
+	}
+	b.Srv = srv
+	b.T.Cleanup(srv.Stop)
+}
+
+// Simulate runs simulator traffic as fast as it goes.
+func (b *Bridge) Simulate(reports int, ops int64, seed uint64) *legacy.Summary {
+	b.T.Helper()
+	s, err := legacy.Simulate(context.Background(), b.DB.Pool, &legacy.SimConfig{Profile: b.Profile, Reports: reports, Ops: ops, Rate: 0, Concurrency: 3, Seed: seed})
+	if err != nil {
+		b.T.Fatal(err)
+	}
+	return s
+}
+
+// Exec runs SQL on the legacy database.
+func (b *Bridge) Exec(q string, args ...any) {
+	b.T.Helper()
+	if _, err := b.DB.Pool.Exec(context.Background(), q, args...); err != nil {
+		b.T.Fatalf("%s: %v", q, err)
+	}
+}
+
+// Bypass runs SQL with the capture trigger bypassed, as bulk loads and
+// restores do (session_replication_role = replica).
+func (b *Bridge) Bypass(q string, args ...any) {
+	b.T.Helper()
+	ctx := context.Background()
+	err := pgx.BeginFunc(ctx, b.DB.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, q, args...)
+		return err
+	})
+	if err != nil {
+		b.T.Fatalf("%s: %v", q, err)
+	}
+}
+
+// Quiescent waits until every captured change has been delivered and
+// applied by the shadow, and the first backfill is done.
+func (b *Bridge) Quiescent(timeout time.Duration) {
+	b.T.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(timeout)
+	for {
+		backlog, err := adapter.BacklogOf(ctx, b.DB.Pool, b.Cfg.CaptureConfig(), "mirror")
+		if err != nil {
+			b.T.Fatal(err)
+		}
+		var behind int
+		err = b.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM dtebridge.mirror_keys m
+			LEFT JOIN dtebridge.shadow_keys s USING (cycle_id, report_id)
+			WHERE s.applied_seq IS NULL OR s.applied_seq < m.delivered_seq`).Scan(&behind)
+		if err != nil {
+			b.T.Fatal(err)
+		}
+		cps, _ := adapter.Checkpoints(ctx, b.DB.Pool, b.Cfg.CaptureConfig())
+		if backlog.Changes == 0 && behind == 0 && len(cps) > 0 && cps[0].BackfilledAt != nil {
+			return
+		}
+		if b.Srv != nil {
+			if err := b.Srv.Err(); err != nil {
+				b.T.Fatalf("bridge failed: %v", err)
+			}
+		}
+		if time.Now().After(deadline) {
+			b.T.Fatalf("not quiescent after %s: backlog %d, %d reports behind", timeout, backlog.Changes, behind)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// PhaseView is one phase's state and status on one side.
+type PhaseView struct {
+	State  dtetype.State
+	Status dtetype.Status
+	Rows   int
+}
+
+// LegacyView reads legacy's effective state per cycle/report/phase,
+// following the oldest row where there are duplicates, as legacy does.
+func (b *Bridge) LegacyView() map[string]PhaseView {
+	b.T.Helper()
+	rows, err := b.DB.Pool.Query(context.Background(), `SELECT cycle_id, report_id, phase_name::text,
+		(array_agg(coalesce(state_override, state)::text ORDER BY phase_id))[1],
+		(array_agg(coalesce(status_override, schedule_status)::text ORDER BY phase_id))[1], count(*)
+		FROM workflow_phases GROUP BY 1, 2, 3`)
+	if err != nil {
+		b.T.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]PhaseView{}
+	for rows.Next() {
+		var c, r int64
+		var phase, state, status string
+		var n int
+		if err := rows.Scan(&c, &r, &phase, &state, &status, &n); err != nil {
+			b.T.Fatal(err)
+		}
+		k := fmt.Sprintf("%d/%d/%s", c, r, b.Cfg.Legacy.Phases[phase])
+		v := out[k]
+		v.Rows += n
+		if v.State == "" {
+			v.State, v.Status = b.Cfg.Legacy.States[state], b.Cfg.Legacy.Statuses[status]
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// ShadowView reads the shadow projection the same way.
+func (b *Bridge) ShadowView() map[string]PhaseView {
+	b.T.Helper()
+	rows, err := b.DB.Pool.Query(context.Background(), `SELECT cycle_id, report_id, phase, state, legacy_status, rows FROM dtebridge.shadow_phases`)
+	if err != nil {
+		b.T.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]PhaseView{}
+	for rows.Next() {
+		var c, r int64
+		var phase, state, status string
+		var n int
+		if err := rows.Scan(&c, &r, &phase, &state, &status, &n); err != nil {
+			b.T.Fatal(err)
+		}
+		out[fmt.Sprintf("%d/%d/%s", c, r, phase)] = PhaseView{dtetype.State(state), dtetype.Status(status), n}
+	}
+	return out
+}
+
+// CompareViews fails t unless the two views are equal.
+func CompareViews(t testing.TB, want, got map[string]PhaseView) {
+	t.Helper()
+	bad := 0
+	for k, w := range want {
+		if g, ok := got[k]; !ok || g != w {
+			bad++
+			if bad <= 5 {
+				t.Errorf("%s: legacy %+v, shadow %+v (present %v)", k, w, g, ok)
+			}
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			bad++
+			t.Errorf("%s in the shadow only", k)
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%d of %d phases differ", bad, len(want))
+	}
+}

@@ -1,0 +1,163 @@
+package cli
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/reconcile"
+)
+
+// exitDivergent is reconcile's exit code for unexpected divergences.
+const exitDivergent = 3
+
+type reconcileOptions struct {
+	Cycle            int64
+	Phase            string
+	Since            string
+	Format           string
+	FailOnDivergence bool
+	Repair           bool
+	Deep             string
+	LagGrace         time.Duration
+	NoRecord         bool
+	Limit            int
+	NoProgress       bool
+}
+
+// since parses --since: an RFC 3339 time, or a duration meaning that long ago.
+func (o *reconcileOptions) since(now time.Time) (*time.Time, error) {
+	if o.Since == "" {
+		return nil, nil
+	}
+	if d, err := time.ParseDuration(o.Since); err == nil {
+		t := now.Add(-d)
+		return &t, nil
+	}
+	t, err := time.Parse(time.RFC3339, o.Since)
+	if err != nil {
+		return nil, usagef("invalid --since %q: use a time such as 2026-11-25T08:00:00Z or a duration such as 2h", o.Since)
+	}
+	return &t, nil
+}
+
+func (o *reconcileOptions) deep() (int, bool, error) {
+	switch o.Deep {
+	case "":
+		return 0, false, nil
+	case "all":
+		return 0, true, nil
+	}
+	n, err := strconv.Atoi(o.Deep)
+	if err != nil || n <= 0 {
+		return 0, false, usagef("invalid --deep %q: use a number of workflows or all", o.Deep)
+	}
+	return n, true, nil
+}
+
+func reconcileCommand(g *globals) *cli.Command {
+	var o reconcileOptions
+	return &cli.Command{
+		Name:  "reconcile",
+		Usage: "compare every legacy phase with the shadow, classify the divergences, report and optionally repair them",
+		Description: "Streams every legacy (cycle, report, phase) in key order against the shadow projection. Reports the shadow\n" +
+			"is still catching up on are in flight, not divergent, until --lag-grace passes. Differences matching a\n" +
+			"reconcile.expected rule are reported as expected and do not count against consistency. Each run is\n" +
+			"recorded in dtebridge.reconcile_runs (unless --no-record), and divergences are tracked across runs.\n" +
+			"Exit codes: 0 ok, 1 error, 3 unexpected divergences remain (with --fail-on-divergence).",
+		Flags: []cli.Flag{
+			&cli.Int64Flag{Name: "cycle", Usage: "only this test cycle", Destination: &o.Cycle},
+			&cli.StringFlag{Name: "phase", Usage: "only this canonical phase id", Destination: &o.Phase},
+			&cli.StringFlag{Name: "since", Usage: "only reports changed since then: a time (RFC 3339) or a duration ago (2h)", Destination: &o.Since},
+			&cli.StringFlag{Name: "format", Usage: "text, json or markdown", Value: "text", Destination: &o.Format},
+			&cli.BoolFlag{Name: "fail-on-divergence", Usage: "exit 3 if unexpected divergences remain", Destination: &o.FailOnDivergence},
+			&cli.BoolFlag{Name: "repair", Usage: "re-drive divergent reports from legacy truth, then re-check (needs --temporal-address)", Destination: &o.Repair},
+			&cli.StringFlag{Name: "deep", Usage: "also query N shadow workflows (or all) in Temporal and compare them with the projection", Destination: &o.Deep},
+			&cli.DurationFlag{Name: "lag-grace", Usage: "how long a report may be behind before it is stale (default: reconcile.lag_grace, else 30s)", Destination: &o.LagGrace},
+			&cli.BoolFlag{Name: "no-record", Usage: "do not record the run or track divergences", Destination: &o.NoRecord},
+			&cli.IntFlag{Name: "limit", Usage: "divergences listed in text and markdown (0: all)", Value: 50, Destination: &o.Limit},
+			&cli.BoolFlag{Name: "no-progress", Usage: "no progress bar, even on a terminal", Destination: &o.NoProgress},
+		},
+		Before: noArgs,
+		Action: func(c *cli.Context) error {
+			if o.Format != "text" && o.Format != "json" && o.Format != "markdown" {
+				return usagef("invalid --format %q: use text, json or markdown", o.Format)
+			}
+			since, err := o.since(time.Now())
+			if err != nil {
+				return err
+			}
+			deepN, deep, err := o.deep()
+			if err != nil {
+				return err
+			}
+			cfg, pool, err := g.open(c.Context, "seed")
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			ro := cfg.ReconcileOptions(pool)
+			ro.Persist = !o.NoRecord
+			if c.IsSet("cycle") {
+				ro.Scope.Cycle = &o.Cycle
+			}
+			ro.Scope.Phase, ro.Scope.Since = dtetype.Phase(o.Phase), since
+			if o.LagGrace > 0 {
+				ro.LagGrace = o.LagGrace
+			}
+			bar := newProgress(g.Stderr, !o.NoProgress && o.Format == "text", "reconciling")
+			ro.Progress = bar.update
+			r, err := reconcile.Run(c.Context, ro)
+			bar.finish()
+			if err != nil {
+				return err
+			}
+			if o.Repair || deep {
+				tc, err := g.dialTemporal(c.Context, g.TemporalAddress)
+				if err != nil {
+					return err
+				}
+				defer tc.Close()
+				_, def, err := cfg.LoadDefinitions()
+				if err != nil {
+					return err
+				}
+				tr, err := cfg.Translator(def.PhaseIDs())
+				if err != nil {
+					return err
+				}
+				to := reconcile.TemporalOptions{Client: tc, Definition: def, Translator: tr, TaskQueue: cfg.Shadow.TaskQueue,
+					WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix}
+				ro.Progress = nil
+				if deep {
+					if err := reconcile.Deep(c.Context, ro, to, deepN, r); err != nil {
+						return err
+					}
+				}
+				if o.Repair {
+					if err := reconcile.Repair(c.Context, ro, to, r); err != nil {
+						return err
+					}
+				}
+			}
+			switch o.Format {
+			case "json":
+				err = r.WriteJSON(g.Stdout)
+			case "markdown":
+				err = r.WriteMarkdown(g.Stdout, o.Limit)
+			default:
+				err = r.WriteText(g.Stdout, o.Limit)
+			}
+			if err != nil {
+				return err
+			}
+			if remaining := r.Remaining(); o.FailOnDivergence && remaining > 0 {
+				return cli.Exit(fmt.Sprintf("%d unexpected divergences remain", remaining), exitDivergent)
+			}
+			return nil
+		},
+	}
+}
