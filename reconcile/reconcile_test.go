@@ -1,0 +1,364 @@
+package reconcile_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/internal/bridgetest"
+	"github.com/synapsedte/dtebridge/internal/testenv"
+	"github.com/synapsedte/dtebridge/legacy"
+	"github.com/synapsedte/dtebridge/reconcile"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+func run(t *testing.T, b *bridgetest.Bridge, mod func(*reconcile.Options)) *reconcile.Report {
+	t.Helper()
+	o := b.Cfg.ReconcileOptions(b.DB.Pool)
+	if mod != nil {
+		mod(&o)
+	}
+	r, err := reconcile.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func kinds(r *reconcile.Report, expected bool) map[string]int {
+	out := map[string]int{}
+	for _, d := range r.Divergences {
+		if d.Expected == expected {
+			out[d.Kind]++
+		}
+	}
+	return out
+}
+
+// TestNoFalsePositives: clean simulator traffic, once quiet, gives no
+// unexpected divergence in either profile.
+func TestNoFalsePositives(t *testing.T) {
+	t.Parallel()
+	for _, p := range legacy.Profiles() {
+		t.Run(p.Name, func(t *testing.T) {
+			t.Parallel()
+			b := bridgetest.New(t, p, nil)
+			b.Simulate(20, 1200, 31)
+			b.Quiescent(90 * time.Second)
+			r := run(t, b, nil)
+			if r.Unexpected != 0 {
+				for _, d := range r.Divergences {
+					if !d.Expected {
+						t.Errorf("unexpected: %+v", d)
+						break
+					}
+				}
+				t.Fatalf("%d unexpected divergences on clean traffic: %v", r.Unexpected, kinds(r, false))
+			}
+			if r.Compared == 0 || r.Consistency != 1 {
+				t.Errorf("compared %d, consistency %v", r.Compared, r.Consistency)
+			}
+			if r.Expected == 0 {
+				t.Error("simulator traffic breaks the new rules, yet nothing was reported as expected")
+			}
+			if got := len(r.Phases); got != len(p.Chain) {
+				t.Errorf("%d phases reported, want %d", got, len(p.Chain))
+			}
+		})
+	}
+}
+
+// TestEveryKindDetected causes each divergence kind for real and checks it
+// is found and classified.
+func TestEveryKindDetected(t *testing.T) {
+	t.Parallel()
+	b := bridgetest.New(t, legacy.Production, nil)
+	b.Simulate(12, 300, 41)
+	b.Quiescent(90 * time.Second)
+	ctx := context.Background()
+	if r := run(t, b, nil); r.Unexpected != 0 {
+		t.Fatalf("not clean before the faults: %v", kinds(r, false))
+	}
+	var keys []dtetype.Key
+	rows, _ := b.DB.Pool.Query(ctx, `SELECT DISTINCT cycle_id, report_id FROM workflow_phases ORDER BY 1, 2 LIMIT 10`)
+	for rows.Next() {
+		var k dtetype.Key
+		rows.Scan(&k.CycleID, &k.ReportID)
+		keys = append(keys, k)
+	}
+	rows.Close()
+	// where selects a phase's row whatever label (or alias) it carries.
+	where := func(k dtetype.Key, label string) string {
+		var labels []string
+		for l, p := range b.Cfg.Legacy.Phases {
+			if p == b.Cfg.Legacy.Phases[label] {
+				labels = append(labels, "'"+l+"'")
+			}
+		}
+		return " WHERE cycle_id = " + itoa(k.CycleID) + " AND report_id = " + itoa(k.ReportID) + " AND phase_name::text IN (" + strings.Join(labels, ", ") + ")"
+	}
+	// Legacy changes made with the capture trigger bypassed.
+	// Each fault flips the effective value, so it differs whatever it was.
+	b.Bypass(`UPDATE workflow_phases SET state = CASE WHEN coalesce(state_override, state) = 'Complete' THEN 'Not Started' ELSE 'Complete' END::phase_state_enum,
+		state_override = NULL` + where(keys[0], "Request Info"))
+	b.Bypass(`UPDATE workflow_phases SET schedule_status = CASE WHEN coalesce(status_override, schedule_status) = 'Past Due' THEN 'On Track' ELSE 'Past Due' END::schedule_status_enum,
+		status_override = NULL` + where(keys[1], "Observations"))
+	b.Bypass(`UPDATE workflow_phases SET planned_end_date = planned_end_date + 3` + where(keys[2], "Request Info"))
+	b.Bypass(`UPDATE workflow_phases SET started_by = 4242, completed_by = 4343` + where(keys[3], "Request Info"))
+	b.Bypass(`DELETE FROM workflow_phases` + where(keys[4], "Finalize Test Report"))
+	b.Bypass(`INSERT INTO workflow_phases (cycle_id, report_id, phase_name, state, schedule_status, status, planned_end_date)
+		SELECT cycle_id, report_id, phase_name, 'Not Started', 'On Track', 'Not Started', planned_end_date FROM workflow_phases` +
+		where(keys[5], "Testing") + " LIMIT 1")
+	// The shadow loses a projection row.
+	b.Exec(`DELETE FROM dtebridge.shadow_phases WHERE cycle_id = $1 AND report_id = $2 AND phase = 'testing'`, keys[6].CycleID, keys[6].ReportID)
+	// A label no mapping knows.
+	b.Exec(`ALTER TYPE phase_state_enum ADD VALUE 'Escalated'`)
+	b.Exec(`UPDATE workflow_phases SET state = 'Escalated'` + where(keys[7], "Planning"))
+	// A rule the shadow records: Observations started with Testing not done.
+	b.Exec(`UPDATE workflow_phases SET state = 'In Progress', state_override = NULL` + where(keys[8], "Finalize Test Report"))
+	time.Sleep(2 * time.Second)
+	b.Quiescent(30 * time.Second)
+
+	r := run(t, b, func(o *reconcile.Options) { o.Expected = nil })
+	got := kinds(r, false)
+	for _, k := range []string{reconcile.KindStateMismatch, reconcile.KindStatusMismatch, reconcile.KindDatesMismatch, reconcile.KindActorMismatch,
+		reconcile.KindOrphanInShadow, reconcile.KindDuplicateRows, reconcile.KindMissingInShadow, reconcile.KindQuarantined, reconcile.KindRuleViolation} {
+		if got[k] == 0 {
+			t.Errorf("no %s found; found %v", k, got)
+		}
+	}
+	find := func(k dtetype.Key, phase dtetype.Phase, kind string) *reconcile.Divergence {
+		for i, d := range r.Divergences {
+			if d.Key == k && d.Phase == phase && d.Kind == kind {
+				return &r.Divergences[i]
+			}
+		}
+		t.Errorf("no %s for %s %s", kind, k, phase)
+		return &reconcile.Divergence{}
+	}
+	if d := find(keys[0], "request_info", reconcile.KindStateMismatch); d.Legacy == d.Shadow || !strings.Contains(d.Detail, "State") {
+		t.Errorf("state mismatch: %+v", d)
+	}
+	find(keys[1], "observations", reconcile.KindStatusMismatch)
+	find(keys[2], "request_info", reconcile.KindDatesMismatch)
+	if d := find(keys[3], "request_info", reconcile.KindActorMismatch); !strings.Contains(d.Legacy, "4242") {
+		t.Errorf("actor mismatch: %+v", d)
+	}
+	find(keys[4], "finalize_test_report", reconcile.KindOrphanInShadow)
+	find(keys[5], "testing", reconcile.KindDuplicateRows)
+	find(keys[6], "testing", reconcile.KindMissingInShadow)
+	find(keys[7], "planning", reconcile.KindQuarantined)
+
+	// The same run with the shipped rules: duplicates and rule violations
+	// are accepted, the rest is not.
+	r2 := run(t, b, nil)
+	if exp := kinds(r2, true); exp[reconcile.KindDuplicateRows] == 0 || exp[reconcile.KindRuleViolation] == 0 {
+		t.Errorf("shipped rules did not accept duplicates and rule violations: %v", exp)
+	}
+	if r2.Consistency >= 1 {
+		t.Errorf("consistency %v with real faults", r2.Consistency)
+	}
+}
+
+func itoa(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+// TestLagGrace: a report whose change the shadow has not applied is in
+// flight, not divergent, until the grace period passes; then it is stale.
+func TestLagGrace(t *testing.T) {
+	t.Parallel()
+	b := bridgetest.New(t, legacy.Seed, nil)
+	b.Simulate(5, 100, 51)
+	b.Quiescent(60 * time.Second)
+	b.Srv.Stop() // the shadow stops following
+	var k dtetype.Key
+	b.DB.Pool.QueryRow(context.Background(), `SELECT cycle_id, report_id FROM workflow_phases LIMIT 1`).Scan(&k.CycleID, &k.ReportID)
+	b.Exec(`UPDATE workflow_phases SET state = 'Completed' WHERE cycle_id = $1 AND report_id = $2 AND phase_name = 'Testing'`, k.CycleID, k.ReportID)
+
+	r := run(t, b, func(o *reconcile.Options) { o.LagGrace = time.Hour })
+	if r.Unexpected != 0 || r.InFlight == 0 {
+		t.Errorf("within the grace: %d unexpected (%v), %d in flight; want 0 and some", r.Unexpected, kinds(r, false), r.InFlight)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	r = run(t, b, func(o *reconcile.Options) { o.LagGrace = time.Second })
+	if got := kinds(r, false); got[reconcile.KindStale] == 0 || r.InFlight != 0 {
+		t.Errorf("after the grace: %v, %d in flight; want stale and none in flight", got, r.InFlight)
+	}
+}
+
+// TestPersistenceAndRepair: a trigger-bypass divergence is found by two
+// recorded runs with the same first_seen, repaired, and the third run shows
+// it resolved.
+func TestPersistenceAndRepair(t *testing.T) {
+	t.Parallel()
+	b := bridgetest.New(t, legacy.Seed, nil)
+	b.Simulate(20, 150, 61)
+	b.Quiescent(60 * time.Second)
+	ctx := context.Background()
+	// Push the cycle's unfinished phases far out (as the legacy bulk script
+	// does, statuses recomputed): completing one then changes nothing but
+	// its state.
+	var cycle int64
+	b.DB.Pool.QueryRow(ctx, `SELECT min(cycle_id) FROM workflow_phases`).Scan(&cycle)
+	if _, err := legacy.NewModel(b.DB.Pool, legacy.Seed, nil).BulkReschedule(ctx, cycle, 120); err != nil {
+		t.Fatal(err)
+	}
+	b.Quiescent(30 * time.Second)
+	var k dtetype.Key
+	var label string
+	if err := b.DB.Pool.QueryRow(ctx, `SELECT cycle_id, report_id, phase_name::text FROM workflow_phases
+		WHERE cycle_id = $1 AND planned_end_date > current_date + 10 AND state <> 'Completed' AND status_override IS NULL
+		ORDER BY phase_id LIMIT 1`, cycle).Scan(&k.CycleID, &k.ReportID, &label); err != nil {
+		t.Fatal(err)
+	}
+	b.Bypass(`UPDATE workflow_phases SET state = 'Completed', state_override = NULL
+		WHERE cycle_id = $1 AND report_id = $2 AND phase_name::text = $3`, k.CycleID, k.ReportID, label)
+	phase := b.Cfg.Legacy.Phases[label]
+	persist := func(o *reconcile.Options) { o.Persist = true }
+
+	r1 := run(t, b, persist)
+	if r1.Unexpected != 1 || r1.New < 1 || r1.RunID == 0 {
+		t.Fatalf("run 1: %d unexpected, %d new, run %d", r1.Unexpected, r1.New, r1.RunID)
+	}
+	first := *r1.Divergences[indexUnexpected(r1)].FirstSeen
+	time.Sleep(20 * time.Millisecond)
+	r2 := run(t, b, persist)
+	d2 := r2.Divergences[indexUnexpected(r2)]
+	if r2.New != 0 || r2.Resolved != 0 || !d2.FirstSeen.Equal(first) {
+		t.Fatalf("run 2: %d new, %d resolved, first_seen %v (was %v)", r2.New, r2.Resolved, d2.FirstSeen, first)
+	}
+
+	_, def, err := b.Cfg.LoadDefinitions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, _ := b.Cfg.Translator(def.PhaseIDs())
+	o := b.Cfg.ReconcileOptions(b.DB.Pool)
+	to := reconcile.TemporalOptions{Client: b.TC, Definition: def, Translator: tr, TaskQueue: b.Cfg.Shadow.TaskQueue, WorkflowIDPrefix: b.Cfg.Shadow.WorkflowIDPrefix}
+	if err := reconcile.Repair(ctx, o, to, r2); err != nil {
+		t.Fatal(err)
+	}
+	if r2.Repair.Repaired != 1 || len(r2.Repair.Remaining) != 0 {
+		t.Fatalf("repair: %+v", r2.Repair)
+	}
+	r3 := run(t, b, persist)
+	if r3.Unexpected != 0 || r3.Resolved != 1 {
+		t.Fatalf("run 3: %d unexpected, %d resolved; want 0 and 1", r3.Unexpected, r3.Resolved)
+	}
+	var resolved *time.Time
+	var firstSeen time.Time
+	if err := b.DB.Pool.QueryRow(ctx, `SELECT first_seen, resolved_at FROM dtebridge.divergences WHERE cycle_id = $1 AND report_id = $2 AND phase = $3
+		AND kind = 'state_mismatch'`, k.CycleID, k.ReportID, phase).Scan(&firstSeen, &resolved); err != nil {
+		t.Fatal(err)
+	}
+	if resolved == nil || !firstSeen.Equal(first) {
+		t.Errorf("stored divergence first_seen %v resolved_at %v", firstSeen, resolved)
+	}
+}
+
+func indexUnexpected(r *reconcile.Report) int {
+	for i, d := range r.Divergences {
+		if !d.Expected {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestDeepCheckFindsTerminatedWorkflow: a terminated shadow workflow leaves
+// a projection that no longer follows legacy; the deep check says so.
+func TestDeepCheckFindsTerminatedWorkflow(t *testing.T) {
+	t.Parallel()
+	b := bridgetest.New(t, legacy.Seed, nil)
+	b.Simulate(4, 60, 71)
+	b.Quiescent(60 * time.Second)
+	ctx := context.Background()
+	var k dtetype.Key
+	b.DB.Pool.QueryRow(ctx, `SELECT cycle_id, report_id FROM dtebridge.shadow_keys ORDER BY 1, 2 LIMIT 1`).Scan(&k.CycleID, &k.ReportID)
+	if err := b.TC.TerminateWorkflow(ctx, b.Cfg.Shadow.WorkflowIDPrefix+itoa(k.CycleID)+"-"+itoa(k.ReportID), "", "test"); err != nil {
+		t.Fatal(err)
+	}
+	_, def, _ := b.Cfg.LoadDefinitions()
+	tr, _ := b.Cfg.Translator(def.PhaseIDs())
+	o := b.Cfg.ReconcileOptions(b.DB.Pool)
+	to := reconcile.TemporalOptions{Client: b.TC, Definition: def, Translator: tr, TaskQueue: b.Cfg.Shadow.TaskQueue, WorkflowIDPrefix: b.Cfg.Shadow.WorkflowIDPrefix}
+	r := run(t, b, nil)
+	if err := reconcile.Deep(ctx, o, to, 0, r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Deep.Queried != 4 || r.Deep.Disagreed != 1 || kinds(r, false)[reconcile.KindProjectionMismatch] != 1 {
+		t.Fatalf("deep: %+v, kinds %v", r.Deep, kinds(r, false))
+	}
+	// A legacy change now starts a new workflow with only that change: the
+	// other phases go missing, and repair brings them back.
+	b.Exec(`UPDATE workflow_phases SET notes = 'touched' WHERE cycle_id = $1 AND report_id = $2 AND phase_name = 'Testing'`, k.CycleID, k.ReportID)
+	b.Quiescent(30 * time.Second)
+	r = run(t, b, nil)
+	if kinds(r, false)[reconcile.KindMissingInShadow] == 0 {
+		t.Fatalf("after the restart: %v", kinds(r, false))
+	}
+	if err := reconcile.Repair(ctx, o, to, r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Repair.Remaining) != 0 {
+		t.Fatalf("repair left %+v", r.Repair.Remaining)
+	}
+}
+
+// TestJSONMatchesSchema validates a report with divergences, a repair and a
+// deep check against the documented schema.
+func TestJSONMatchesSchema(t *testing.T) {
+	t.Parallel()
+	b := bridgetest.New(t, legacy.Seed, nil)
+	b.Simulate(4, 80, 81)
+	b.Quiescent(60 * time.Second)
+	b.Bypass(`UPDATE workflow_phases SET started_by = 999 WHERE phase_id = (SELECT min(phase_id) FROM workflow_phases)`)
+	r := run(t, b, func(o *reconcile.Options) { o.Persist = true })
+	r.Deep = &reconcile.DeepReport{Queried: 1}
+	r.Repair = &reconcile.RepairReport{Remaining: []reconcile.Divergence{}}
+	var buf bytes.Buffer
+	if err := r.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	var schemaDoc any
+	if err := json.Unmarshal(reconcile.ReportSchema(), &schemaDoc); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddResource("report.schema.json", schemaDoc); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile("report.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sch.Validate(doc); err != nil {
+		t.Fatalf("report does not match its schema: %v", err)
+	}
+	if r.Unexpected == 0 {
+		t.Error("the report should carry the actor divergence")
+	}
+	for _, f := range []func(*bytes.Buffer) error{
+		func(w *bytes.Buffer) error { return r.WriteText(w, 10) },
+		func(w *bytes.Buffer) error { return r.WriteMarkdown(w, 10) },
+	} {
+		var out bytes.Buffer
+		if err := f(&out); err != nil || !strings.Contains(out.String(), "actor_mismatch") {
+			t.Errorf("rendering lacks the divergence: %v\n%s", err, out.String())
+		}
+	}
+}
