@@ -37,7 +37,7 @@ type Config struct {
 	// Definitions lists workflow definition files. A relative path is read
 	// next to the config file, or else from the shipped definitions.
 	// Default: every shipped definition.
-	Definitions []string `yaml:"definitions"`
+	Definitions []string  `yaml:"definitions"`
 	Shadow      Shadow    `yaml:"shadow"`
 	Reconcile   Reconcile `yaml:"reconcile"`
 	HTTP        HTTP      `yaml:"http"`
