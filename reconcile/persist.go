@@ -112,3 +112,46 @@ func split(keys []dtetype.Key, orNil bool) (cycles, reports []int64) {
 	}
 	return cycles, reports
 }
+
+// RunSummary is a recorded run, as status and the cutover gates read it.
+type RunSummary struct {
+	RunID       int64         `json:"run_id"`
+	FinishedAt  time.Time     `json:"finished_at"`
+	Scope       Scope         `json:"scope"`
+	Compared    int64         `json:"compared"`
+	Consistent  int64         `json:"consistent"`
+	Unexpected  int64         `json:"unexpected"`
+	Expected    int64         `json:"expected"`
+	New         int64         `json:"new"`
+	Resolved    int64         `json:"resolved"`
+	Phases      []PhaseReport `json:"phases"`
+	Consistency float64       `json:"consistency"`
+}
+
+// Runs returns the most recent recorded runs, newest first.
+func Runs(ctx context.Context, db *pgxpool.Pool, schemaName string, limit int) ([]RunSummary, error) {
+	schema := pgx.Identifier{orDefault(schemaName, "dtebridge")}.Sanitize()
+	rows, err := db.Query(ctx, `SELECT run_id, finished_at, scope, compared, consistent, unexpected, expected, new, resolved, phases
+		FROM `+schema+`.reconcile_runs ORDER BY run_id DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("error reading reconcile runs: %w", err)
+	}
+	defer rows.Close()
+	var out []RunSummary
+	for rows.Next() {
+		var s RunSummary
+		var scope, phases []byte
+		if err := rows.Scan(&s.RunID, &s.FinishedAt, &scope, &s.Compared, &s.Consistent, &s.Unexpected, &s.Expected, &s.New, &s.Resolved, &phases); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(scope, &s.Scope); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(phases, &s.Phases); err != nil {
+			return nil, err
+		}
+		s.Consistency = ratio(s.Consistent, s.Compared)
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/config"
+	"github.com/synapsedte/dtebridge/reconcile"
 )
 
 // loadConfig reads --config. Without one it returns the example config of
@@ -430,6 +431,20 @@ func statusCommand(g *globals) *cli.Command {
 			}
 			tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintf(g.Stdout, "Change table: %d changes; quarantine: %d pending.\n\n", st.Changes, st.QuarantinePending)
+			defer func() {
+				if st.LastReconcile == nil {
+					fmt.Fprintln(g.Stdout, "\nNo reconcile run recorded yet (dtebridge reconcile, or serve --reconcile-every).")
+					return
+				}
+				lr := st.LastReconcile
+				fmt.Fprintf(g.Stdout, "\nLast reconcile: run %d at %s, %d keys, consistency %.2f%%, %d unexpected divergences (%d new, %d resolved).\n",
+					lr.RunID, lr.FinishedAt.Format(time.RFC3339), lr.Compared, lr.Consistency*100, lr.Unexpected, lr.New, lr.Resolved)
+				fmt.Fprintln(tw, "PHASE\tCOMPARED\tCONSISTENCY\tIN FLIGHT")
+				for _, p := range lr.Phases {
+					fmt.Fprintf(tw, "%s\t%d\t%.2f%%\t%d\n", p.Phase, p.Compared, p.Consistency*100, p.InFlight)
+				}
+				tw.Flush()
+			}()
 			fmt.Fprintln(tw, "CONSUMER\tLEADER\tBACKLOG\tOLDEST\tBACKFILLED\tUPDATED")
 			for _, cp := range st.Consumers {
 				bf := "never"
@@ -446,9 +461,10 @@ func statusCommand(g *globals) *cli.Command {
 
 // statusReport is the output of dtebridge status.
 type statusReport struct {
-	Changes           int64                `json:"changes"`
-	QuarantinePending int                  `json:"quarantine_pending"`
-	Consumers         []consumerStatusLine `json:"consumers"`
+	Changes           int64                 `json:"changes"`
+	QuarantinePending int                   `json:"quarantine_pending"`
+	Consumers         []consumerStatusLine  `json:"consumers"`
+	LastReconcile     *reconcile.RunSummary `json:"last_reconcile,omitempty"`
 }
 
 type consumerStatusLine struct {
@@ -478,6 +494,13 @@ func captureStatus(ctx context.Context, pool *pgxpool.Pool, cfg *config.Config) 
 	st.QuarantinePending = len(q)
 	if st.Changes, err = adapter.ChangeCount(ctx, pool, cc); err != nil {
 		return nil, err
+	}
+	runs, err := reconcile.Runs(ctx, pool, cc.Schema, 1)
+	if err != nil {
+		return nil, err
+	}
+	if len(runs) > 0 {
+		st.LastReconcile = &runs[0]
 	}
 	return st, nil
 }

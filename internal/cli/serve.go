@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"go.temporal.io/sdk/client"
@@ -30,7 +31,8 @@ func (g *globals) dialTemporal(ctx context.Context, address string) (client.Clie
 }
 
 type serveOptions struct {
-	Listen string
+	Listen         string
+	ReconcileEvery time.Duration
 }
 
 func serveCommand(g *globals) *cli.Command {
@@ -40,7 +42,10 @@ func serveCommand(g *globals) *cli.Command {
 		Usage: "run the bridge: capture reader, mirror into Temporal, shadow worker, and HTTP (health, metrics, API)",
 		Description: "Run two or more for availability: one leads capture (by advisory lock), the others wait as hot\n" +
 			"standbys, and every one runs shadow workers. HTTP binds to loopback unless --listen or http.listen says otherwise.",
-		Flags:  []cli.Flag{&cli.StringFlag{Name: "listen", Usage: "HTTP address (default: http.listen, else 127.0.0.1:8080; - disables)", Destination: &o.Listen}},
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Usage: "HTTP address (default: http.listen, else 127.0.0.1:8080; - disables)", Destination: &o.Listen},
+			&cli.DurationFlag{Name: "reconcile-every", Usage: "run a recorded reconcile this often on the capture leader (0: never)", Destination: &o.ReconcileEvery},
+		},
 		Before: noArgs,
 		Action: func(c *cli.Context) error {
 			cfg, pool, err := g.open(c.Context, "")
@@ -54,7 +59,7 @@ func serveCommand(g *globals) *cli.Command {
 			}
 			defer tc.Close()
 			srv, err := serve.Start(c.Context, serve.Options{Config: cfg, Pool: pool, Temporal: tc, Namespace: g.TemporalNamespace,
-				Listen: o.Listen, Logger: g.Logger})
+				Listen: o.Listen, ReconcileEvery: o.ReconcileEvery, Logger: g.Logger})
 			if err != nil {
 				return err
 			}

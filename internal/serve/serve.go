@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
@@ -27,6 +28,7 @@ import (
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/reconcile"
 	"github.com/synapsedte/dtebridge/shadow"
 )
 
@@ -39,12 +41,16 @@ type Options struct {
 	Temporal client.Client
 	// Namespace is the client's namespace, for search-attribute checks.
 	Namespace string
+	// TemporalAddress is the client's frontend, for reports.
+	TemporalAddress string
 	// Listen overrides the config's HTTP address; "-" disables HTTP.
 	Listen string
 	// Identity names this process as a capture reader. Default: host:pid.
 	Identity string
 	// Logger receives operational messages. Default: discard.
 	Logger *slog.Logger
+	// ReconcileEvery runs a recorded reconcile on this schedule; 0: never.
+	ReconcileEvery time.Duration
 	// Reader and Mirror adjust the reader and mirror configuration (tests
 	// shorten intervals).
 	Reader func(*adapter.ReaderConfig)
@@ -53,18 +59,20 @@ type Options struct {
 
 // Server is a running bridge process.
 type Server struct {
-	opts       Options
-	log        *slog.Logger
-	registry   *prometheus.Registry
-	defs       []*dtetype.Definition
-	definition *dtetype.Definition
-	worker     worker.Worker
-	http       *http.Server
-	addr       string
-	cancel     context.CancelFunc
-	done       chan struct{}
-	mu         sync.Mutex
-	err        error
+	opts          Options
+	log           *slog.Logger
+	registry      *prometheus.Registry
+	defs          []*dtetype.Definition
+	definition    *dtetype.Definition
+	worker        worker.Worker
+	http          *http.Server
+	addr          string
+	cancel        context.CancelFunc
+	done          chan struct{}
+	mu            sync.Mutex
+	err           error
+	lastReconcile *reconcile.Report
+	temporalAddr  string
 	// Metrics are the capture reader's metrics.
 	Metrics *adapter.Metrics
 	// MirrorMetrics are the mirror's metrics.
@@ -89,7 +97,8 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if _, err := adapter.Checkpoints(ctx, o.Pool, cfg.CaptureConfig()); err != nil {
 		return nil, err
 	}
-	s := &Server{opts: o, log: log, registry: prometheus.NewRegistry(), defs: defs, definition: def, done: make(chan struct{})}
+	s := &Server{opts: o, log: log, registry: prometheus.NewRegistry(), defs: defs, definition: def, done: make(chan struct{}),
+		temporalAddr: o.TemporalAddress}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.Metrics = adapter.NewMetrics(s.registry)
 	s.MirrorMetrics = adapter.NewMirrorMetrics(s.registry)
@@ -143,8 +152,57 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			s.fail(err)
 		}
 	}()
+	if o.ReconcileEvery > 0 {
+		go s.reconcileLoop(rctx, o.ReconcileEvery)
+	}
 	log.Info("dtebridge serving", "definition", def.Key(), "http", s.addr, "search_attributes", sa)
 	return s, nil
+}
+
+// reconcileLoop runs a recorded reconcile every interval until ctx ends.
+// Only the capture leader runs it, so replicas do not repeat each other.
+func (s *Server) reconcileLoop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if testutilGauge(s.Metrics.Leader) != 1 {
+			continue
+		}
+		o := s.opts.Config.ReconcileOptions(s.opts.Pool)
+		o.Persist = true
+		r, err := reconcile.Run(ctx, o)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("scheduled reconcile failed", "error", err)
+			}
+			continue
+		}
+		s.mu.Lock()
+		s.lastReconcile = r
+		s.mu.Unlock()
+		s.log.Info("reconcile", "run", r.RunID, "compared", r.Compared, "consistency", r.Consistency,
+			"unexpected", r.Unexpected, "new", r.New, "resolved", r.Resolved)
+	}
+}
+
+// LastReconcile returns the last scheduled reconcile's report, or nil.
+func (s *Server) LastReconcile() *reconcile.Report {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastReconcile
+}
+
+func testutilGauge(g prometheus.Gauge) float64 {
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		return 0
+	}
+	return m.GetGauge().GetValue()
 }
 
 func (s *Server) fail(err error) {
@@ -165,6 +223,9 @@ func (s *Server) Err() error {
 
 // Done is closed when the capture reader has stopped.
 func (s *Server) Done() <-chan struct{} { return s.done }
+
+// TemporalAddress returns the Temporal frontend the server's client uses.
+func (s *Server) TemporalAddress() string { return s.temporalAddr }
 
 // Addr returns the HTTP address, or "" when HTTP is off.
 func (s *Server) Addr() string { return s.addr }
