@@ -82,7 +82,7 @@ func (b *Bridge) Start() {
 	b.T.Helper()
 	srv, err := serve.Start(context.Background(), serve.Options{Config: b.Cfg, Pool: b.DB.Pool, Temporal: b.TC, Namespace: "default",
 		TemporalAddress: testenv.Temporal(b.T).Address(),
-		Listen: "127.0.0.1:0", Reader: func(rc *adapter.ReaderConfig) {
+		Listen:          "127.0.0.1:0", Reader: func(rc *adapter.ReaderConfig) {
 			rc.PollInterval, rc.MaintenanceInterval, rc.StandbyInterval = 200*time.Millisecond, 500*time.Millisecond, 200*time.Millisecond
 			rc.RetryBackoff = time.Second
 		}, Mirror: func(mc *adapter.MirrorConfig) { mc.SignalTimeout = time.Second }})
