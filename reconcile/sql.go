@@ -12,7 +12,8 @@ import (
 type queries struct {
 	schema                                    string
 	pending, unapplied, quarantined, phasesOf string
-	totals, compare, violations               string
+	sumsLegacy, sumsShadow, compare           string
+	violations                                string
 	args                                      pgx.NamedArgs
 }
 
@@ -100,14 +101,34 @@ func newQueries(o *Options) *queries {
 	for _, k := range keyCols {
 		lorder = append(lorder, "lw."+pgx.Identifier{k}.Sanitize())
 	}
-	q.totals = `WITH ` + mapping + `, ` + lw + ` SELECT phase, count(*) FROM lw GROUP BY phase`
+	// The fast path: a checksum per (cycle, phase) on each side. Where the
+	// two agree, and the counts show one legacy row per key, every key of
+	// the group agrees; only the other groups are compared key by key.
+	tuple := func(p string) string {
+		ts := func(col string) string {
+			return `coalesce(floor(extract(epoch FROM ` + p + col + `))::text, '~')`
+		}
+		return `hashtext(concat_ws('|', ` + p + `report_id, ` + p + `phase, coalesce(` + p + `state, '~'), coalesce(` + p + `status, '~'), ` +
+			ts("planned_start") + `, ` + ts("planned_end") + `, ` + ts("actual_start") + `, ` + ts("actual_end") + `, ` +
+			`coalesce(` + p + `started_by, ''), coalesce(` + p + `completed_by, '')))`
+	}
+	q.sumsLegacy = `WITH ` + mapping + `, ` + lw + ` SELECT cycle_id, phase, count(*), coalesce(sum(` + tuple("lw.") + `), 0)::bigint
+		FROM lw GROUP BY 1, 2`
+	q.sumsShadow = `SELECT cycle_id, phase, count(*), coalesce(sum(` + tuple("s.") + `), 0)::bigint
+		FROM ` + schema + `.shadow_phases s WHERE (@phase::text IS NULL OR s.phase = @phase) AND ` + keyScope("s.cycle_id", "s.report_id") + `
+		GROUP BY 1, 2`
+	groupFilter := func(p string) string {
+		return `(@group_cycles::bigint[] IS NULL OR (` + p + `cycle_id, ` + p + `phase) IN (
+			SELECT * FROM unnest(@group_cycles::bigint[], @group_phases::text[])))`
+	}
 	same := func(col string) string {
 		return `((l.` + col + ` IS NULL AND s.` + col + ` IS NULL) OR abs(extract(epoch FROM l.` + col + ` - s.` + col + `)) <= @tolerance::float8)`
 	}
 	q.compare = `WITH ` + mapping + `, ` + lw + `,
 		l AS (SELECT DISTINCT ON (cycle_id, report_id, phase) lw.*, count(*) OVER (PARTITION BY cycle_id, report_id, phase) AS nrows
-			FROM lw ORDER BY cycle_id, report_id, phase, ` + strings.Join(lorder, ", ") + `),
-		s AS (SELECT * FROM ` + schema + `.shadow_phases s WHERE (@phase::text IS NULL OR s.phase = @phase) AND ` + keyScope("s.cycle_id", "s.report_id") + `)
+			FROM lw WHERE ` + groupFilter("lw.") + ` ORDER BY cycle_id, report_id, phase, ` + strings.Join(lorder, ", ") + `),
+		s AS (SELECT * FROM ` + schema + `.shadow_phases s WHERE (@phase::text IS NULL OR s.phase = @phase) AND ` + keyScope("s.cycle_id", "s.report_id") + `
+			AND ` + groupFilter("s.") + `)
 		SELECT coalesce(l.cycle_id, s.cycle_id), coalesce(l.report_id, s.report_id), coalesce(l.phase, s.phase),
 			l.cycle_id IS NOT NULL, s.cycle_id IS NOT NULL, coalesce(l.nrows, 0),
 			l.state, l.status, l.planned_start, l.planned_end, l.actual_start, l.actual_end, coalesce(l.started_by, ''), coalesce(l.completed_by, ''),
