@@ -5,13 +5,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -23,9 +26,17 @@ import (
 )
 
 func main() {
-	only := flag.String("only", "", "comma-separated benchmarks to run: overhead, reader, lag, mirror (default: all)")
+	only := flag.String("only", "", "comma-separated benchmarks to run: overhead, reader, lag, mirror, reconcile (default: all)")
 	quick := flag.Bool("quick", false, "small sizes, for a smoke run")
+	child := flag.String("reconcile-child", "", "internal: run one reconcile of this database and print its figures")
 	flag.Parse()
+	if *child != "" {
+		if err := reconcileChild(*child); err != nil {
+			fmt.Fprintln(os.Stderr, "dtebench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := run(ctx, *only, *quick); err != nil {
@@ -78,6 +89,13 @@ func run(ctx context.Context, only string, quick bool) error {
 			rows = append(rows, r...)
 		}
 	}
+	if want("reconcile") {
+		r, err := reconcileBench(ctx, quick, log)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r...)
+	}
 	if want("mirror") {
 		r, err := mirrorBench(ctx, quick, log)
 		if err != nil {
@@ -112,4 +130,71 @@ func mirrorBench(ctx context.Context, quick bool, log *slog.Logger) ([]bench.Row
 	}
 	log.Info("mirror benchmarks")
 	return bench.MirrorBench(ctx, c, tc, o)
+}
+
+// reconcileChild runs in its own process, so its peak RSS is the
+// reconcile's alone.
+func reconcileChild(url string) error {
+	r, err := bench.TimeReconcile(context.Background(), url)
+	if err != nil {
+		return err
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(map[string]any{"result": r, "maxrss_kb": ru.Maxrss})
+}
+
+// reconcileBench generates 100,000 reports × 9 phases in SQL and times
+// reconcile over them, all consistent and then with 1% divergent, each in a
+// child process, against a plain scan of both tables as the baseline.
+func reconcileBench(ctx context.Context, quick bool, log *slog.Logger) ([]bench.Row, error) {
+	reports := 100000
+	if quick {
+		reports = 2000
+	}
+	c, err := localpg.Start(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Stop()
+	log.Info("reconcile benchmark: generating data", "reports", reports)
+	url, err := bench.ReconcileData(ctx, c, "bench_reconcile", reports)
+	if err != nil {
+		return nil, err
+	}
+	scan, err := bench.ScanBaseline(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	group := fmt.Sprintf("reconcile: %d reports × 9 phases, generated in SQL", reports)
+	rows := []bench.Row{{Group: group, Name: "plain scan of legacy and shadow tables (baseline)", Figure: fmt.Sprintf("%.2fs", scan.Seconds()), Versus: "baseline"}}
+	for _, tc := range []struct {
+		name  string
+		share float64
+	}{{"all consistent", 0}, {"1% divergent", 0.01}} {
+		if tc.share > 0 {
+			if _, err := bench.DivergeShadow(ctx, url, tc.share); err != nil {
+				return nil, err
+			}
+		}
+		log.Info("reconcile benchmark", "case", tc.name)
+		out, err := exec.CommandContext(ctx, os.Args[0], "-reconcile-child", url).Output()
+		if err != nil {
+			return nil, fmt.Errorf("reconcile child: %w", err)
+		}
+		var res struct {
+			Result   bench.ReconcileResult `json:"result"`
+			MaxRSSKB int64                 `json:"maxrss_kb"`
+		}
+		if err := json.Unmarshal(out, &res); err != nil {
+			return nil, err
+		}
+		secs := res.Result.Elapsed.Seconds()
+		rows = append(rows, bench.Row{Group: group, Name: tc.name,
+			Figure: fmt.Sprintf("%.2fs, %.0f rows/s, peak RSS %d MB, %d unexpected", secs, float64(res.Result.Rows)/secs, res.MaxRSSKB/1024, res.Result.Unexpected),
+			Versus: fmt.Sprintf("%.1f× the scan", secs/scan.Seconds())})
+	}
+	return rows, nil
 }

@@ -110,3 +110,19 @@ func TimeReconcile(ctx context.Context, url string) (*ReconcileResult, error) {
 	}
 	return &ReconcileResult{Rows: r.RowsScanned, Elapsed: time.Since(began), Unexpected: r.Unexpected, Compared: r.Compared}, nil
 }
+
+// ScanBaseline times a plain count of both tables reconcile reads: the floor
+// any comparison pays.
+func ScanBaseline(ctx context.Context, url string) (time.Duration, error) {
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	defer pool.Close()
+	began := time.Now()
+	var a, b int64
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM workflow_phases), (SELECT count(*) FROM dtebridge.shadow_phases)`).Scan(&a, &b); err != nil {
+		return 0, err
+	}
+	return time.Since(began), nil
+}
