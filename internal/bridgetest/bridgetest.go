@@ -29,6 +29,8 @@ type Bridge struct {
 	Profile *legacy.Profile
 	Srv     *serve.Server
 	TC      client.Client
+
+	reconcileEvery time.Duration
 }
 
 // Options adjusts New.
@@ -37,6 +39,8 @@ type Options struct {
 	Temporal client.Client
 	// NoServe installs but does not start serving.
 	NoServe bool
+	// ReconcileEvery schedules reconcile in serve.
+	ReconcileEvery time.Duration
 }
 
 // New creates a legacy database of profile p with the bridge installed and
@@ -70,7 +74,7 @@ func New(t testing.TB, p *legacy.Profile, o *Options) *Bridge {
 	if tc == nil {
 		tc = testenv.TemporalClient(t)
 	}
-	b := &Bridge{T: t, DB: db, Cfg: cfg, Profile: p, TC: tc}
+	b := &Bridge{T: t, DB: db, Cfg: cfg, Profile: p, TC: tc, reconcileEvery: o.ReconcileEvery}
 	if !o.NoServe {
 		b.Start()
 	}
@@ -81,8 +85,8 @@ func New(t testing.TB, p *legacy.Profile, o *Options) *Bridge {
 func (b *Bridge) Start() {
 	b.T.Helper()
 	srv, err := serve.Start(context.Background(), serve.Options{Config: b.Cfg, Pool: b.DB.Pool, Temporal: b.TC, Namespace: "default",
-		TemporalAddress: testenv.Temporal(b.T).Address(),
-		Listen:          "127.0.0.1:0", Reader: func(rc *adapter.ReaderConfig) {
+		TemporalAddress: testenv.Temporal(b.T).Address(), ReconcileEvery: b.reconcileEvery,
+		Listen: "127.0.0.1:0", Reader: func(rc *adapter.ReaderConfig) {
 			rc.PollInterval, rc.MaintenanceInterval, rc.StandbyInterval = 200*time.Millisecond, 500*time.Millisecond, 200*time.Millisecond
 			rc.RetryBackoff = time.Second
 		}, Mirror: func(mc *adapter.MirrorConfig) { mc.SignalTimeout = time.Second }})

@@ -17,6 +17,7 @@ import (
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/internal/serve"
 	"github.com/synapsedte/dtebridge/legacy"
+	"github.com/synapsedte/dtebridge/reconcile"
 	"github.com/synapsedte/dtebridge/shadow"
 )
 
@@ -125,6 +126,17 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacy.Profile) erro
 	}
 	fmt.Fprintln(out)
 	if err := writeBridgeReport(ctx, out, pool, cfg, srv); err != nil {
+		return err
+	}
+	fmt.Fprintln(out)
+	step("Reconciling legacy with the shadow")
+	ro := cfg.ReconcileOptions(pool)
+	ro.Persist = true
+	rep, err := reconcile.Run(ctx, ro)
+	if err != nil {
+		return err
+	}
+	if err := rep.WriteText(out, 10); err != nil {
 		return err
 	}
 	fmt.Fprintln(out)

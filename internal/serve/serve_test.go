@@ -123,3 +123,23 @@ func TestHTTP(t *testing.T) {
 		t.Errorf("unknown path: %d, want 404", code)
 	}
 }
+
+// TestScheduledReconcile: serve --reconcile-every records runs by itself.
+func TestScheduledReconcile(t *testing.T) {
+	t.Parallel()
+	b := bridgetest.New(t, legacy.Seed, &bridgetest.Options{ReconcileEvery: 300 * time.Millisecond})
+	b.Simulate(3, 40, 5)
+	b.Quiescent(60 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for b.Srv.LastReconcile() == nil || b.Srv.LastReconcile().Compared == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no scheduled reconcile ran")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var runs int
+	b.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM dtebridge.reconcile_runs`).Scan(&runs)
+	if runs == 0 {
+		t.Error("scheduled runs were not recorded")
+	}
+}
