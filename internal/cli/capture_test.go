@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -54,11 +55,15 @@ func TestInstallStatusUninstall(t *testing.T) {
 	if n != 0 {
 		t.Fatal("install --dry-run created the schema")
 	}
-	for range 2 {
-		r = runCLI(t, append(u, "install")...)
-		if r.code != 0 || !strings.Contains(r.stdout, "Installed: schema dtebridge at version 2") {
-			t.Fatalf("install: exit %d, %q %q", r.code, r.stdout, r.stderr)
-		}
+	versions := regexp.MustCompile(`Installed: schema dtebridge at version (\d+) \(was (\d+)\)`)
+	r = runCLI(t, append(u, "install")...)
+	m := versions.FindStringSubmatch(r.stdout)
+	if r.code != 0 || m == nil || m[2] != "0" || m[1] == "0" {
+		t.Fatalf("install: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, append(u, "install")...)
+	if m2 := versions.FindStringSubmatch(r.stdout); r.code != 0 || m2 == nil || m2[1] != m[1] || m2[2] != m[1] {
+		t.Fatalf("second install: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 	r = runCLI(t, append(u, "status", "--format", "json")...)
 	var st statusReport

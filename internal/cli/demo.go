@@ -98,11 +98,10 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacy.Profile) erro
 		return err
 	}
 	defer tc.Close()
-	listen := "127.0.0.1:0"
-	if o.KeepRunning {
-		listen = cfg.Listen()
-	}
-	srv, err := serve.Start(ctx, serve.Options{Config: cfg, Pool: pool, Temporal: tc, Namespace: svc.TemporalNamespace, Listen: listen, Logger: g.Logger})
+	// A free loopback port: the demo prints it, and never fights whatever
+	// already listens on the configured one.
+	srv, err := serve.Start(ctx, serve.Options{Config: cfg, Pool: pool, Temporal: tc, Namespace: svc.TemporalNamespace,
+		TemporalAddress: svc.TemporalAddress, Listen: "127.0.0.1:0", Logger: g.Logger})
 	if err != nil {
 		return err
 	}
