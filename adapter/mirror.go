@@ -42,6 +42,13 @@ type MirrorConfig struct {
 	SearchAttributes bool
 	// Roles, if set, resolves actors' roles for the role rule.
 	Roles *RoleResolver
+	// Authority, if set, says which phases are mirrored and which reports
+	// the new engine owns (package cutover implements it).
+	Authority Authority
+	// OnConflict handles legacy writes to phases and reports the new engine
+	// owns; they are not delivered. It must succeed for the batch to be
+	// acknowledged.
+	OnConflict func(ctx context.Context, conflicts []dtetype.PhaseChange) error
 	// Logger receives operational messages. Default: discard.
 	Logger *slog.Logger
 	// Metrics receives the mirror's metrics. Default: unregistered.
@@ -121,8 +128,42 @@ func orDefault(s, def string) string {
 	return s
 }
 
+// Authority is cutover's view, as the mirror needs it.
+type Authority interface {
+	// Mirrored is false for a phase in legacy mode.
+	Mirrored(p dtetype.Phase) bool
+	// OnNew reports whether the new engine owns phase p of report k.
+	OnNew(k dtetype.Key, p dtetype.Phase) bool
+}
+
+// route drops what the shadow must not apply: the bridge's own write-backs
+// (the engine applied them already), phases in legacy mode, and legacy
+// writes to phases the new engine owns, which it returns as conflicts.
+func (m *Mirror) route(changes []dtetype.PhaseChange) (deliver, conflicts []dtetype.PhaseChange) {
+	for _, c := range changes {
+		switch {
+		case c.Origin == dtetype.OriginBridge:
+		case m.cfg.Authority == nil:
+			deliver = append(deliver, c)
+		case !m.cfg.Authority.Mirrored(c.Phase):
+		case c.Op != dtetype.OpSnapshot && m.cfg.Authority.OnNew(c.Key, c.Phase):
+			conflicts = append(conflicts, c)
+		default:
+			deliver = append(deliver, c)
+		}
+	}
+	return deliver, conflicts
+}
+
 // Deliver signals each report's changes to its shadow workflow.
 func (m *Mirror) Deliver(ctx context.Context, b Batch) error {
+	var conflicts []dtetype.PhaseChange
+	b.Changes, conflicts = m.route(b.Changes)
+	if len(conflicts) > 0 && m.cfg.OnConflict != nil {
+		if err := m.cfg.OnConflict(ctx, conflicts); err != nil {
+			return fmt.Errorf("error handling authority conflicts: %w", err)
+		}
+	}
 	if len(b.Changes) == 0 {
 		return nil
 	}

@@ -22,7 +22,9 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/synapsedte/dtebridge/adapter"
+	"github.com/synapsedte/dtebridge/cutover"
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/legacy"
 	"github.com/synapsedte/dtebridge/reconcile"
 	"github.com/synapsedte/dtebridge/shadow"
 )
@@ -40,6 +42,7 @@ type Config struct {
 	Definitions []string  `yaml:"definitions"`
 	Shadow      Shadow    `yaml:"shadow"`
 	Reconcile   Reconcile `yaml:"reconcile"`
+	Cutover     Cutover   `yaml:"cutover"`
 	HTTP        HTTP      `yaml:"http"`
 
 	// path is where the file was read from, for error messages.
@@ -53,7 +56,10 @@ type Legacy struct {
 	// Key lists its primary-key columns. Default: [phase_id].
 	Key []string `yaml:"key"`
 	// Users, if set, locates the users table, so the shadow can judge roles.
-	Users           *adapter.RoleConfig `yaml:"users"`
+	Users *adapter.RoleConfig `yaml:"users"`
+	// Profile names the legacy application's write behaviour (seed or
+	// production) that cutover's write-back reproduces. Default: seed.
+	Profile         string `yaml:"profile"`
 	adapter.Mapping `yaml:",inline"`
 }
 
@@ -89,10 +95,55 @@ func (c *Config) ReconcileOptions(pool *pgxpool.Pool) reconcile.Options {
 		Expected: c.Reconcile.Expected}
 }
 
+// Cutover configures cutover gates and conflicts.
+type Cutover struct {
+	Gate struct {
+		// Runs, Within and MinConsistency: defaults 3, 24h, 0.999.
+		Runs           int      `yaml:"runs"`
+		Within         Duration `yaml:"within"`
+		MinConsistency float64  `yaml:"min_consistency"`
+	} `yaml:"gate"`
+	// ConflictPolicy is alert (record and count) or revert (also rewrite the
+	// engine's state to the legacy row). Default: alert.
+	ConflictPolicy string `yaml:"conflict_policy"`
+}
+
+// GateConfig returns the gate settings.
+func (c *Config) GateConfig() cutover.GateConfig {
+	return cutover.GateConfig{Runs: c.Cutover.Gate.Runs, Within: time.Duration(c.Cutover.Gate.Within), MinConsistency: c.Cutover.Gate.MinConsistency}
+}
+
+// LegacyProfile returns the legacy write behaviour write-back reproduces.
+func (c *Config) LegacyProfile() (*legacy.Profile, error) {
+	if c.Legacy.Profile == "" {
+		return legacy.Seed, nil
+	}
+	return legacy.ProfileByName(c.Legacy.Profile)
+}
+
 // HTTP configures the HTTP server of dtebridge serve.
 type HTTP struct {
 	// Listen is the address to serve on. Default: 127.0.0.1:8080 (loopback).
 	Listen string `yaml:"listen"`
+	// TokenFile holds the bearer token mutating endpoints require. Without
+	// one they answer 401 to everyone.
+	TokenFile string `yaml:"token_file"`
+}
+
+// Token reads the bearer token, or returns "" when none is configured.
+func (c *Config) Token() (string, error) {
+	if c.HTTP.TokenFile == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(c.HTTP.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("error reading http.token_file: %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if len(t) < 16 {
+		return "", fmt.Errorf("the token in %s is shorter than 16 characters: use a long random one", c.HTTP.TokenFile)
+	}
+	return t, nil
 }
 
 // Capture configures change capture.
@@ -188,6 +239,12 @@ func (c *Config) validate() error {
 		if err := c.Reconcile.Expected[i].Validate(); err != nil {
 			return fmt.Errorf("reconcile.expected[%d]: %w", i, err)
 		}
+	}
+	if p := c.Cutover.ConflictPolicy; p != "" && p != cutover.PolicyAlert && p != cutover.PolicyRevert {
+		return fmt.Errorf("cutover.conflict_policy %q is not alert or revert", p)
+	}
+	if _, err := c.LegacyProfile(); err != nil {
+		return fmt.Errorf("legacy.profile: %w", err)
 	}
 	if c.Shadow.Concurrency < 0 {
 		return fmt.Errorf("shadow.concurrency must not be negative, got %d", c.Shadow.Concurrency)

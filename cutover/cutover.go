@@ -346,6 +346,11 @@ func (s *Store) Set(ctx context.Context, c Change, gate GateConfig) (*Result, er
 					res.Released = append(res.Released, k)
 				}
 			}
+			// Legacy is authoritative again: its writes are no longer conflicts.
+			if _, err := tx.Exec(ctx, `UPDATE `+s.schema+`.divergences SET resolved_at = now()
+				WHERE phase = $1 AND kind = 'authority_conflict' AND resolved_at IS NULL`, c.Phase); err != nil {
+				return err
+			}
 		}
 		res.To = Mode{Phase: c.Phase, Mode: c.Mode, Percent: c.Percent, UpdatedBy: c.Actor}
 		if err := tx.QueryRow(ctx, `INSERT INTO `+s.schema+`.cutover_modes (phase, mode, percent, updated_at, updated_by) VALUES ($1, $2, $3, now(), $4)
@@ -477,6 +482,9 @@ func (a *Authority) OnNew(k dtetype.Key, p dtetype.Phase) bool {
 	defer a.mu.RUnlock()
 	return ModeOf(a.modes, p).Covers(k, a.promoted[p][k])
 }
+
+// Mirrored is false for a phase in legacy mode.
+func (a *Authority) Mirrored(p dtetype.Phase) bool { return a.Mode(p).Mode != ModeLegacy }
 
 // Modes returns a copy of every set mode.
 func (a *Authority) Modes() map[dtetype.Phase]Mode {

@@ -48,6 +48,10 @@ type DB interface {
 type ModelConfig struct {
 	// Now is the application's clock. Default: time.Now.
 	Now func() time.Time
+	// Prepare, if set, runs first in every operation's transaction; an
+	// error aborts the operation. The bridge's write-back uses it to mark
+	// its writes with its origin and to claim a command exactly once.
+	Prepare func(ctx context.Context, tx pgx.Tx) error
 }
 
 // Model writes workflow_phases rows the way the legacy application does.
@@ -56,6 +60,7 @@ type Model struct {
 	db      DB
 	profile *Profile
 	now     func() time.Time
+	prepare func(ctx context.Context, tx pgx.Tx) error
 	cols    string
 }
 
@@ -75,7 +80,7 @@ func NewModel(db DB, profile *Profile, cfg *ModelConfig) *Model {
 	if profile.StatusColumn {
 		cols = append(cols, "status::text")
 	}
-	return &Model{db: db, profile: profile, now: now, cols: strings.Join(cols, ", ")}
+	return &Model{db: db, profile: profile, now: now, prepare: cfg.Prepare, cols: strings.Join(cols, ", ")}
 }
 
 // Profile returns the model's profile.
@@ -148,6 +153,15 @@ func (r Ref) String() string { return fmt.Sprintf("%s %s", r.Key, r.Phase) }
 
 // tx runs fn in a transaction, retrying deadlocks and serialization failures.
 func (m *Model) tx(ctx context.Context, fn func(pgx.Tx) error) error {
+	if m.prepare != nil {
+		inner := fn
+		fn = func(tx pgx.Tx) error {
+			if err := m.prepare(ctx, tx); err != nil {
+				return err
+			}
+			return inner(tx)
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		err := pgx.BeginFunc(ctx, m.db, fn)
 		var pgErr *pgconn.PgError
@@ -523,6 +537,42 @@ func (m *Model) Refresh(ctx context.Context, ref Ref) ([]Row, error) {
 		}
 		var c change
 		c.set("schedule_status", s)
+		c.set("updated_at", now)
+		return &c, nil
+	})
+}
+
+// RestoreValues are what Restore writes.
+type RestoreValues struct {
+	State                  dtetype.State
+	ActualStart, ActualEnd *time.Time
+	StartedBy, CompletedBy string
+}
+
+// Restore writes a given state back over the row of ref: the bridge's
+// revert policy uses it when legacy writes to a phase the new engine owns.
+// It sets what the application's own operations set (state, status,
+// schedule status, actual dates and actors) and nothing else.
+func (m *Model) Restore(ctx context.Context, ref Ref, v RestoreValues) ([]Row, error) {
+	actor := func(s string) any {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return n
+		}
+		return nil
+	}
+	return m.update(ctx, ref, func(_ pgx.Tx, r *Row, now time.Time) (*change, error) {
+		var c change
+		state := m.profile.State(v.State)
+		c.set("state", state)
+		if m.profile.StatusColumn {
+			c.set("status", map[dtetype.State]string{dtetype.StateNotStarted: StatusNotStarted,
+				dtetype.StateInProgress: StatusInProgress, dtetype.StateCompleted: StatusComplete}[v.State])
+		}
+		c.set("actual_start_date", v.ActualStart)
+		c.set("actual_end_date", v.ActualEnd)
+		c.set("started_by", actor(v.StartedBy))
+		c.set("completed_by", actor(v.CompletedBy))
+		c.set("schedule_status", m.schedule(now, state, r.PlannedEnd))
 		c.set("updated_at", now)
 		return &c, nil
 	})

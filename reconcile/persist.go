@@ -60,7 +60,7 @@ func persist(ctx context.Context, db *pgxpool.Pool, schema string, r *Report) er
 		scopeC, scopeR := split(r.Scope.Keys, true)
 		flightC, flightR := split(r.inFlightReports, false)
 		tag, err = tx.Exec(ctx, `UPDATE `+schema+`.divergences d SET resolved_at = $1
-			WHERE d.resolved_at IS NULL AND d.last_run <> $2
+			WHERE d.resolved_at IS NULL AND d.last_run <> $2 AND d.kind <> 'authority_conflict' 
 			  AND ($3::bigint IS NULL OR d.cycle_id = $3)
 			  AND ($4::text IS NULL OR d.phase = $4)
 			  AND ($5::bigint[] IS NULL OR (d.cycle_id, d.report_id) IN (SELECT * FROM unnest($5::bigint[], $6::bigint[])))

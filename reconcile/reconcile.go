@@ -44,6 +44,9 @@ type Options struct {
 	DateTolerance time.Duration
 	// Expected are the accepted differences.
 	Expected []Rule
+	// Exclude lists phases not to compare: those in legacy mode, which the
+	// shadow does not follow.
+	Exclude []dtetype.Phase
 	// Persist records the run and tracks divergences across runs.
 	Persist bool
 	// Progress, if set, is called as rows are compared.
@@ -475,9 +478,10 @@ func (c *run) behind(k dtetype.Key) (behind, stale bool, since time.Time) {
 	return behind, behind && c.now.Sub(since) > c.o.LagGrace, since
 }
 
-// add records a divergence, unless the key is in flight.
+// add records a divergence, unless the key is in flight or its phase is
+// excluded.
 func (c *run) add(k3 key3, d Divergence) {
-	if c.inFlight[k3] {
+	if c.inFlight[k3] || slices.Contains(c.o.Exclude, k3.p) {
 		return
 	}
 	if behind, stale, since := c.behind(k3.k); behind && stale {
@@ -630,6 +634,9 @@ func (c *run) finish() {
 		r.Counts[d.Kind]++
 	}
 	for _, p := range slices.Sorted(maps.Keys(phases)) {
+		if slices.Contains(c.o.Exclude, p) {
+			continue
+		}
 		pr := c.phase(p)
 		pr.InFlight = inFlight[p]
 		pr.Compared = max(0, c.legacyRows[p]-c.dupExtra[p]+c.orphans[p]-pr.InFlight)

@@ -28,6 +28,9 @@ type TemporalOptions struct {
 	// Wait bounds how long repair waits for the shadow to apply a resync.
 	// Default: 30s.
 	Wait time.Duration
+	// Owned, if set, reports phases and reports the new engine owns: repair
+	// leaves them alone, because legacy is not their truth.
+	Owned func(k dtetype.Key, p dtetype.Phase) bool
 }
 
 func (t *TemporalOptions) defaults() {
@@ -70,7 +73,7 @@ func Repair(ctx context.Context, o Options, t TemporalOptions, r *Report) error 
 	r.Repair = rep
 	var keys []dtetype.Key
 	for _, d := range r.Divergences {
-		if d.Expected || !slices.Contains(repairable, d.Kind) {
+		if d.Expected || !slices.Contains(repairable, d.Kind) || (t.Owned != nil && t.Owned(d.Key, d.Phase)) {
 			continue
 		}
 		rep.Attempted++

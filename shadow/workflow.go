@@ -94,6 +94,9 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 		s.ProjectionVersion = max(s.ProjectionVersion+1, workflow.Now(ctx).UnixMicro())
 		return workflow.ExecuteLocalActivity(lctx, a.Project, projectionOf(s)).Get(ctx, nil)
 	}
+	if err := registerCommands(ctx, e, project); err != nil {
+		return err
+	}
 	hasViolations := s.TotalViolations() > 0
 	if in.SearchAttributes {
 		if err := workflow.UpsertTypedSearchAttributes(ctx, SACycle.ValueSet(in.Key.CycleID), SAReport.ValueSet(in.Key.ReportID),

@@ -31,3 +31,16 @@ CREATE TABLE {{.Schema}}.cutover_log (
     forced       boolean NOT NULL DEFAULT false,
     gate         jsonb NOT NULL
 );
+
+-- Engine commands written back to legacy, so a retried write-back applies
+-- once: the claim commits in the same transaction as the legacy write.
+CREATE TABLE {{.Schema}}.commands (
+    command_id text PRIMARY KEY,
+    cycle_id   bigint NOT NULL,
+    report_id  bigint NOT NULL,
+    phase      text NOT NULL,
+    action     text NOT NULL,
+    actor      text NOT NULL,
+    row_ids    bigint[] NOT NULL DEFAULT '{}',
+    applied_at timestamptz NOT NULL DEFAULT now()
+);

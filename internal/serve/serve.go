@@ -6,12 +6,16 @@ package serve
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,11 +26,13 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/config"
+	"github.com/synapsedte/dtebridge/cutover"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/reconcile"
 	"github.com/synapsedte/dtebridge/shadow"
@@ -73,6 +79,10 @@ type Server struct {
 	err           error
 	lastReconcile *reconcile.Report
 	temporalAddr  string
+	store         *cutover.Store
+	authority     *cutover.Authority
+	executor      *cutover.Executor
+	token         string
 	// Metrics are the capture reader's metrics.
 	Metrics *adapter.Metrics
 	// MirrorMetrics are the mirror's metrics.
@@ -103,8 +113,26 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.Metrics = adapter.NewMetrics(s.registry)
 	s.MirrorMetrics = adapter.NewMirrorMetrics(s.registry)
 
+	if s.token, err = cfg.Token(); err != nil {
+		return nil, err
+	}
+	profile, err := cfg.LegacyProfile()
+	if err != nil {
+		return nil, err
+	}
+	s.store = cutover.NewStore(o.Pool, cfg.Capture.Schema)
+	s.authority = cutover.NewAuthority(s.store)
+	if err := s.authority.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	cm := newCutoverMetrics(s.registry, s.authority)
+	s.executor = &cutover.Executor{Client: o.Temporal, Store: s.store, WorkflowIDPrefix: orDefault(cfg.Shadow.WorkflowIDPrefix, shadow.DefaultWorkflowIDPrefix),
+		Commands: cm.commands}
+
 	sa := ensureSearchAttributes(ctx, o.Temporal, o.Namespace, log)
 	s.worker = shadow.NewWorker(o.Temporal, o.Pool, &shadow.WorkerConfig{TaskQueue: cfg.Shadow.TaskQueue, Schema: cfg.Capture.Schema})
+	wb := &cutover.WriteBack{Pool: o.Pool, Profile: profile, Mapping: cfg.Legacy.Mapping, Translator: tr, Capture: cfg.CaptureConfig()}
+	s.worker.RegisterActivityWithOptions(wb.WriteBack, activity.RegisterOptions{Name: shadow.WriteBackActivity})
 	if err := s.worker.Start(); err != nil {
 		return nil, fmt.Errorf("error starting the shadow worker: %w", err)
 	}
@@ -114,6 +142,10 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if cfg.Legacy.Users != nil {
 		mc.Roles = adapter.NewRoleResolver(o.Pool, *cfg.Legacy.Users)
 	}
+	mc.Authority = s.authority
+	conflicts := &cutover.Conflicts{Store: s.store, Policy: cfg.Cutover.ConflictPolicy, Client: o.Temporal,
+		WorkflowIDPrefix: s.executor.WorkflowIDPrefix, Counter: cm.conflicts, Logger: log}
+	mc.OnConflict = conflicts.Handle
 	if o.Mirror != nil {
 		o.Mirror(&mc)
 	}
@@ -152,6 +184,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			s.fail(err)
 		}
 	}()
+	go s.authority.Run(rctx, 2*time.Second)
 	if o.ReconcileEvery > 0 {
 		go s.reconcileLoop(rctx, o.ReconcileEvery)
 	}
@@ -175,6 +208,7 @@ func (s *Server) reconcileLoop(ctx context.Context, every time.Duration) {
 		}
 		o := s.opts.Config.ReconcileOptions(s.opts.Pool)
 		o.Persist = true
+		o.Exclude = s.LegacyModePhases()
 		r, err := reconcile.Run(ctx, o)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -189,6 +223,20 @@ func (s *Server) reconcileLoop(ctx context.Context, every time.Duration) {
 			"unexpected", r.Unexpected, "new", r.New, "resolved", r.Resolved)
 	}
 }
+
+// LegacyModePhases lists the phases in legacy mode, which reconcile skips.
+func (s *Server) LegacyModePhases() []dtetype.Phase {
+	var out []dtetype.Phase
+	for p, m := range s.authority.Modes() {
+		if m.Mode == cutover.ModeLegacy {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Authority returns the server's view of cutover.
+func (s *Server) Authority() *cutover.Authority { return s.authority }
 
 // LastReconcile returns the last scheduled reconcile's report, or nil.
 func (s *Server) LastReconcile() *reconcile.Report {
@@ -313,6 +361,19 @@ func (s *Server) routes() http.Handler {
 		}
 		writeJSON(w, out)
 	})
+	mux.HandleFunc("GET /api/v1/cutover", func(w http.ResponseWriter, r *http.Request) {
+		modes := []cutover.Mode{}
+		for _, d := range s.defs {
+			if d != s.definition {
+				continue
+			}
+			for _, p := range d.Phases {
+				modes = append(modes, s.authority.Mode(p.ID))
+			}
+		}
+		writeJSON(w, modes)
+	})
+	mux.HandleFunc("POST /api/v1/cycles/{cycle}/reports/{report}/phases/{phase}/{action}", s.command)
 	mux.HandleFunc("GET /api/v1/definitions/{id}", func(w http.ResponseWriter, r *http.Request) {
 		d, err := config.Select(s.defs, r.PathValue("id"))
 		if err != nil {
@@ -325,9 +386,127 @@ func (s *Server) routes() http.Handler {
 	return mux
 }
 
+// authorized checks the bearer token in constant time. Without a
+// configured token every mutation is refused.
+func (s *Server) authorized(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && s.token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) == 1
+}
+
+// command serves POST /api/v1/cycles/{c}/reports/{r}/phases/{p}/{action}.
+func (s *Server) command(w http.ResponseWriter, r *http.Request) {
+	fail := func(code int, v map[string]any) {
+		w.WriteHeader(code)
+		writeJSON(w, v)
+	}
+	if !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="dtebridge"`)
+		fail(http.StatusUnauthorized, map[string]any{"error": "a valid bearer token is required (http.token_file)"})
+		return
+	}
+	cycle, err1 := strconv.ParseInt(r.PathValue("cycle"), 10, 64)
+	report, err2 := strconv.ParseInt(r.PathValue("report"), 10, 64)
+	if err1 != nil || err2 != nil {
+		fail(http.StatusBadRequest, map[string]any{"error": "cycle and report must be integers"})
+		return
+	}
+	var body struct {
+		ID     string         `json:"id"`
+		Actor  string         `json:"actor"`
+		Role   string         `json:"role"`
+		Reason string         `json:"reason"`
+		State  dtetype.State  `json:"state"`
+		Status dtetype.Status `json:"status"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		fail(http.StatusBadRequest, map[string]any{"error": "invalid JSON body: " + err.Error()})
+		return
+	}
+	if strings.TrimSpace(body.Actor) == "" || strings.TrimSpace(body.Reason) == "" {
+		fail(http.StatusBadRequest, map[string]any{"error": "actor and reason are required"})
+		return
+	}
+	action := r.PathValue("action")
+	if !slices.Contains(shadow.Actions(), action) {
+		fail(http.StatusNotFound, map[string]any{"error": fmt.Sprintf("unknown action %q: use %s", action, strings.Join(shadow.Actions(), ", "))})
+		return
+	}
+	cmd := shadow.Command{ID: body.ID, Action: action, Phase: dtetype.Phase(r.PathValue("phase")), Actor: body.Actor, Role: body.Role,
+		Reason: body.Reason, State: body.State, Status: body.Status}
+	res, err := s.executor.Execute(r.Context(), dtetype.Key{CycleID: cycle, ReportID: report}, cmd)
+	var rej *cutover.RejectedError
+	switch {
+	case errors.As(err, &rej):
+		fail(http.StatusConflict, map[string]any{"rejected": true, "rule": rej.Rule, "message": rej.Message})
+	case errors.Is(err, cutover.ErrNotOnNew):
+		fail(http.StatusConflict, map[string]any{"rejected": true, "rule": "not_on_new", "message": err.Error()})
+	case err != nil:
+		s.log.Warn("command failed", "action", action, "phase", cmd.Phase, "error", err)
+		fail(http.StatusBadGateway, map[string]any{"error": err.Error()})
+	default:
+		s.log.Info("command applied", "action", action, "phase", cmd.Phase, "cycle", cycle, "report", report, "actor", body.Actor)
+		writeJSON(w, res)
+	}
+}
+
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// cutoverMetrics are the cutover metrics of a serving process.
+type cutoverMetrics struct {
+	conflicts *prometheus.CounterVec
+	commands  *prometheus.CounterVec
+}
+
+func newCutoverMetrics(reg prometheus.Registerer, a *cutover.Authority) *cutoverMetrics {
+	m := &cutoverMetrics{
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dtebridge_cutover_authority_conflicts_total",
+			Help: "Legacy writes to a phase and report the new engine owns, by phase."}, []string{"phase"}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dtebridge_cutover_commands_total",
+			Help: "Engine commands by phase and outcome (accepted, rejected, failed)."}, []string{"phase", "outcome"}),
+	}
+	reg.MustRegister(m.conflicts, m.commands, &modeCollector{a: a})
+	return m
+}
+
+// modeCollector exports each phase's cutover mode and percentage as they
+// are when scraped.
+type modeCollector struct{ a *cutover.Authority }
+
+var (
+	modeDesc = prometheus.NewDesc("dtebridge_cutover_mode", "1 for the mode each phase is in (legacy, shadow or new); phases never set are in shadow.",
+		[]string{"phase", "mode"}, nil)
+	percentDesc = prometheus.NewDesc("dtebridge_cutover_percent", "Percentage of reports on the new engine for phases in mode new.",
+		[]string{"phase"}, nil)
+)
+
+func (c *modeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- modeDesc
+	ch <- percentDesc
+}
+
+func (c *modeCollector) Collect(ch chan<- prometheus.Metric) {
+	for p, m := range c.a.Modes() {
+		for _, mode := range []string{cutover.ModeLegacy, cutover.ModeShadow, cutover.ModeNew} {
+			v := 0.0
+			if m.Mode == mode {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(modeDesc, prometheus.GaugeValue, v, string(p), mode)
+		}
+		ch <- prometheus.MustNewConstMetric(percentDesc, prometheus.GaugeValue, float64(m.Percent), string(p))
+	}
 }

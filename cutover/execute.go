@@ -1,0 +1,94 @@
+package cutover
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/shadow"
+)
+
+// ErrNotOnNew means the phase is not on the new engine for the report, so
+// legacy remains authoritative and takes no engine commands.
+var ErrNotOnNew = errors.New("the new engine does not own this phase for this report")
+
+// RejectedError is a command the definition refuses; nothing was written.
+type RejectedError struct {
+	// Rule is the rule that failed, e.g. role_not_allowed.
+	Rule    string `json:"rule"`
+	Message string `json:"message"`
+}
+
+func (e *RejectedError) Error() string { return "rejected (" + e.Rule + "): " + e.Message }
+
+// Executor sends engine commands for phases on the new engine.
+type Executor struct {
+	Client           client.Client
+	Store            *Store
+	WorkflowIDPrefix string
+	// Commands counts commands by phase and outcome (accepted, rejected,
+	// failed); nil: not counted.
+	Commands *prometheus.CounterVec
+}
+
+// NewCommandID returns a random command id.
+func NewCommandID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return "cmd-" + hex.EncodeToString(b)
+}
+
+// Execute checks that the new engine owns cmd's phase for report k, then
+// sends the command as a Temporal Update: its validator applies the
+// definition, and its handler writes the result back to legacy.
+func (x *Executor) Execute(ctx context.Context, k dtetype.Key, cmd shadow.Command) (*shadow.CommandResult, error) {
+	if cmd.ID == "" {
+		cmd.ID = NewCommandID()
+	}
+	outcome := "failed"
+	defer func() {
+		if x.Commands != nil {
+			x.Commands.WithLabelValues(string(cmd.Phase), outcome).Inc()
+		}
+	}()
+	modes, err := x.Store.Modes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var promoted bool
+	if err := x.Store.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+x.Store.schema+`.cutover_promoted WHERE phase = $1 AND cycle_id = $2 AND report_id = $3)`,
+		string(cmd.Phase), k.CycleID, k.ReportID).Scan(&promoted); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return nil, err
+	}
+	if m := ModeOf(modes, cmd.Phase); !m.Covers(k, promoted) {
+		outcome = "rejected"
+		return nil, fmt.Errorf("%w: %s is in %s mode (%d%%) and report %s is not covered; legacy is authoritative", ErrNotOnNew, cmd.Phase, m.Mode, m.Percent, k)
+	}
+	h, err := x.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: shadow.WorkflowID(x.WorkflowIDPrefix, k),
+		UpdateID: cmd.ID, UpdateName: shadow.UpdateCommand, Args: []any{cmd}, WaitForStage: client.WorkflowUpdateStageCompleted})
+	var res shadow.CommandResult
+	if err == nil {
+		err = h.Get(ctx, &res)
+	}
+	var appErr *temporal.ApplicationError
+	switch {
+	case errors.As(err, &appErr) && appErr.Type() != "" && appErr.Type() != "legacy_refused":
+		outcome = "rejected"
+		return nil, &RejectedError{Rule: appErr.Type(), Message: appErr.Message()}
+	case errors.As(err, &appErr) && appErr.Type() == "legacy_refused":
+		outcome = "rejected"
+		return nil, &RejectedError{Rule: "legacy_refused", Message: appErr.Message()}
+	case err != nil:
+		return nil, fmt.Errorf("error sending %s to %s: %w", cmd.Action, shadow.WorkflowID(x.WorkflowIDPrefix, k), err)
+	}
+	outcome = "accepted"
+	return &res, nil
+}
