@@ -134,11 +134,15 @@ type Authority interface {
 	Mirrored(p dtetype.Phase) bool
 	// OnNew reports whether the new engine owns phase p of report k.
 	OnNew(k dtetype.Key, p dtetype.Phase) bool
+	// AsOf brings the view up to date with legacy transaction time t.
+	AsOf(ctx context.Context, t time.Time) error
 }
 
 // route drops what the shadow must not apply: the bridge's own write-backs
 // (the engine applied them already), phases in legacy mode, and legacy
-// writes to phases the new engine owns, which it returns as conflicts.
+// changes to rows of phases the new engine owns, which it returns as
+// conflicts. Inserts and snapshots still flow: legacy creates reports' rows
+// whatever the mode, and the engine learns of them that way.
 func (m *Mirror) route(changes []dtetype.PhaseChange) (deliver, conflicts []dtetype.PhaseChange) {
 	for _, c := range changes {
 		switch {
@@ -146,7 +150,7 @@ func (m *Mirror) route(changes []dtetype.PhaseChange) (deliver, conflicts []dtet
 		case m.cfg.Authority == nil:
 			deliver = append(deliver, c)
 		case !m.cfg.Authority.Mirrored(c.Phase):
-		case c.Op != dtetype.OpSnapshot && m.cfg.Authority.OnNew(c.Key, c.Phase):
+		case (c.Op == dtetype.OpUpdate || c.Op == dtetype.OpDelete) && m.cfg.Authority.OnNew(c.Key, c.Phase):
 			conflicts = append(conflicts, c)
 		default:
 			deliver = append(deliver, c)
@@ -157,6 +161,17 @@ func (m *Mirror) route(changes []dtetype.PhaseChange) (deliver, conflicts []dtet
 
 // Deliver signals each report's changes to its shadow workflow.
 func (m *Mirror) Deliver(ctx context.Context, b Batch) error {
+	if m.cfg.Authority != nil && len(b.Changes) > 0 {
+		var newest time.Time
+		for _, c := range b.Changes {
+			if c.TxTime.After(newest) {
+				newest = c.TxTime
+			}
+		}
+		if err := m.cfg.Authority.AsOf(ctx, newest); err != nil {
+			return fmt.Errorf("error refreshing cutover modes: %w", err)
+		}
+	}
 	var conflicts []dtetype.PhaseChange
 	b.Changes, conflicts = m.route(b.Changes)
 	if len(conflicts) > 0 && m.cfg.OnConflict != nil {

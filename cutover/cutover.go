@@ -441,6 +441,12 @@ func NewAuthority(store *Store) *Authority {
 
 // Refresh reloads modes and promotions.
 func (a *Authority) Refresh(ctx context.Context) error {
+	// The database's clock, read first: the view is at least this fresh,
+	// and legacy transaction times come from the same clock.
+	var asOf time.Time
+	if err := a.store.pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&asOf); err != nil {
+		return fmt.Errorf("error reading cutover modes: %w", err)
+	}
 	modes, err := a.store.Modes(ctx)
 	if err != nil {
 		return err
@@ -450,9 +456,23 @@ func (a *Authority) Refresh(ctx context.Context) error {
 		return err
 	}
 	a.mu.Lock()
-	a.modes, a.promoted, a.loaded = modes, promoted, time.Now()
+	a.modes, a.promoted, a.loaded = modes, promoted, asOf
 	a.mu.Unlock()
 	return nil
+}
+
+// AsOf makes sure the view is fresher than t, a legacy transaction time,
+// refreshing it if not. The mirror calls it before routing changes, so a
+// legacy write made after a mode change is judged by the new mode even
+// between periodic refreshes.
+func (a *Authority) AsOf(ctx context.Context, t time.Time) error {
+	a.mu.RLock()
+	fresh := a.loaded.After(t)
+	a.mu.RUnlock()
+	if fresh {
+		return nil
+	}
+	return a.Refresh(ctx)
 }
 
 // Run refreshes every interval until ctx ends.

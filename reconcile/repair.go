@@ -85,6 +85,31 @@ func Repair(ctx context.Context, o Options, t TemporalOptions, r *Report) error 
 		return nil
 	}
 	rep.Reports = len(keys)
+	if err := Resync(ctx, o, t, keys); err != nil {
+		return err
+	}
+	check := o
+	check.Scope = Scope{Keys: keys}
+	check.Persist, check.Progress = false, nil
+	after, err := Run(ctx, check)
+	if err != nil {
+		return fmt.Errorf("error re-checking repaired reports: %w", err)
+	}
+	for _, d := range after.Divergences {
+		if !d.Expected && slices.Contains(repairable, d.Kind) {
+			rep.Remaining = append(rep.Remaining, d)
+		}
+	}
+	rep.Repaired = max(0, rep.Attempted-len(rep.Remaining))
+	return nil
+}
+
+// Resync re-drives reports from legacy truth: each report's workflow gets a
+// resync signal carrying its full legacy rows, and Resync waits (up to
+// t.Wait) for the shadow to project it.
+func Resync(ctx context.Context, o Options, t TemporalOptions, keys []dtetype.Key) error {
+	t.defaults()
+	o.Capture = orCapture(o.Capture)
 	q := newQueries(&o)
 	m := o.Mapping.Resolved()
 	table := pgx.Identifier(strings.Split(orDefault(o.Capture.Table, "public.workflow_phases"), ".")).Sanitize()
@@ -160,19 +185,6 @@ func Repair(ctx context.Context, o Options, t TemporalOptions, r *Report) error 
 			}
 		}
 	}
-	check := o
-	check.Scope = Scope{Keys: keys}
-	check.Persist, check.Progress = false, nil
-	after, err := Run(ctx, check)
-	if err != nil {
-		return fmt.Errorf("error re-checking repaired reports: %w", err)
-	}
-	for _, d := range after.Divergences {
-		if !d.Expected && slices.Contains(repairable, d.Kind) {
-			rep.Remaining = append(rep.Remaining, d)
-		}
-	}
-	rep.Repaired = max(0, rep.Attempted-len(rep.Remaining))
 	return nil
 }
 

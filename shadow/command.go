@@ -140,7 +140,7 @@ func (e *engine) validate(cmd Command) error {
 // validator refuses what the definition forbids, so nothing is written; the
 // handler writes the command back to legacy through an activity and applies
 // the rows written.
-func registerCommands(ctx workflow.Context, e *engine, project func() error) error {
+func registerCommands(ctx workflow.Context, e *engine, project func(workflow.Context) error) error {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
@@ -161,7 +161,7 @@ func registerCommands(ctx workflow.Context, e *engine, project func() error) err
 				e.apply(c)
 			}
 			e.refreshStatuses(workflow.Now(ctx))
-			if err := project(); err != nil {
+			if err := project(ctx); err != nil {
 				return CommandResult{}, err
 			}
 			res := CommandResult{Phase: cmd.Phase, Rows: len(rows)}

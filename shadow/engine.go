@@ -23,6 +23,14 @@ func (e *engine) apply(c dtetype.PhaseChange) bool {
 	s := e.s
 	if c.EventID != "" && s.seen(c.EventID) {
 		s.Duplicates++
+		if c.Seq > s.AppliedSeq {
+			// A redelivery under a later sequence number (the reader
+			// renumbers a batch it retries): the state stands, but the
+			// watermark moves and must be projected, or the report looks
+			// behind the mirror for ever.
+			s.AppliedSeq = c.Seq
+			return true
+		}
 		return false
 	}
 	if c.EventID != "" {

@@ -83,16 +83,18 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 	if err := workflow.SetQueryHandler(ctx, QueryState, func() (*State, error) { return s, nil }); err != nil {
 		return err
 	}
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+	lopts := workflow.LocalActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
-	})
+	}
 	var a *Activities
-	project := func() error {
+	// project runs in the coroutine that calls it (the main loop or an
+	// update handler), so it blocks on that coroutine's context.
+	project := func(ctx workflow.Context) error {
 		// Versions grow within a run and across runs, so a workflow started
 		// anew (after a termination) still overwrites its old projection.
 		s.ProjectionVersion = max(s.ProjectionVersion+1, workflow.Now(ctx).UnixMicro())
-		return workflow.ExecuteLocalActivity(lctx, a.Project, projectionOf(s)).Get(ctx, nil)
+		return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, lopts), a.Project, projectionOf(s)).Get(ctx, nil)
 	}
 	if err := registerCommands(ctx, e, project); err != nil {
 		return err
@@ -155,7 +157,7 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 		}
 		changed = e.refreshStatuses(workflow.Now(ctx)) || changed
 		if changed {
-			if err := project(); err != nil {
+			if err := project(ctx); err != nil {
 				return err
 			}
 		}
@@ -177,9 +179,13 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 			}
 			if drained {
 				e.refreshStatuses(workflow.Now(ctx))
-				if err := project(); err != nil {
+				if err := project(ctx); err != nil {
 					return err
 				}
+			}
+			// Commands in flight finish in this run, so none is lost.
+			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+				return err
 			}
 			next := in
 			next.State = s

@@ -7,6 +7,10 @@ package bridgetest
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,6 +45,8 @@ type Options struct {
 	NoServe bool
 	// ReconcileEvery schedules reconcile in serve.
 	ReconcileEvery time.Duration
+	// Token, if set, is the bearer token of the command API.
+	Token string
 }
 
 // New creates a legacy database of profile p with the bridge installed and
@@ -70,6 +76,13 @@ func New(t testing.TB, p *legacy.Profile, o *Options) *Bridge {
 	if _, err := adapter.Install(ctx, conn, cfg.CaptureConfig(), false); err != nil {
 		t.Fatal(err)
 	}
+	if o.Token != "" {
+		path := filepath.Join(t.TempDir(), "token")
+		if err := os.WriteFile(path, []byte(o.Token+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg.HTTP.TokenFile = path
+	}
 	tc := o.Temporal
 	if tc == nil {
 		tc = testenv.TemporalClient(t)
@@ -81,11 +94,13 @@ func New(t testing.TB, p *legacy.Profile, o *Options) *Bridge {
 	return b
 }
 
-// Start serves the bridge, with short intervals; it stops at cleanup.
-func (b *Bridge) Start() {
+// Start serves the bridge, with short intervals; it stops at cleanup. Call
+// it again for a second replica of the same bridge.
+func (b *Bridge) Start() *serve.Server {
 	b.T.Helper()
 	srv, err := serve.Start(context.Background(), serve.Options{Config: b.Cfg, Pool: b.DB.Pool, Temporal: b.TC, Namespace: "default",
 		TemporalAddress: testenv.Temporal(b.T).Address(), ReconcileEvery: b.reconcileEvery,
+		Logger: slog.New(slog.NewTextHandler(testWriter{b.T}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Listen: "127.0.0.1:0", Reader: func(rc *adapter.ReaderConfig) {
 			rc.PollInterval, rc.MaintenanceInterval, rc.StandbyInterval = 200*time.Millisecond, 500*time.Millisecond, 200*time.Millisecond
 			rc.RetryBackoff = time.Second
@@ -93,8 +108,11 @@ func (b *Bridge) Start() {
 	if err != nil {
 		b.T.Fatal(err)
 	}
-	b.Srv = srv
+	if b.Srv == nil {
+		b.Srv = srv
+	}
 	b.T.Cleanup(srv.Stop)
+	return srv
 }
 
 // Simulate runs simulator traffic as fast as it goes.
@@ -245,5 +263,25 @@ func CompareViews(t testing.TB, want, got map[string]PhaseView) {
 	}
 	if bad > 0 {
 		t.Fatalf("%d of %d phases differ", bad, len(want))
+	}
+}
+
+// testWriter sends the bridge's warnings and errors to the test log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// WaitFor polls cond until it holds or the timeout passes.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -145,6 +145,8 @@ func App(stdout, stderr io.Writer) *cli.App {
 			statusCommand(g),
 			serveCommand(g),
 			reconcileCommand(g),
+			cutoverCommand(g),
+			phaseCommand(g),
 			definitionsCommand(g),
 			demoCommand(g),
 		},

@@ -1,0 +1,265 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/synapsedte/dtebridge/config"
+	"github.com/synapsedte/dtebridge/cutover"
+	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/reconcile"
+	"github.com/synapsedte/dtebridge/shadow"
+)
+
+type cutoverSetOptions struct {
+	Phase, Mode, Actor, Reason string
+	Percent                    int
+	Force                      bool
+}
+
+func cutoverCommand(g *globals) *cli.Command {
+	var set cutoverSetOptions
+	var format, phase string
+	var limit int
+	return &cli.Command{
+		Name:  "cutover",
+		Usage: "read and change each phase's mode: legacy, shadow, or new (optionally for a percentage of reports)",
+		Subcommands: []*cli.Command{{
+			Name:   "status",
+			Usage:  "each phase's mode, percentage and promotion gate",
+			Flags:  []cli.Flag{formatFlag(&format)},
+			Before: noArgs,
+			Action: func(c *cli.Context) error {
+				if err := checkFormat(format); err != nil {
+					return err
+				}
+				cfg, pool, err := g.open(c.Context, "seed")
+				if err != nil {
+					return err
+				}
+				defer pool.Close()
+				_, def, err := cfg.LoadDefinitions()
+				if err != nil {
+					return err
+				}
+				store := cutover.NewStore(pool, cfg.Capture.Schema)
+				modes, err := store.Modes(c.Context)
+				if err != nil {
+					return err
+				}
+				type line struct {
+					cutover.Mode
+					Gate *cutover.GateResult `json:"gate"`
+				}
+				var lines []line
+				for _, p := range def.Phases {
+					gate, err := store.Gate(c.Context, p.ID, cfg.GateConfig())
+					if err != nil {
+						return err
+					}
+					lines = append(lines, line{Mode: cutover.ModeOf(modes, p.ID), Gate: gate})
+				}
+				if format == "json" {
+					return writeJSON(g.Stdout, lines)
+				}
+				tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "PHASE\tMODE\tPERCENT\tGATE\tCHANGED")
+				for _, l := range lines {
+					verdict := "passes"
+					if !l.Gate.Pass {
+						verdict = "refuses (" + l.Gate.Why[0] + ")"
+					}
+					changed := "-"
+					if !l.UpdatedAt.IsZero() {
+						changed = l.UpdatedAt.Format(time.RFC3339) + " by " + l.UpdatedBy
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", l.Phase, l.Mode.Mode, l.Percent, verdict, changed)
+				}
+				return tw.Flush()
+			},
+		}, {
+			Name:  "set",
+			Usage: "change a phase's mode; promotions must pass the reconcile gate unless --force",
+			Description: "Moving to new, or raising its percentage, needs the last cutover.gate.runs reconcile runs within\n" +
+				"cutover.gate.within to show at least cutover.gate.min_consistency for the phase and no unexpected\n" +
+				"divergences. Moving out of new is a rollback: always allowed; the engine stops writing back and the\n" +
+				"shadow resyncs from legacy. Every change is recorded in dtebridge.cutover_log.",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "phase", Usage: "canonical phase id", Required: true, Destination: &set.Phase},
+				&cli.StringFlag{Name: "mode", Usage: "legacy, shadow or new", Required: true, Destination: &set.Mode},
+				&cli.IntFlag{Name: "percent", Usage: "with --mode new: the percentage of reports on new (default 100)", Destination: &set.Percent},
+				&cli.StringFlag{Name: "actor", Usage: "who makes the change (recorded)", Required: true, Destination: &set.Actor},
+				&cli.StringFlag{Name: "reason", Usage: "why (recorded)", Required: true, Destination: &set.Reason},
+				&cli.BoolFlag{Name: "force", Usage: "override a gate refusal (recorded)", Destination: &set.Force},
+			},
+			Before: noArgs,
+			Action: func(c *cli.Context) error {
+				cfg, pool, err := g.open(c.Context, "seed")
+				if err != nil {
+					return err
+				}
+				defer pool.Close()
+				_, def, err := cfg.LoadDefinitions()
+				if err != nil {
+					return err
+				}
+				if def.Phase(dtetype.Phase(set.Phase)) == nil {
+					return usagef("phase %q is not in %s (phases: %v)", set.Phase, def.Key(), def.PhaseIDs())
+				}
+				res, err := cutover.NewStore(pool, cfg.Capture.Schema).Set(c.Context, cutover.Change{Phase: dtetype.Phase(set.Phase), Mode: set.Mode,
+					Percent: set.Percent, Actor: set.Actor, Reason: set.Reason, Force: set.Force}, cfg.GateConfig())
+				if errors.Is(err, cutover.ErrInvalidChange) {
+					return usagef("%v", err)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(g.Stdout, "%s: %s %d%% -> %s %d%% (log %d).\n", set.Phase, res.From.Mode, res.From.Percent, res.To.Mode, res.To.Percent, res.LogID)
+				if res.Forced {
+					fmt.Fprintf(g.Stdout, "Forced past the gate: %s\n", res.Gate)
+				}
+				if len(res.Released) > 0 {
+					n, err := resync(c.Context, g, cfg, res.Released)
+					if err != nil {
+						return fmt.Errorf("rolled back, but the shadow could not resync %d reports: %w (run dtebridge reconcile --repair)", len(res.Released), err)
+					}
+					fmt.Fprintf(g.Stdout, "Rolled back: %d reports resynced from legacy.\n", n)
+				}
+				return nil
+			},
+		}, {
+			Name:   "history",
+			Usage:  "the audit log of mode changes, newest first",
+			Flags:  []cli.Flag{&cli.StringFlag{Name: "phase", Usage: "only this phase", Destination: &phase}, &cli.IntFlag{Name: "limit", Value: 50, Destination: &limit}, formatFlag(&format)},
+			Before: noArgs,
+			Action: func(c *cli.Context) error {
+				if err := checkFormat(format); err != nil {
+					return err
+				}
+				cfg, pool, err := g.open(c.Context, "seed")
+				if err != nil {
+					return err
+				}
+				defer pool.Close()
+				entries, err := cutover.NewStore(pool, cfg.Capture.Schema).History(c.Context, dtetype.Phase(phase), limit)
+				if err != nil {
+					return err
+				}
+				if format == "json" {
+					if entries == nil {
+						entries = []cutover.LogEntry{}
+					}
+					return writeJSON(g.Stdout, entries)
+				}
+				tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "AT\tPHASE\tFROM\tTO\tACTOR\tFORCED\tREASON")
+				for _, e := range entries {
+					fmt.Fprintf(tw, "%s\t%s\t%s %d%%\t%s %d%%\t%s\t%v\t%s\n", e.At.Format(time.RFC3339), e.Phase, e.FromMode, e.FromPercent, e.ToMode, e.ToPercent, e.Actor, e.Forced, e.Reason)
+				}
+				return tw.Flush()
+			},
+		}},
+	}
+}
+
+// resync re-drives released reports from legacy truth after a rollback.
+func resync(ctx context.Context, g *globals, cfg *config.Config, keys []dtetype.Key) (int, error) {
+	tc, err := g.dialTemporal(ctx, g.TemporalAddress)
+	if err != nil {
+		return 0, err
+	}
+	defer tc.Close()
+	pool, err := connect(ctx, g.DatabaseURL)
+	if err != nil {
+		return 0, err
+	}
+	defer pool.Close()
+	_, def, err := cfg.LoadDefinitions()
+	if err != nil {
+		return 0, err
+	}
+	tr, err := cfg.Translator(def.PhaseIDs())
+	if err != nil {
+		return 0, err
+	}
+	to := reconcile.TemporalOptions{Client: tc, Definition: def, Translator: tr, TaskQueue: cfg.Shadow.TaskQueue, WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix}
+	return len(keys), reconcile.Resync(ctx, cfg.ReconcileOptions(pool), to, keys)
+}
+
+type phaseCommandOptions struct {
+	Cycle, Report              int64
+	Phase, Actor, Role, Reason string
+	State, Status, ID, Format  string
+}
+
+func phaseCommand(g *globals) *cli.Command {
+	var o phaseCommandOptions
+	flags := func(override bool) []cli.Flag {
+		f := []cli.Flag{
+			&cli.Int64Flag{Name: "cycle", Required: true, Destination: &o.Cycle},
+			&cli.Int64Flag{Name: "report", Required: true, Destination: &o.Report},
+			&cli.StringFlag{Name: "phase", Usage: "canonical phase id", Required: true, Destination: &o.Phase},
+			&cli.StringFlag{Name: "actor", Usage: "legacy user id acting", Required: true, Destination: &o.Actor},
+			&cli.StringFlag{Name: "role", Usage: "the role they act in", Required: true, Destination: &o.Role},
+			&cli.StringFlag{Name: "reason", Usage: "why", Required: true, Destination: &o.Reason},
+			&cli.StringFlag{Name: "id", Usage: "command id, to retry a command exactly once (default: new)", Destination: &o.ID},
+			formatFlag(&o.Format),
+		}
+		if override {
+			f = append(f, &cli.StringFlag{Name: "state", Usage: "override state: not_started, in_progress or completed", Destination: &o.State},
+				&cli.StringFlag{Name: "status", Usage: "override status: on_schedule, at_risk or behind_schedule", Destination: &o.Status})
+		}
+		return f
+	}
+	var subs []*cli.Command
+	for _, action := range shadow.Actions() {
+		subs = append(subs, &cli.Command{
+			Name:   action,
+			Usage:  "send " + action + " to the new engine for a phase it owns; it writes the result back to legacy",
+			Flags:  flags(action == shadow.ActionOverride),
+			Before: noArgs,
+			Action: func(c *cli.Context) error {
+				if err := checkFormat(o.Format); err != nil {
+					return err
+				}
+				cfg, pool, err := g.open(c.Context, "seed")
+				if err != nil {
+					return err
+				}
+				defer pool.Close()
+				tc, err := g.dialTemporal(c.Context, g.TemporalAddress)
+				if err != nil {
+					return err
+				}
+				defer tc.Close()
+				x := &cutover.Executor{Client: tc, Store: cutover.NewStore(pool, cfg.Capture.Schema),
+					WorkflowIDPrefix: orDefault(cfg.Shadow.WorkflowIDPrefix, shadow.DefaultWorkflowIDPrefix)}
+				res, err := x.Execute(c.Context, dtetype.Key{CycleID: o.Cycle, ReportID: o.Report}, shadow.Command{ID: o.ID, Action: action,
+					Phase: dtetype.Phase(o.Phase), Actor: o.Actor, Role: o.Role, Reason: o.Reason, State: dtetype.State(o.State), Status: dtetype.Status(o.Status)})
+				var rej *cutover.RejectedError
+				if errors.As(err, &rej) {
+					return cli.Exit(fmt.Sprintf("%s refused by rule %s: %s (nothing was written)", action, rej.Rule, rej.Message), exitDivergent)
+				}
+				if err != nil {
+					return err
+				}
+				if o.Format == "json" {
+					return writeJSON(g.Stdout, res)
+				}
+				fmt.Fprintf(g.Stdout, "%s %s of %d/%d: now %s, %s; %d legacy rows written back.\n", action, o.Phase, o.Cycle, o.Report, res.State, res.Status, res.Rows)
+				return nil
+			},
+		})
+	}
+	return &cli.Command{
+		Name:        "phase",
+		Usage:       "send commands to the new engine for phases and reports it owns",
+		Description: "Refused commands (wrong role, unmet dependency, invalid transition) write nothing and exit 3 with the rule.",
+		Subcommands: subs,
+	}
+}
