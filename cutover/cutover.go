@@ -173,8 +173,12 @@ func (g *GateResult) String() string {
 	if !g.Pass {
 		verdict = "refused: " + strings.Join(g.Why, "; ")
 	}
-	return fmt.Sprintf("gate for %s (%d runs within %s at ≥ %.2f%%, no unexpected divergences) %s [%s]",
-		g.Phase, g.Config.Runs, g.Config.Within, g.Config.MinConsistency*100, verdict, strings.Join(runs, "; "))
+	figures := ""
+	if len(runs) > 0 {
+		figures = " [" + strings.Join(runs, "; ") + "]"
+	}
+	return fmt.Sprintf("gate for %s (%d runs within %s at ≥ %.2f%%, no unexpected divergences) %s%s",
+		g.Phase, g.Config.Runs, g.Config.Within, g.Config.MinConsistency*100, verdict, figures)
 }
 
 // Gate judges whether phase may be promoted: the last cfg.Runs full

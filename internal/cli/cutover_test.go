@@ -1,0 +1,148 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/synapsedte/dtebridge/cutover"
+	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/internal/bridgetest"
+	"github.com/synapsedte/dtebridge/legacy"
+)
+
+// TestCutoverCommands drives cutover from the command line: the gate
+// refuses with figures, --force records an override, phase commands are
+// written back or refused by rule, history shows it all, and rollback
+// resyncs and leaves reconcile clean.
+func TestCutoverCommands(t *testing.T) {
+	t.Parallel()
+	b := bridgetest.New(t, legacy.Seed, nil)
+	b.Simulate(15, 150, 93)
+	b.Quiescent(60 * time.Second)
+	cfgPath := filepath.Join(t.TempDir(), "dtebridge.yaml")
+	out, err := yaml.Marshal(b.Cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgPath, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--database-url", b.DB.URL, "--config", cfgPath, "--temporal-address", b.Srv.TemporalAddress()}
+	cli := func(args ...string) result { return runCLI(t, append(append([]string{}, base...), args...)...) }
+
+	// No reconcile runs yet: the gate refuses and says why.
+	r := cli("cutover", "set", "--phase", "testing", "--mode", "new", "--percent", "50", "--actor", "alice", "--reason", "ramp")
+	if r.code == 0 || !strings.Contains(r.stderr, "refused: 0 reconcile runs of testing recorded, 3 needed") || !strings.Contains(r.stderr, "--force") {
+		t.Fatalf("ungated promotion: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = cli("cutover", "set", "--phase", "nope", "--mode", "new", "--actor", "alice", "--reason", "x")
+	if r.code != 2 || !strings.Contains(r.stderr, "testing") {
+		t.Errorf("unknown phase: exit %d, %q", r.code, r.stderr)
+	}
+	r = cli("cutover", "set", "--phase", "testing", "--mode", "sideways", "--actor", "alice", "--reason", "x")
+	if r.code != 2 {
+		t.Errorf("unknown mode: exit %d, %q", r.code, r.stderr)
+	}
+	// Three clean runs, and the gate passes.
+	for range 3 {
+		if r = cli("reconcile", "--fail-on-divergence"); r.code != 0 {
+			t.Fatalf("reconcile: %d %q", r.code, r.stderr)
+		}
+	}
+	r = cli("cutover", "set", "--phase", "planning", "--mode", "new", "--percent", "100", "--actor", "alice", "--reason", "all of planning")
+	if r.code != 0 || !strings.Contains(r.stdout, "planning: shadow 0% -> new 100%") {
+		t.Fatalf("gated promotion: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = cli("cutover", "status", "--format", "json")
+	var status []struct {
+		Phase   dtetype.Phase       `json:"phase"`
+		Mode    string              `json:"mode"`
+		Percent int                 `json:"percent"`
+		Gate    *cutover.GateResult `json:"gate"`
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &status) != nil || len(status) != 7 || status[0].Mode != "new" || status[0].Percent != 100 || !status[0].Gate.Pass {
+		t.Fatalf("status: exit %d, %q", r.code, r.stdout)
+	}
+	if r = cli("cutover", "status"); r.code != 0 || !strings.Contains(r.stdout, "planning") || !strings.Contains(r.stdout, "by alice") {
+		t.Errorf("status text: %q", r.stdout)
+	}
+
+	// A fresh report; commands through the CLI.
+	ctx := context.Background()
+	m := legacy.NewModel(b.DB.Pool, legacy.Seed, nil)
+	var cycle int64
+	b.DB.Pool.QueryRow(ctx, `SELECT min(cycle_id) FROM test_cycles`).Scan(&cycle)
+	id, err := m.CreateReport(ctx, "cli", "FRB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := dtetype.Key{CycleID: cycle, ReportID: id}
+	if _, err := m.AddReport(ctx, k, legacy.AddOptions{Tester: 11}); err != nil {
+		t.Fatal(err)
+	}
+	b.Quiescent(30 * time.Second)
+	who := []string{"--cycle", fmt.Sprint(k.CycleID), "--report", fmt.Sprint(k.ReportID), "--phase", "planning"}
+	r = cli(append(append([]string{"phase", "start"}, who...), "--actor", "11", "--role", "Report Owner", "--reason", "x")...)
+	if r.code != exitDivergent || !strings.Contains(r.stderr, "role_not_allowed") || !strings.Contains(r.stderr, "nothing was written") {
+		t.Errorf("refused command: exit %d, %q", r.code, r.stderr)
+	}
+	r = cli(append(append([]string{"phase", "start"}, who...), "--actor", "11", "--role", "Tester", "--reason", "kick-off", "--format", "json")...)
+	var res struct {
+		State dtetype.State `json:"state"`
+		Rows  int           `json:"rows"`
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &res) != nil || res.State != dtetype.StateInProgress || res.Rows != 1 {
+		t.Fatalf("start: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	var state string
+	b.DB.Pool.QueryRow(ctx, `SELECT state::text FROM workflow_phases WHERE cycle_id = $1 AND report_id = $2 AND phase_name = 'Planning'`, k.CycleID, k.ReportID).Scan(&state)
+	if state != "In Progress" {
+		t.Errorf("legacy Planning after start: %q", state)
+	}
+	r = cli(append(append([]string{"phase", "override"}, who...), "--actor", "12", "--role", "Test Executive", "--reason", "escalated", "--status", "at_risk")...)
+	if r.code != 0 || !strings.Contains(r.stdout, "now in_progress, at_risk") {
+		t.Errorf("override: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	// The shadow is told of commands to phases it does not own.
+	r = cli(append([]string{"phase", "start", "--cycle", fmt.Sprint(k.CycleID), "--report", fmt.Sprint(k.ReportID), "--phase", "testing"},
+		"--actor", "11", "--role", "Tester", "--reason", "x")...)
+	if r.code == 0 || !strings.Contains(r.stderr, "legacy is authoritative") {
+		t.Errorf("command to a shadow phase: exit %d, %q", r.code, r.stderr)
+	}
+
+	// With a divergence in testing the gate refuses; --force is recorded.
+	b.Bypass(`UPDATE workflow_phases SET started_by = 4242 WHERE cycle_id = $1 AND report_id = $2 AND phase_name = 'Testing'`, k.CycleID, k.ReportID)
+	if r = cli("reconcile"); r.code != 0 || !strings.Contains(r.stdout, "actor_mismatch") {
+		t.Fatalf("reconcile with a divergence: %d %q", r.code, r.stdout)
+	}
+	r = cli("cutover", "set", "--phase", "testing", "--mode", "new", "--percent", "10", "--actor", "bob", "--reason", "try", "--force")
+	if r.code != 0 || !strings.Contains(r.stdout, "Forced past the gate") {
+		t.Errorf("forced: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = cli("cutover", "set", "--phase", "planning", "--mode", "shadow", "--actor", "alice", "--reason", "roll back")
+	if r.code != 0 || !strings.Contains(r.stdout, "Rolled back: 16 reports resynced from legacy.") {
+		t.Fatalf("rollback: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	b.Quiescent(30 * time.Second)
+	// The resync re-drove every released report from legacy, which also
+	// repaired the divergence in testing.
+	if r = cli("reconcile", "--fail-on-divergence"); r.code != 0 || !strings.Contains(r.stdout, "1 resolved") {
+		t.Errorf("reconcile after rollback: %d %q", r.code, r.stdout)
+	}
+	r = cli("cutover", "history", "--format", "json")
+	var hist []cutover.LogEntry
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &hist) != nil || len(hist) != 3 || !hist[1].Forced || hist[1].Actor != "bob" || hist[0].ToMode != "shadow" {
+		t.Errorf("history: exit %d, %q", r.code, r.stdout)
+	}
+	if r = cli("cutover", "history", "--phase", "testing"); r.code != 0 || strings.Count(r.stdout, "\n") != 2 {
+		t.Errorf("history of one phase: %q", r.stdout)
+	}
+}
