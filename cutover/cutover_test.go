@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/cutover"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
@@ -34,9 +35,13 @@ type env struct {
 	to    reconcile.TemporalOptions
 }
 
-func setup(t *testing.T) *env {
+func setup(t *testing.T, configure ...func(*config.Config)) *env {
 	t.Helper()
-	b := bridgetest.New(t, legacy.Seed, &bridgetest.Options{Token: token})
+	o := &bridgetest.Options{Token: token}
+	if len(configure) > 0 {
+		o.Configure = configure[0]
+	}
+	b := bridgetest.New(t, legacy.Seed, o)
 	b.Simulate(20, 200, 101)
 	b.Quiescent(60 * time.Second)
 	_, def, err := b.Cfg.LoadDefinitions()
@@ -362,4 +367,42 @@ func TestTokenAndReplicas(t *testing.T) {
 		return e.Srv.Authority().Mode("testing").Mode == cutover.ModeNew && second.Authority().Mode("testing").Percent == 30
 	})
 	t.Logf("both replicas agreed %s after the change", time.Since(changed).Round(10*time.Millisecond))
+}
+
+// TestRevertPolicy: under conflict_policy revert, a legacy write to a phase
+// the engine owns is recorded and then undone: the engine writes its state
+// back over the row, and the shadow and legacy agree again.
+func TestRevertPolicy(t *testing.T) {
+	t.Parallel()
+	e := setup(t, func(c *config.Config) { c.Cutover.ConflictPolicy = cutover.PolicyRevert })
+	ctx := context.Background()
+	if _, err := e.store.Set(ctx, cutover.Change{Phase: "planning", Mode: cutover.ModeNew, Percent: 100, Actor: "alice", Reason: "test", Force: true}, e.Cfg.GateConfig()); err != nil {
+		t.Fatal(err)
+	}
+	k := e.coveredReport(100)
+	if _, err := e.x.Execute(ctx, k, shadow.Command{Action: shadow.ActionStart, Phase: "planning", Actor: "11", Role: "Tester", Reason: "go"}); err != nil {
+		t.Fatal(err)
+	}
+	e.Quiescent(30 * time.Second)
+	engine := e.row(k, "Planning")
+	// Legacy resets the phase behind the engine's back.
+	if _, err := e.model.Reopen(ctx, legacy.Ref{Key: k, Phase: "Planning"}, legacy.ReopenReset); err != nil {
+		t.Fatal(err)
+	}
+	bridgetest.WaitFor(t, 20*time.Second, "the revert", func() bool {
+		r := e.row(k, "Planning")
+		return r["state"] == "In Progress" && r["started_by"] == engine["started_by"]
+	})
+	var n int
+	e.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM dtebridge.divergences WHERE kind = 'authority_conflict' AND report_id = $1`, k.ReportID).Scan(&n)
+	if n != 1 {
+		t.Errorf("%d authority conflicts recorded, want 1", n)
+	}
+	e.Quiescent(30 * time.Second)
+	o := e.Cfg.ReconcileOptions(e.DB.Pool)
+	o.Scope = reconcile.Scope{Keys: []dtetype.Key{k}}
+	r, err := reconcile.Run(ctx, o)
+	if err != nil || r.Unexpected != 0 {
+		t.Errorf("after the revert: %v %+v", err, r.Divergences)
+	}
 }

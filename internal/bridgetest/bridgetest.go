@@ -47,6 +47,8 @@ type Options struct {
 	ReconcileEvery time.Duration
 	// Token, if set, is the bearer token of the command API.
 	Token string
+	// Configure, if set, adjusts the example config before serving.
+	Configure func(*config.Config)
 }
 
 // New creates a legacy database of profile p with the bridge installed and
@@ -82,6 +84,9 @@ func New(t testing.TB, p *legacy.Profile, o *Options) *Bridge {
 			t.Fatal(err)
 		}
 		cfg.HTTP.TokenFile = path
+	}
+	if o.Configure != nil {
+		o.Configure(cfg)
 	}
 	tc := o.Temporal
 	if tc == nil {
