@@ -14,6 +14,7 @@ type Metrics struct {
 	Leader      prometheus.Gauge
 	Backfills   prometheus.Counter
 	Pruned      prometheus.Counter
+	Errors      *prometheus.CounterVec
 }
 
 // NewMetrics creates the capture metrics and registers them on reg (nil:
@@ -41,12 +42,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Completed backfills (consistent snapshots of the legacy table)."}),
 		Pruned: prometheus.NewCounter(prometheus.CounterOpts{Name: "dtebridge_capture_pruned_total",
 			Help: "Acknowledged changes deleted by retention."}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dtebridge_capture_errors_total",
+			Help: "Errors the capture reader recovered from, by stage: consumer (a batch the consumer refused, redelivered) or reader (leadership lost or a database error; the reader steps down and campaigns again)."},
+			[]string{"stage"}),
 	}
+	m.Errors.WithLabelValues("consumer")
+	m.Errors.WithLabelValues("reader")
 	for _, r := range Reasons() {
 		m.Quarantined.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Read, m.Delivered, m.Quarantined, m.Ignored, m.Backlog, m.BacklogAge, m.Lag, m.Leader, m.Backfills, m.Pruned)
+		reg.MustRegister(m.Read, m.Delivered, m.Quarantined, m.Ignored, m.Backlog, m.BacklogAge, m.Lag, m.Leader, m.Backfills, m.Pruned, m.Errors)
 	}
 	return m
 }

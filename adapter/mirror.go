@@ -74,8 +74,8 @@ func NewMirrorMetrics(reg prometheus.Registerer) *MirrorMetrics {
 			Help: "Changes carried per signal (one report's share of a batch).", Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200}}),
 		Delivery: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dtebridge_mirror_delivery_seconds",
 			Help: "Time to hand one capture batch to Temporal, all its reports.", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}),
-		Failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "dtebridge_mirror_delivery_failures_total",
-			Help: "Batches Temporal did not accept; each is retried."}),
+		Failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "dtebridge_mirror_retries_total",
+			Help: "Batches Temporal did not accept in full; the reader redelivers each one, with backoff."}),
 		Availability: prometheus.NewGauge(prometheus.GaugeOpts{Name: "dtebridge_mirror_temporal_available",
 			Help: "1 if the last delivery to Temporal succeeded, 0 if it failed."}),
 	}

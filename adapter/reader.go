@@ -173,6 +173,7 @@ func (r *Reader) Run(ctx context.Context, c Consumer) error {
 		}
 		if err != nil {
 			r.log.Warn("capture reader stepped down", "error", err)
+			r.m.Errors.WithLabelValues("reader").Inc()
 		}
 		select {
 		case <-ctx.Done():
@@ -284,6 +285,7 @@ func (l *leader) run(ctx context.Context) error {
 		var ce *consumerError
 		if errors.As(err, &ce) {
 			l.log.Warn("consumer failed; will redeliver", "error", ce.err, "retry_in", backoff)
+			l.m.Errors.WithLabelValues("consumer").Inc()
 			if err := sleep(ctx, backoff); err != nil {
 				return err
 			}
@@ -670,6 +672,7 @@ func (l *leader) processUntilAcked(ctx context.Context, raws []*RawChange, backf
 			return err
 		}
 		l.log.Warn("consumer failed during backfill; retrying", "error", ce.err, "retry_in", backoff)
+		l.m.Errors.WithLabelValues("consumer").Inc()
 		if err := sleep(ctx, backoff); err != nil {
 			return err
 		}

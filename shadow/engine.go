@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/synapsedte/dtebridge/dtetype"
 )
 
@@ -15,7 +17,16 @@ type engine struct {
 	s     *State
 	d     *dtetype.Definition
 	attrs map[string]string
+	// metrics, if set, counts violations and observes phase durations; the
+	// workflow's handler is silent during replay.
+	metrics client.MetricsHandler
 }
+
+// The shadow's own metrics, emitted through the workflow's metrics handler.
+const (
+	MetricRuleViolations = "dtebridge_shadow_rule_violations_total"
+	MetricPhaseDuration  = "dtebridge_shadow_phase_duration_seconds"
+)
 
 // apply applies one change and reports whether it changed anything. A
 // change seen before (by event id) is skipped.
@@ -41,8 +52,9 @@ func (e *engine) apply(c dtetype.PhaseChange) bool {
 
 	prevState := dtetype.StateNotStarted
 	var prevView string
+	var prevSince *time.Time
 	if ps := s.phase(c.Phase); ps != nil {
-		prevState, prevView = ps.State, ps.RowID
+		prevState, prevView, prevSince = ps.State, ps.RowID, ps.Since
 	}
 	s.setRow(c)
 	v := s.view(c.Phase)
@@ -76,6 +88,9 @@ func (e *engine) apply(c dtetype.PhaseChange) bool {
 	// is a resync, not a transition.
 	if c.Op != dtetype.OpSnapshot && v.RowID == c.RowID && (prevView == "" || prevView == c.RowID) && prevState != ps.State {
 		e.judge(c, prevState, ps.State)
+		if e.metrics != nil && prevState == dtetype.StateInProgress && ps.State == dtetype.StateCompleted && prevSince != nil && !c.TxTime.Before(*prevSince) {
+			e.metrics.WithTags(map[string]string{"phase": string(c.Phase)}).Timer(MetricPhaseDuration).Record(c.TxTime.Sub(*prevSince))
+		}
 	}
 	return true
 }
@@ -93,6 +108,9 @@ func (e *engine) judge(c dtetype.PhaseChange, from, to dtetype.State) {
 	def := e.d.Phase(c.Phase)
 	add := func(rule, format string, args ...any) {
 		e.s.violate(Violation{Rule: rule, Phase: c.Phase, EventID: c.EventID, Detail: fmt.Sprintf(format, args...), At: c.TxTime})
+		if e.metrics != nil {
+			e.metrics.WithTags(map[string]string{"phase": string(c.Phase), "rule": rule}).Counter(MetricRuleViolations).Inc(1)
+		}
 	}
 	switch {
 	case to == dtetype.StateNotStarted:

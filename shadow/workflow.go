@@ -79,7 +79,7 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 			StatusPolicy: in.Definition.StatusPolicy, ViolationCounts: map[string]int{}}
 	}
 	s.Runs++
-	e := &engine{s: s, d: &in.Definition, attrs: in.Attributes}
+	e := &engine{s: s, d: &in.Definition, attrs: in.Attributes, metrics: workflow.GetMetricsHandler(ctx)}
 	if err := workflow.SetQueryHandler(ctx, QueryState, func() (*State, error) { return s, nil }); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	sdklog "go.temporal.io/sdk/log"
 	"io"
 	"slices"
 	"strings"
@@ -101,6 +102,7 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacy.Profile) erro
 	// A free loopback port: the demo prints it, and never fights whatever
 	// already listens on the configured one.
 	srv, err := serve.Start(ctx, serve.Options{Config: cfg, Pool: pool, Temporal: tc, Namespace: svc.TemporalNamespace,
+		TemporalLogger:  sdklog.NewStructuredLogger(g.SDKLogger.With("component", "temporal")),
 		TemporalAddress: svc.TemporalAddress, Listen: "127.0.0.1:0", Logger: g.Logger})
 	if err != nil {
 		return err

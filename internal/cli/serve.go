@@ -59,7 +59,8 @@ func serveCommand(g *globals) *cli.Command {
 			}
 			defer tc.Close()
 			srv, err := serve.Start(c.Context, serve.Options{Config: cfg, Pool: pool, Temporal: tc, Namespace: g.TemporalNamespace,
-				Listen: o.Listen, ReconcileEvery: o.ReconcileEvery, Logger: g.Logger})
+				TemporalLogger: sdklog.NewStructuredLogger(g.SDKLogger.With("component", "temporal")),
+				Listen:         o.Listen, ReconcileEvery: o.ReconcileEvery, Logger: g.Logger})
 			if err != nil {
 				return err
 			}

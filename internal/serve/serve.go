@@ -28,12 +28,14 @@ import (
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/cutover"
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/internal/telemetry"
 	"github.com/synapsedte/dtebridge/reconcile"
 	"github.com/synapsedte/dtebridge/shadow"
 )
@@ -57,6 +59,9 @@ type Options struct {
 	Logger *slog.Logger
 	// ReconcileEvery runs a recorded reconcile on this schedule; 0: never.
 	ReconcileEvery time.Duration
+	// TemporalLogger receives the SDK's own log lines. Default: the SDK's
+	// default logger.
+	TemporalLogger log.Logger
 	// Reader and Mirror adjust the reader and mirror configuration (tests
 	// shorten intervals).
 	Reader func(*adapter.ReaderConfig)
@@ -83,6 +88,7 @@ type Server struct {
 	authority     *cutover.Authority
 	executor      *cutover.Executor
 	token         string
+	temporal      client.Client
 	// Metrics are the capture reader's metrics.
 	Metrics *adapter.Metrics
 	// MirrorMetrics are the mirror's metrics.
@@ -112,6 +118,20 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.Metrics = adapter.NewMetrics(s.registry)
 	s.MirrorMetrics = adapter.NewMirrorMetrics(s.registry)
+	// The SDK's client and worker metrics, and the shadow's own (emitted
+	// from workflow code), go to the same registry through a client that
+	// shares the caller's connection.
+	sdk := telemetry.NewSDKMetrics()
+	s.registry.MustRegister(sdk)
+	tc, err := client.NewClientFromExisting(o.Temporal, client.Options{Namespace: o.Namespace, MetricsHandler: sdk.Handler(), Logger: o.TemporalLogger})
+	if err != nil {
+		return nil, fmt.Errorf("error creating the Temporal client: %w", err)
+	}
+	s.temporal = tc
+	o.Temporal = tc
+	s.opts.Temporal = tc
+	phases := def.PhaseIDs()
+	s.registry.MustRegister(&dbCollector{pool: o.Pool, schema: orDefault(cfg.Capture.Schema, "dtebridge"), phases: phases, log: log, cacheFor: 2 * time.Second})
 
 	if s.token, err = cfg.Token(); err != nil {
 		return nil, err
@@ -125,7 +145,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := s.authority.Refresh(ctx); err != nil {
 		return nil, err
 	}
-	cm := newCutoverMetrics(s.registry, s.authority)
+	cm := newCutoverMetrics(s.registry, s.authority, phases)
 	s.executor = &cutover.Executor{Client: o.Temporal, Store: s.store, WorkflowIDPrefix: orDefault(cfg.Shadow.WorkflowIDPrefix, shadow.DefaultWorkflowIDPrefix),
 		Commands: cm.commands}
 
@@ -289,6 +309,7 @@ func (s *Server) Stop() {
 	s.cancel()
 	<-s.done
 	s.worker.Stop()
+	s.temporal.Close()
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -463,50 +484,4 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
-}
-
-// cutoverMetrics are the cutover metrics of a serving process.
-type cutoverMetrics struct {
-	conflicts *prometheus.CounterVec
-	commands  *prometheus.CounterVec
-}
-
-func newCutoverMetrics(reg prometheus.Registerer, a *cutover.Authority) *cutoverMetrics {
-	m := &cutoverMetrics{
-		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dtebridge_cutover_authority_conflicts_total",
-			Help: "Legacy writes to a phase and report the new engine owns, by phase."}, []string{"phase"}),
-		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dtebridge_cutover_commands_total",
-			Help: "Engine commands by phase and outcome (accepted, rejected, failed)."}, []string{"phase", "outcome"}),
-	}
-	reg.MustRegister(m.conflicts, m.commands, &modeCollector{a: a})
-	return m
-}
-
-// modeCollector exports each phase's cutover mode and percentage as they
-// are when scraped.
-type modeCollector struct{ a *cutover.Authority }
-
-var (
-	modeDesc = prometheus.NewDesc("dtebridge_cutover_mode", "1 for the mode each phase is in (legacy, shadow or new); phases never set are in shadow.",
-		[]string{"phase", "mode"}, nil)
-	percentDesc = prometheus.NewDesc("dtebridge_cutover_percent", "Percentage of reports on the new engine for phases in mode new.",
-		[]string{"phase"}, nil)
-)
-
-func (c *modeCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- modeDesc
-	ch <- percentDesc
-}
-
-func (c *modeCollector) Collect(ch chan<- prometheus.Metric) {
-	for p, m := range c.a.Modes() {
-		for _, mode := range []string{cutover.ModeLegacy, cutover.ModeShadow, cutover.ModeNew} {
-			v := 0.0
-			if m.Mode == mode {
-				v = 1
-			}
-			ch <- prometheus.MustNewConstMetric(modeDesc, prometheus.GaugeValue, v, string(p), mode)
-		}
-		ch <- prometheus.MustNewConstMetric(percentDesc, prometheus.GaugeValue, float64(m.Percent), string(p))
-	}
 }
