@@ -45,7 +45,8 @@ type GateConfig struct {
 	MinConsistency float64 `yaml:"min_consistency" json:"min_consistency"`
 }
 
-func (g GateConfig) withDefaults() GateConfig {
+// WithDefaults fills unset fields with the defaults.
+func (g GateConfig) WithDefaults() GateConfig {
 	if g.Runs <= 0 {
 		g.Runs = 3
 	}
@@ -185,7 +186,7 @@ func (g *GateResult) String() string {
 // reconcile runs covering it, all within cfg.Within, each with consistency
 // for the phase at or above cfg.MinConsistency and no unexpected divergence.
 func (s *Store) Gate(ctx context.Context, phase dtetype.Phase, cfg GateConfig) (*GateResult, error) {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	res := &GateResult{Phase: phase, Config: cfg, Runs: []GateRun{}}
 	runs, err := reconcile.Runs(ctx, s.pool, strings.Trim(s.schema, `"`), 200)
 	if err != nil {

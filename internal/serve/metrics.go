@@ -22,7 +22,7 @@ type cutoverMetrics struct {
 	commands  *prometheus.CounterVec
 }
 
-func newCutoverMetrics(reg prometheus.Registerer, a *cutover.Authority, phases []dtetype.Phase) *cutoverMetrics {
+func newCutoverMetrics(reg prometheus.Registerer, a *cutover.Authority, phases []dtetype.Phase, gate cutover.GateConfig) *cutoverMetrics {
 	m := &cutoverMetrics{
 		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dtebridge_cutover_authority_conflicts_total",
 			Help: "Legacy writes to a phase and report the new engine owns, by phase."}, []string{"phase"}),
@@ -35,7 +35,13 @@ func newCutoverMetrics(reg prometheus.Registerer, a *cutover.Authority, phases [
 			m.commands.WithLabelValues(string(p), o)
 		}
 	}
-	reg.MustRegister(m.conflicts, m.commands, &modeCollector{a: a, phases: phases})
+	minConsistency := prometheus.NewGauge(prometheus.GaugeOpts{Name: "dtebridge_cutover_gate_min_consistency",
+		Help: "The promotion gate's consistency threshold (cutover.gate.min_consistency), for dashboards and alerts."})
+	gateRuns := prometheus.NewGauge(prometheus.GaugeOpts{Name: "dtebridge_cutover_gate_runs",
+		Help: "Reconcile runs the promotion gate needs (cutover.gate.runs)."})
+	minConsistency.Set(gate.MinConsistency)
+	gateRuns.Set(float64(gate.Runs))
+	reg.MustRegister(m.conflicts, m.commands, &modeCollector{a: a, phases: phases}, minConsistency, gateRuns)
 	return m
 }
 

@@ -145,7 +145,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := s.authority.Refresh(ctx); err != nil {
 		return nil, err
 	}
-	cm := newCutoverMetrics(s.registry, s.authority, phases)
+	cm := newCutoverMetrics(s.registry, s.authority, phases, cfg.GateConfig().WithDefaults())
 	s.executor = &cutover.Executor{Client: o.Temporal, Store: s.store, WorkflowIDPrefix: orDefault(cfg.Shadow.WorkflowIDPrefix, shadow.DefaultWorkflowIDPrefix),
 		Commands: cm.commands}
 
