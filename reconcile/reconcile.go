@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -581,8 +583,48 @@ func fieldDiff(l, s *sides) (out string) {
 			out = fmt.Sprintf("(field diff unavailable: %v)", r)
 		}
 	}()
-	d := cmp.Diff(*l, *s)
-	return strings.Join(strings.Fields(strings.ReplaceAll(strings.ReplaceAll(d, "-", " legacy "), "+", " shadow ")), " ")
+	var r fieldReporter
+	if cmp.Equal(*l, *s, cmp.Reporter(&r)) {
+		return "no field differs"
+	}
+	return strings.Join(r.diffs, "; ")
+}
+
+// fieldReporter collects go-cmp's differences as "Field: legacy X, shadow Y".
+type fieldReporter struct {
+	path  cmp.Path
+	diffs []string
+}
+
+func (r *fieldReporter) PushStep(ps cmp.PathStep) { r.path = append(r.path, ps) }
+func (r *fieldReporter) PopStep()                 { r.path = r.path[:len(r.path)-1] }
+
+func (r *fieldReporter) Report(rs cmp.Result) {
+	if rs.Equal() {
+		return
+	}
+	vl, vs := r.path.Last().Values()
+	r.diffs = append(r.diffs, fmt.Sprintf("%s: legacy %s, shadow %s", strings.TrimLeft(r.path.String(), "*"), shown(vl), shown(vs)))
+}
+
+// shown renders one side's value of a field.
+func shown(v reflect.Value) string {
+	if !v.IsValid() || ((v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface) && v.IsNil()) {
+		return "none"
+	}
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	if t, ok := v.Interface().(time.Time); ok {
+		return t.UTC().Format(time.RFC3339)
+	}
+	if v.Kind() == reflect.String {
+		if v.String() == "" {
+			return "none"
+		}
+		return strconv.Quote(v.String())
+	}
+	return fmt.Sprint(v.Interface())
 }
 
 // violations carries the shadow's recorded rule violations.

@@ -179,15 +179,10 @@ func resync(ctx context.Context, g *globals, cfg *config.Config, keys []dtetype.
 		return 0, err
 	}
 	defer pool.Close()
-	_, def, err := cfg.LoadDefinitions()
+	to, err := temporalOptions(cfg, tc)
 	if err != nil {
 		return 0, err
 	}
-	tr, err := cfg.Translator(def.PhaseIDs())
-	if err != nil {
-		return 0, err
-	}
-	to := reconcile.TemporalOptions{Client: tc, Definition: def, Translator: tr, TaskQueue: cfg.Shadow.TaskQueue, WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix}
 	return len(keys), reconcile.Resync(ctx, cfg.ReconcileOptions(pool), to, keys)
 }
 

@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"go.temporal.io/sdk/client"
 
+	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/reconcile"
 )
@@ -121,16 +123,10 @@ func reconcileCommand(g *globals) *cli.Command {
 					return err
 				}
 				defer tc.Close()
-				_, def, err := cfg.LoadDefinitions()
+				to, err := temporalOptions(cfg, tc)
 				if err != nil {
 					return err
 				}
-				tr, err := cfg.Translator(def.PhaseIDs())
-				if err != nil {
-					return err
-				}
-				to := reconcile.TemporalOptions{Client: tc, Definition: def, Translator: tr, TaskQueue: cfg.Shadow.TaskQueue,
-					WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix}
 				ro.Progress = nil
 				if deep {
 					if err := reconcile.Deep(c.Context, ro, to, deepN, r); err != nil {
@@ -160,4 +156,18 @@ func reconcileCommand(g *globals) *cli.Command {
 			return nil
 		},
 	}
+}
+
+// temporalOptions is how reconcile reaches the shadow workflows.
+func temporalOptions(cfg *config.Config, tc client.Client) (reconcile.TemporalOptions, error) {
+	_, def, err := cfg.LoadDefinitions()
+	if err != nil {
+		return reconcile.TemporalOptions{}, err
+	}
+	tr, err := cfg.Translator(def.PhaseIDs())
+	if err != nil {
+		return reconcile.TemporalOptions{}, err
+	}
+	return reconcile.TemporalOptions{Client: tc, Definition: def, Translator: tr, TaskQueue: cfg.Shadow.TaskQueue,
+		WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix}, nil
 }

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,6 +39,8 @@ type Config struct {
 	ScrapeInterval time.Duration
 	// RuleFiles are loaded as alerting and recording rules.
 	RuleFiles []string
+	// Rules are rule files by content, written into the server's directory.
+	Rules [][]byte
 	// Path is the prometheus binary. Default: $PROMETHEUS_BIN, else PATH.
 	Path string
 }
@@ -85,9 +88,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	_ = os.Chmod(dir, 0o777)
 	var b strings.Builder
 	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  evaluation_interval: %s\n", interval, interval)
-	if len(cfg.RuleFiles) > 0 {
+	ruleFiles := slices.Clone(cfg.RuleFiles)
+	for i, r := range cfg.Rules {
+		f := filepath.Join(dir, fmt.Sprintf("rules-%d.yml", i))
+		if err := os.WriteFile(f, r, 0o644); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		ruleFiles = append(ruleFiles, f)
+	}
+	if len(ruleFiles) > 0 {
 		b.WriteString("rule_files:\n")
-		for _, f := range cfg.RuleFiles {
+		for _, f := range ruleFiles {
 			abs, err := filepath.Abs(f)
 			if err != nil {
 				os.RemoveAll(dir)
