@@ -7,8 +7,6 @@ import (
 	"io"
 	"maps"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -148,17 +146,9 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacy.Profile) erro
 	}
 	d.step("Installed the bridge (schema version %d) and attached capture to %s", res.ToVersion, orDefault(cfg.Legacy.Table, "public.workflow_phases"))
 
-	// A bearer token for the command API, in a file only this user reads.
-	tokenDir, err := os.MkdirTemp("", "dtebridge-demo-token-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tokenDir)
+	// A throwaway bearer token for the command API, only in memory: it
+	// dies with the demo's services.
 	d.token = cutover.NewCommandID()
-	cfg.HTTP.TokenFile = filepath.Join(tokenDir, "token")
-	if err := os.WriteFile(cfg.HTTP.TokenFile, []byte(d.token+"\n"), 0o600); err != nil {
-		return err
-	}
 
 	tc, err := g.dialTemporal(ctx, svc.TemporalAddress)
 	if err != nil {
@@ -172,7 +162,7 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacy.Profile) erro
 	// already listens on the configured one.
 	d.srv, err = serve.Start(ctx, serve.Options{Config: cfg, Pool: d.pool, Temporal: tc, Namespace: svc.TemporalNamespace,
 		TemporalLogger:  sdklog.NewStructuredLogger(g.SDKLogger.With("component", "temporal")),
-		TemporalAddress: svc.TemporalAddress, Listen: "127.0.0.1:0", Logger: g.Logger, ReconcileEvery: o.ReconcileEvery})
+		TemporalAddress: svc.TemporalAddress, Listen: "127.0.0.1:0", Logger: g.Logger, ReconcileEvery: o.ReconcileEvery, Token: d.token})
 	if err != nil {
 		return err
 	}
@@ -226,7 +216,7 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacy.Profile) erro
 	if o.KeepRunning {
 		fmt.Fprintf(d.out, "Legacy database: %s\n", Redact(svc.DatabaseURL))
 		fmt.Fprintf(d.out, "Metrics: http://%s/metrics  API: http://%s/api/v1/definitions  http://%s/api/v1/cutover\n", d.srv.Addr(), d.srv.Addr(), d.srv.Addr())
-		fmt.Fprintf(d.out, "Command API token: %s (for Authorization: Bearer)\n", cfg.HTTP.TokenFile)
+		fmt.Fprintf(d.out, "Command API: POST http://%s/api/v1/cycles/{c}/reports/{r}/phases/{p}/{action} with Authorization: Bearer %s (this demo's throwaway token)\n", d.srv.Addr(), d.token)
 		fmt.Fprintln(d.out, "Services keep running; press Ctrl-C to stop them.")
 		select {
 		case <-ctx.Done():
@@ -280,14 +270,13 @@ func (d *demo) fault(ctx context.Context) error {
 	}{
 		{"actor_mismatch", "started_by rewritten", `UPDATE workflow_phases SET started_by = 4242 WHERE phase_id =
 			(SELECT min(phase_id) FROM workflow_phases WHERE started_by IS NOT NULL AND state_override IS NULL)`, nil},
-		// A completed phase is on schedule whatever its dates, and a phase
-		// due in more than a week is on schedule in either state, so these
-		// two change nothing but what they say.
+		// The legacy status rule tells complete from not complete, whatever
+		// the dates of a completed phase, so these two change nothing but
+		// what they say.
 		{"dates_mismatch", "planned end of a completed phase moved by 3 days", `UPDATE workflow_phases SET planned_end_date = planned_end_date + 3 WHERE phase_id =
 			(SELECT max(phase_id) FROM workflow_phases WHERE planned_end_date IS NOT NULL AND state = $1 AND state_override IS NULL)`, []any{completed}},
 		{"state_mismatch", "a not-started phase set in progress", `UPDATE workflow_phases SET state = $1 WHERE phase_id =
 			(SELECT min(phase_id) FROM workflow_phases WHERE state <> $1 AND state <> $2 AND actual_start_date IS NULL AND state_override IS NULL
-				AND (planned_end_date IS NULL OR planned_end_date > current_date + 10)
 				AND phase_id > (SELECT min(phase_id) + 20 FROM workflow_phases))`, []any{inProgress, completed}},
 	}
 	d.step("Injecting a fault: %d legacy rows changed with the capture trigger bypassed (session_replication_role = replica)", len(faults))

@@ -59,6 +59,9 @@ type Options struct {
 	Logger *slog.Logger
 	// ReconcileEvery runs a recorded reconcile on this schedule; 0: never.
 	ReconcileEvery time.Duration
+	// Token, if set, is the command API's bearer token, instead of the one
+	// in http.token_file (the demo's throwaway token lives only in memory).
+	Token string
 	// TemporalLogger receives the SDK's own log lines. Default: the SDK's
 	// default logger.
 	TemporalLogger log.Logger
@@ -135,6 +138,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 
 	if s.token, err = cfg.Token(); err != nil {
 		return nil, err
+	}
+	if o.Token != "" {
+		s.token = o.Token
 	}
 	profile, err := cfg.LegacyProfile()
 	if err != nil {
