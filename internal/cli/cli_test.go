@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -201,5 +203,113 @@ func TestLegacyInitAndSimulate(t *testing.T) {
 				t.Errorf("text summary: exit %d, %q", r.code, r.stdout)
 			}
 		})
+	}
+}
+
+// TestReadmeCLIReference keeps the README's command table true: every
+// command it names exists, every flag it shows is one of that command's
+// flags (or a global one), and every command of the app is in the table.
+func TestReadmeCLIReference(t *testing.T) {
+	raw, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := App(io.Discard, io.Discard)
+	global := map[string]bool{}
+	for _, f := range app.Flags {
+		for _, n := range f.Names() {
+			global[n] = true
+		}
+	}
+	find := func(path []string) *cli.Command {
+		cmds := app.Commands
+		var c *cli.Command
+		for _, name := range path {
+			c = nil
+			for _, cand := range cmds {
+				if cand.Name == name {
+					c = cand
+				}
+			}
+			if c == nil {
+				return nil
+			}
+			cmds = c.Subcommands
+		}
+		return c
+	}
+	section := string(raw)
+	start := strings.Index(section, "## Command line")
+	if start < 0 {
+		t.Fatal("README has no Command line section")
+	}
+	section = section[start:]
+	if end := strings.Index(section[3:], "\n## "); end >= 0 {
+		section = section[:end+3]
+	}
+	documented := map[string]bool{}
+	flagRe := regexp.MustCompile(`--([a-z][a-z0-9-]*)`)
+	rows := 0
+	for _, line := range strings.Split(section, "\n") {
+		if !strings.HasPrefix(line, "| `dtebridge ") {
+			continue
+		}
+		rows++
+		usage := line[3 : strings.Index(line[3:], "`")+3]
+		words := strings.Fields(strings.ReplaceAll(usage, `\|`, "|"))[1:]
+		// The command path: words up to the first flag, option or placeholder.
+		paths := [][]string{{}}
+		for _, w := range words {
+			if strings.HasPrefix(w, "-") || strings.HasPrefix(w, "[") || strings.ToUpper(w) == w {
+				break
+			}
+			var next [][]string
+			for _, alt := range strings.Split(w, "|") {
+				for _, p := range paths {
+					next = append(next, append(append([]string{}, p...), alt))
+				}
+			}
+			paths = next
+		}
+		for _, p := range paths {
+			c := find(p)
+			if c == nil {
+				// Alternatives may be values, as in legacy init --profile seed|production.
+				if c = find(p[:len(p)-1]); c == nil || len(p) == 1 {
+					t.Errorf("README names %q, which is not a command", strings.Join(p, " "))
+					continue
+				}
+				p = p[:len(p)-1]
+			}
+			documented[strings.Join(p, " ")] = true
+			own := map[string]bool{"help": true}
+			for _, f := range c.Flags {
+				for _, n := range f.Names() {
+					own[n] = true
+				}
+			}
+			for _, m := range flagRe.FindAllStringSubmatch(line, -1) {
+				if !own[m[1]] && !global[m[1]] {
+					t.Errorf("README shows --%s for %q, which has no such flag", m[1], strings.Join(p, " "))
+				}
+			}
+		}
+	}
+	if rows == 0 {
+		t.Fatal("no command rows found in the README")
+	}
+	for _, p := range commandPaths(app.Commands, nil) {
+		c := find(p)
+		if len(c.Subcommands) > 0 || c.Name == "help" {
+			continue
+		}
+		if !documented[strings.Join(p, " ")] {
+			t.Errorf("dtebridge %s is missing from the README's command table", strings.Join(p, " "))
+		}
+	}
+	for _, f := range []string{"database-url", "temporal-address", "temporal-namespace", "config", "log-format", "log-level"} {
+		if !global[f] || !strings.Contains(section, "`--"+f) {
+			t.Errorf("global flag --%s: in the app %v, in the README %v", f, global[f], strings.Contains(section, "`--"+f))
+		}
 	}
 }
