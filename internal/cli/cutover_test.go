@@ -4,13 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/synapsedte/dtebridge/cutover"
 	"github.com/synapsedte/dtebridge/dtetype"
@@ -27,15 +23,7 @@ func TestCutoverCommands(t *testing.T) {
 	b := bridgetest.New(t, legacy.Seed, nil)
 	b.Simulate(15, 150, 93)
 	b.Quiescent(60 * time.Second)
-	cfgPath := filepath.Join(t.TempDir(), "dtebridge.yaml")
-	out, err := yaml.Marshal(b.Cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(cfgPath, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	base := []string{"--database-url", b.DB.URL, "--config", cfgPath, "--temporal-address", b.Srv.TemporalAddress()}
+	base := bridgeFlags(t, b)
 	cli := func(args ...string) result { return runCLI(t, append(append([]string{}, base...), args...)...) }
 
 	// No reconcile runs yet: the gate refuses and says why.

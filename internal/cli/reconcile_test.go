@@ -21,15 +21,7 @@ func TestReconcileCommand(t *testing.T) {
 	b := bridgetest.New(t, legacy.Seed, nil)
 	b.Simulate(15, 200, 91)
 	b.Quiescent(60 * time.Second)
-	cfgPath := filepath.Join(t.TempDir(), "dtebridge.yaml")
-	out, err := yaml.Marshal(b.Cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(cfgPath, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	base := []string{"--database-url", b.DB.URL, "--config", cfgPath, "--temporal-address", b.Srv.TemporalAddress()}
+	base := bridgeFlags(t, b)
 
 	r := runCLI(t, append(base, "reconcile", "--format", "json", "--fail-on-divergence")...)
 	var rep reconcile.Report
@@ -67,4 +59,19 @@ func TestReconcileCommand(t *testing.T) {
 			t.Errorf("reconcile %v: exit %d, want 2", bad, r.code)
 		}
 	}
+}
+
+// bridgeFlags writes the bridge's config to a file and returns the global
+// flags that point the CLI at the bridge's database, config and Temporal.
+func bridgeFlags(t *testing.T, b *bridgetest.Bridge) []string {
+	t.Helper()
+	cfgPath := filepath.Join(t.TempDir(), "dtebridge.yaml")
+	out, err := yaml.Marshal(b.Cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgPath, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--database-url", b.DB.URL, "--config", cfgPath, "--temporal-address", b.Srv.TemporalAddress()}
 }
