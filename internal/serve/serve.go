@@ -131,6 +131,12 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("error creating the Temporal client: %w", err)
 	}
 	s.temporal = tc
+	started := false
+	defer func() {
+		if !started {
+			tc.Close()
+		}
+	}()
 	o.Temporal = tc
 	s.opts.Temporal = tc
 	phases := def.PhaseIDs()
@@ -215,6 +221,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		go s.reconcileLoop(rctx, o.ReconcileEvery)
 	}
 	log.Info("dtebridge serving", "definition", def.Key(), "http", s.addr, "search_attributes", sa)
+	started = true
 	return s, nil
 }
 
