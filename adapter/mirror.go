@@ -77,8 +77,9 @@ func NewMirrorMetrics(reg prometheus.Registerer) *MirrorMetrics {
 		Failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "dtebridge_mirror_retries_total",
 			Help: "Batches Temporal did not accept in full; the reader redelivers each one, with backoff."}),
 		Availability: prometheus.NewGauge(prometheus.GaugeOpts{Name: "dtebridge_mirror_temporal_available",
-			Help: "1 if the last delivery to Temporal succeeded, 0 if it failed."}),
+			Help: "0 if the mirror's last delivery to Temporal failed, else 1 (also before any delivery, and on standbys)."}),
 	}
+	m.Availability.Set(1)
 	if reg != nil {
 		reg.MustRegister(m.Signals, m.SignalSize, m.Delivery, m.Failures, m.Availability)
 	}

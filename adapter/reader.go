@@ -286,6 +286,14 @@ func (l *leader) run(ctx context.Context) error {
 		if errors.As(err, &ce) {
 			l.log.Warn("consumer failed; will redeliver", "error", ce.err, "retry_in", backoff)
 			l.m.Errors.WithLabelValues("consumer").Inc()
+			// The backlog keeps being measured while the consumer fails, so
+			// its size and age show the stall.
+			if time.Now().After(nextMaintenance) {
+				if err := l.maintain(ctx); err != nil {
+					return err
+				}
+				nextMaintenance = time.Now().Add(l.cfg.MaintenanceInterval)
+			}
 			if err := sleep(ctx, backoff); err != nil {
 				return err
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -232,8 +233,9 @@ func (s *Store) Gate(ctx context.Context, phase dtetype.Phase, cfg GateConfig) (
 
 // Change is a request to change a phase's mode.
 type Change struct {
-	Phase   dtetype.Phase
-	Mode    string
+	Phase dtetype.Phase
+	Mode  string
+	// Percent is 1 to 100 for mode new, and 0 for the others.
 	Percent int
 	Actor   string
 	Reason  string
@@ -279,13 +281,10 @@ func (s *Store) Set(ctx context.Context, c Change, gate GateConfig) (*Result, er
 		return nil, fmt.Errorf("%w: no phase", ErrInvalidChange)
 	case strings.TrimSpace(c.Actor) == "" || strings.TrimSpace(c.Reason) == "":
 		return nil, fmt.Errorf("%w: an actor and a reason are required", ErrInvalidChange)
-	case c.Percent < 0 || c.Percent > 100:
-		return nil, fmt.Errorf("%w: percent %d is not between 0 and 100", ErrInvalidChange, c.Percent)
+	case c.Mode == ModeNew && (c.Percent < 1 || c.Percent > 100):
+		return nil, fmt.Errorf("%w: mode new needs a percentage from 1 to 100, not %d (to take reports off new, roll back)", ErrInvalidChange, c.Percent)
 	case c.Mode != ModeNew && c.Percent != 0:
 		return nil, fmt.Errorf("%w: a percentage applies to mode new only", ErrInvalidChange)
-	}
-	if c.Mode == ModeNew && c.Percent == 0 {
-		c.Percent = 100
 	}
 	res := &Result{}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -510,6 +509,18 @@ func (a *Authority) OnNew(k dtetype.Key, p dtetype.Phase) bool {
 
 // Mirrored is false for a phase in legacy mode.
 func (a *Authority) Mirrored(p dtetype.Phase) bool { return a.Mode(p).Mode != ModeLegacy }
+
+// LegacyPhases lists the phases in legacy mode, which reconcile skips.
+func (a *Authority) LegacyPhases() []dtetype.Phase {
+	var out []dtetype.Phase
+	for p, m := range a.Modes() {
+		if m.Mode == ModeLegacy {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Modes returns a copy of every set mode.
 func (a *Authority) Modes() map[dtetype.Phase]Mode {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
+
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/cutover"
 	"github.com/synapsedte/dtebridge/dtetype"
@@ -209,7 +211,7 @@ func TestLifecycle(t *testing.T) {
 	metrics.ReadFrom(resp.Body)
 	resp.Body.Close()
 	if !strings.Contains(metrics.String(), `dtebridge_cutover_authority_conflicts_total{phase="planning"} 1`) ||
-		!strings.Contains(metrics.String(), `dtebridge_cutover_commands_total{outcome="accepted",phase="planning"}`) {
+		!strings.Contains(metrics.String(), `dtebridge_cutover_commands_total{outcome="accepted",phase="planning"} 1`+"\n") {
 		t.Errorf("conflict and command metrics missing from /metrics")
 	}
 
@@ -255,7 +257,7 @@ func TestRejections(t *testing.T) {
 		e.DB.Pool.QueryRow(ctx, `SELECT string_agg(to_jsonb(w)::text, '' ORDER BY phase_id) FROM workflow_phases w WHERE report_id = $1`, k.ReportID).Scan(&s)
 		var n int
 		e.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM dtebridge.commands`).Scan(&n)
-		return s + string(rune('0'+n))
+		return s + fmt.Sprintf(" %d commands", n)
 	}
 	before := dump()
 	for _, tc := range []struct {
@@ -404,5 +406,94 @@ func TestRevertPolicy(t *testing.T) {
 	r, err := reconcile.Run(ctx, o)
 	if err != nil || r.Unexpected != 0 {
 		t.Errorf("after the revert: %v %+v", err, r.Divergences)
+	}
+}
+
+// TestConcurrentCommands: two commands racing on one report are judged one
+// after the other, so exactly one start is written; a command id reused for
+// another report is refused and writes nothing.
+func TestConcurrentCommands(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	if _, err := e.store.Set(ctx, cutover.Change{Phase: "planning", Mode: cutover.ModeNew, Percent: 100, Actor: "alice", Reason: "test", Force: true}, e.Cfg.GateConfig()); err != nil {
+		t.Fatal(err)
+	}
+	k := e.coveredReport(100)
+	type result struct {
+		actor string
+		err   error
+	}
+	results := make(chan result, 2)
+	for _, actor := range []string{"100", "102"} {
+		go func() {
+			_, err := e.x.Execute(ctx, k, shadow.Command{Action: shadow.ActionStart, Phase: "planning", Actor: actor, Role: "Tester", Reason: "race"})
+			results <- result{actor, err}
+		}()
+	}
+	var winner string
+	refused := 0
+	for range 2 {
+		r := <-results
+		var rej *cutover.RejectedError
+		switch {
+		case r.err == nil:
+			winner = r.actor
+		case errors.As(r.err, &rej) && rej.Rule == shadow.RuleInvalidTransition:
+			refused++
+		default:
+			t.Errorf("actor %s: %v", r.actor, r.err)
+		}
+	}
+	if winner == "" || refused != 1 {
+		t.Fatalf("winner %q, refused %d: want one of each", winner, refused)
+	}
+	if row := e.row(k, "Planning"); fmt.Sprint(row["started_by"]) != winner {
+		t.Errorf("legacy started_by %v, want the winner %s", row["started_by"], winner)
+	}
+
+	// The same command id for another report: refused, nothing written.
+	other := e.coveredReport(100)
+	id := "cmd-reused-0001"
+	if _, err := e.x.Execute(ctx, k, shadow.Command{ID: id, Action: shadow.ActionComplete, Phase: "planning", Actor: "12", Role: "Test Executive", Reason: "done"}); err != nil {
+		t.Fatal(err)
+	}
+	before := e.row(other, "Planning")
+	_, err := e.x.Execute(ctx, other, shadow.Command{ID: id, Action: shadow.ActionStart, Phase: "planning", Actor: "100", Role: "Tester", Reason: "go"})
+	var rej *cutover.RejectedError
+	if !errors.As(err, &rej) || rej.Rule != "bad_command" {
+		t.Errorf("reused id: %v", err)
+	}
+	if after := e.row(other, "Planning"); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("a refused reused id wrote the row: %v", after)
+	}
+}
+
+// TestWriteBackChecksOwnership: the write-back checks, in its own
+// transaction, that the engine still owns the phase, so a command retried
+// after a rollback writes nothing.
+func TestWriteBackChecksOwnership(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	k := e.coveredReport(100)
+	_, def, _ := e.Cfg.LoadDefinitions()
+	tr, _ := e.Cfg.Translator(def.PhaseIDs())
+	profile, _ := e.Cfg.LegacyProfile()
+	wb := &cutover.WriteBack{Pool: e.DB.Pool, Profile: profile, Mapping: e.Cfg.Legacy.Mapping, Translator: tr, Capture: e.Cfg.CaptureConfig()}
+	before := e.row(k, "Planning")
+	_, err := wb.WriteBack(ctx, shadow.WriteBackRequest{Key: k, Command: shadow.Command{ID: "cmd-after-rollback", Action: shadow.ActionStart,
+		Phase: "planning", Actor: "100", Role: "Tester", Reason: "late retry"}, At: time.Now()})
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != "not_on_new" || !appErr.NonRetryable() {
+		t.Fatalf("write-back for a phase in shadow: %v", err)
+	}
+	if after := e.row(k, "Planning"); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("the write-back wrote a phase it does not own: %v", after)
+	}
+	var n int
+	e.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM dtebridge.commands`).Scan(&n)
+	if n != 0 {
+		t.Errorf("%d commands claimed", n)
 	}
 }

@@ -79,14 +79,30 @@ func (x *Executor) Execute(ctx context.Context, k dtetype.Key, cmd shadow.Comman
 		err = h.Get(ctx, &res)
 	}
 	var appErr *temporal.ApplicationError
+	var actErr *temporal.ActivityError
+	typ := ""
+	if errors.As(err, &appErr) {
+		typ = appErr.Type()
+	}
 	switch {
-	case errors.As(err, &appErr) && appErr.Type() != "" && appErr.Type() != "legacy_refused":
+	case err == nil:
+	case typ == "not_on_new":
+		// Ownership changed between the check above and the write: the
+		// write-back checked again inside its transaction and wrote nothing.
 		outcome = "rejected"
-		return nil, &RejectedError{Rule: appErr.Type(), Message: appErr.Message()}
-	case errors.As(err, &appErr) && appErr.Type() == "legacy_refused":
+		return nil, fmt.Errorf("%w: %s", ErrNotOnNew, appErr.Message())
+	case typ == "legacy_refused", typ == "bad_command":
+		// Refused inside the write-back's transaction: nothing committed.
 		outcome = "rejected"
-		return nil, &RejectedError{Rule: "legacy_refused", Message: appErr.Message()}
-	case err != nil:
+		return nil, &RejectedError{Rule: typ, Message: appErr.Message()}
+	case errors.As(err, &actErr):
+		// The write-back failed after its retries: not a refusal.
+		return nil, fmt.Errorf("error writing %s of %s back to legacy: %w", cmd.Action, shadow.WorkflowID(x.WorkflowIDPrefix, k), err)
+	case typ != "":
+		// The definition refused it (validator, or the handler's re-check).
+		outcome = "rejected"
+		return nil, &RejectedError{Rule: typ, Message: appErr.Message()}
+	default:
 		return nil, fmt.Errorf("error sending %s to %s: %w", cmd.Action, shadow.WorkflowID(x.WorkflowIDPrefix, k), err)
 	}
 	outcome = "accepted"

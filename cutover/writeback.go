@@ -34,7 +34,28 @@ type WriteBack struct {
 	Capture *adapter.CaptureConfig
 }
 
-var errAlreadyApplied = errors.New("command already applied")
+var (
+	errAlreadyApplied = errors.New("command already applied")
+	errIDReused       = errors.New("command id reused")
+)
+
+// owned returns ErrNotOnNew unless the new engine owns phase of report k,
+// as the cutover tables say inside tx.
+func owned(ctx context.Context, tx pgx.Tx, schema string, k dtetype.Key, phase dtetype.Phase) error {
+	m := Mode{Phase: phase, Mode: ModeShadow}
+	var promoted bool
+	err := tx.QueryRow(ctx, `SELECT coalesce((SELECT mode FROM `+schema+`.cutover_modes WHERE phase = $1), 'shadow'),
+			coalesce((SELECT percent FROM `+schema+`.cutover_modes WHERE phase = $1), 0),
+			EXISTS (SELECT 1 FROM `+schema+`.cutover_promoted WHERE phase = $1 AND cycle_id = $2 AND report_id = $3)`,
+		string(phase), k.CycleID, k.ReportID).Scan(&m.Mode, &m.Percent, &promoted)
+	if err != nil {
+		return err
+	}
+	if !m.Covers(k, promoted) {
+		return fmt.Errorf("%w: %s is in %s mode (%d%%) and report %s is not covered", ErrNotOnNew, phase, m.Mode, m.Percent, k)
+	}
+	return nil
+}
 
 // WriteBack applies req and returns the legacy rows it wrote, translated.
 // A retry of a command that committed returns those rows again.
@@ -50,21 +71,46 @@ func (w *WriteBack) WriteBack(ctx context.Context, req shadow.WriteBackRequest) 
 		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("actor %q is not a legacy user id", cmd.Actor), "bad_command", nil)
 	}
 	var written []int64
-	m := legacy.NewModel(w.Pool, w.Profile, &legacy.ModelConfig{Prepare: func(ctx context.Context, tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SET LOCAL dtebridge.origin = '"+dtetype.OriginBridge+"'"); err != nil {
-			return err
-		}
-		tag, err := tx.Exec(ctx, `INSERT INTO `+schema+`.commands (command_id, cycle_id, report_id, phase, action, actor)
-			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (command_id) DO NOTHING`,
-			cmd.ID, req.Key.CycleID, req.Key.ReportID, string(cmd.Phase), cmd.Action, cmd.Actor)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
+	m := legacy.NewModel(w.Pool, w.Profile, &legacy.ModelConfig{
+		Prepare: func(ctx context.Context, tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SET LOCAL dtebridge.origin = '"+dtetype.OriginBridge+"'"); err != nil {
+				return err
+			}
+			// Authority is checked again here, in the write's transaction:
+			// after a rollback, a retried command writes nothing.
+			if err := owned(ctx, tx, schema, req.Key, cmd.Phase); err != nil {
+				return err
+			}
+			tag, err := tx.Exec(ctx, `INSERT INTO `+schema+`.commands (command_id, cycle_id, report_id, phase, action, actor)
+				VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (command_id) DO NOTHING`,
+				cmd.ID, req.Key.CycleID, req.Key.ReportID, string(cmd.Phase), cmd.Action, cmd.Actor)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() > 0 {
+				return nil
+			}
+			var same bool
+			if err := tx.QueryRow(ctx, `SELECT cycle_id = $2 AND report_id = $3 AND phase = $4 AND action = $5 FROM `+schema+`.commands
+				WHERE command_id = $1`, cmd.ID, req.Key.CycleID, req.Key.ReportID, string(cmd.Phase), cmd.Action).Scan(&same); err != nil {
+				return err
+			}
+			if !same {
+				return errIDReused
+			}
 			return errAlreadyApplied
-		}
-		return nil
-	}})
+		},
+		// What the command wrote is recorded in the same transaction, so a
+		// retry after a commit always finds it.
+		Finish: func(ctx context.Context, tx pgx.Tx, rows []legacy.Row) error {
+			ids := make([]int64, 0, len(rows))
+			for _, r := range rows {
+				ids = append(ids, r.PhaseID)
+			}
+			_, err := tx.Exec(ctx, `UPDATE `+schema+`.commands SET row_ids = $2 WHERE command_id = $1`, cmd.ID, ids)
+			return err
+		},
+	})
 	ref := legacy.Ref{Key: req.Key, Phase: label}
 	var rows []legacy.Row
 	switch cmd.Action {
@@ -95,6 +141,10 @@ func (w *WriteBack) WriteBack(ctx context.Context, req shadow.WriteBackRequest) 
 		if err := w.Pool.QueryRow(ctx, `SELECT row_ids FROM `+schema+`.commands WHERE command_id = $1`, cmd.ID).Scan(&written); err != nil {
 			return nil, err
 		}
+	case errors.Is(err, errIDReused):
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("command id %s was already used for another report, phase or action", cmd.ID), "bad_command", nil)
+	case errors.Is(err, ErrNotOnNew):
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), "not_on_new", nil)
 	case errors.Is(err, legacy.ErrGate), errors.Is(err, legacy.ErrNoRow), errors.Is(err, legacy.ErrUnsupported):
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), "legacy_refused", err)
 	case err != nil:
@@ -102,9 +152,6 @@ func (w *WriteBack) WriteBack(ctx context.Context, req shadow.WriteBackRequest) 
 	default:
 		for _, r := range rows {
 			written = append(written, r.PhaseID)
-		}
-		if _, err := w.Pool.Exec(ctx, `UPDATE `+schema+`.commands SET row_ids = $2 WHERE command_id = $1`, cmd.ID, written); err != nil {
-			return nil, err
 		}
 	}
 	return w.read(ctx, cmd.ID, written)

@@ -3,6 +3,7 @@ package dashboards_test
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"regexp"
@@ -166,7 +167,14 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(prom.Stop)
+	// Traffic starts once Prometheus scrapes the bridge, so rates see it.
+	bridgetest.WaitFor(t, 30*time.Second, "the first scrape", func() bool {
+		s, err := prom.Query(ctx, `up{job="dtebridge"}`)
+		return err == nil && len(s) == 1 && s[0].Float() == 1
+	})
 	b.Simulate(30, 600, 7)
+	time.Sleep(2 * time.Second)
+	b.Simulate(10, 300, 8)
 	b.Quiescent(60 * time.Second)
 	o := b.Cfg.ReconcileOptions(b.DB.Pool)
 	o.Persist = true
@@ -205,7 +213,9 @@ func TestEndToEnd(t *testing.T) {
 				if err != nil {
 					t.Errorf("%s: panel %q: %v", f, p.Title, err)
 				}
-				data = data || len(s) > 0
+				for _, x := range s {
+					data = data || !math.IsNaN(x.Float())
+				}
 			}
 			if core[p.Title] {
 				seenCore++

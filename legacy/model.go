@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -52,6 +53,10 @@ type ModelConfig struct {
 	// error aborts the operation. The bridge's write-back uses it to mark
 	// its writes with its origin and to claim a command exactly once.
 	Prepare func(ctx context.Context, tx pgx.Tx) error
+	// Finish, if set, runs last in every operation's transaction, with the
+	// rows the operation wrote; an error aborts the operation. The
+	// write-back records what a command wrote in the same transaction.
+	Finish func(ctx context.Context, tx pgx.Tx, written []Row) error
 }
 
 // Model writes workflow_phases rows the way the legacy application does.
@@ -61,7 +66,11 @@ type Model struct {
 	profile *Profile
 	now     func() time.Time
 	prepare func(ctx context.Context, tx pgx.Tx) error
+	finish  func(ctx context.Context, tx pgx.Tx, written []Row) error
 	cols    string
+
+	mu      sync.Mutex
+	written map[pgx.Tx][]Row // rows written by each open transaction, for finish
 }
 
 // NewModel returns a model of the legacy application for profile on db.
@@ -80,7 +89,8 @@ func NewModel(db DB, profile *Profile, cfg *ModelConfig) *Model {
 	if profile.StatusColumn {
 		cols = append(cols, "status::text")
 	}
-	return &Model{db: db, profile: profile, now: now, prepare: cfg.Prepare, cols: strings.Join(cols, ", ")}
+	return &Model{db: db, profile: profile, now: now, prepare: cfg.Prepare, finish: cfg.Finish, cols: strings.Join(cols, ", "),
+		written: map[pgx.Tx][]Row{}}
 }
 
 // Profile returns the model's profile.
@@ -153,13 +163,32 @@ func (r Ref) String() string { return fmt.Sprintf("%s %s", r.Key, r.Phase) }
 
 // tx runs fn in a transaction, retrying deadlocks and serialization failures.
 func (m *Model) tx(ctx context.Context, fn func(pgx.Tx) error) error {
-	if m.prepare != nil {
+	if m.prepare != nil || m.finish != nil {
 		inner := fn
 		fn = func(tx pgx.Tx) error {
-			if err := m.prepare(ctx, tx); err != nil {
+			if m.prepare != nil {
+				if err := m.prepare(ctx, tx); err != nil {
+					return err
+				}
+			}
+			if m.finish == nil {
+				return inner(tx)
+			}
+			m.mu.Lock()
+			m.written[tx] = nil
+			m.mu.Unlock()
+			defer func() {
+				m.mu.Lock()
+				delete(m.written, tx)
+				m.mu.Unlock()
+			}()
+			if err := inner(tx); err != nil {
 				return err
 			}
-			return inner(tx)
+			m.mu.Lock()
+			written := m.written[tx]
+			m.mu.Unlock()
+			return m.finish(ctx, tx, written)
 		}
 	}
 	for attempt := 0; ; attempt++ {
@@ -218,6 +247,13 @@ func (m *Model) write(ctx context.Context, tx pgx.Tx, r *Row, c *change) (*Row, 
 	out, err := m.scan(tx.QueryRow(ctx, sb.String(), append(c.vals, r.PhaseID)...))
 	if err != nil {
 		return nil, fmt.Errorf("error updating phase row %d: %w", r.PhaseID, err)
+	}
+	if m.finish != nil {
+		m.mu.Lock()
+		if rows, ok := m.written[tx]; ok {
+			m.written[tx] = append(rows, *out)
+		}
+		m.mu.Unlock()
 	}
 	return out, nil
 }

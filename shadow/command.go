@@ -146,8 +146,19 @@ func registerCommands(ctx workflow.Context, e *engine, project func(workflow.Con
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
 			MaximumAttempts: 10, NonRetryableErrorTypes: []string{"legacy_refused", "bad_command"}},
 	})
+	// Commands run one at a time: each is judged again once it holds the
+	// lock, against the state the previous one left, so two concurrent
+	// commands can never both pass on a stale state.
+	mu := workflow.NewMutex(ctx)
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateCommand,
 		func(ctx workflow.Context, cmd Command) (CommandResult, error) {
+			if err := mu.Lock(ctx); err != nil {
+				return CommandResult{}, err
+			}
+			defer mu.Unlock()
+			if err := e.validate(cmd); err != nil {
+				return CommandResult{}, err
+			}
 			req := WriteBackRequest{Key: e.s.Key, Command: cmd, At: workflow.Now(ctx)}
 			if ps := e.s.phase(cmd.Phase); ps != nil {
 				view := *ps

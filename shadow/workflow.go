@@ -168,24 +168,28 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 			}
 		}
 		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() || (in.MaxChangesPerRun > 0 && s.Applied-appliedAtStart >= in.MaxChangesPerRun) {
-			// Signals that arrived meanwhile go with the state.
-			drained := false
+			// Commands in flight finish in this run, so none is lost; then
+			// every signal that arrived meanwhile goes with the state. A
+			// projection yields, so check again until nothing is pending.
 			for {
-				var sig Signal
-				if !signals.ReceiveAsync(&sig) {
+				if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+					return err
+				}
+				drained := false
+				for {
+					var sig Signal
+					if !signals.ReceiveAsync(&sig) {
+						break
+					}
+					drained = receive(sig) || drained
+				}
+				if !drained {
 					break
 				}
-				drained = receive(sig) || drained
-			}
-			if drained {
 				e.refreshStatuses(workflow.Now(ctx))
 				if err := project(ctx); err != nil {
 					return err
 				}
-			}
-			// Commands in flight finish in this run, so none is lost.
-			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
-				return err
 			}
 			next := in
 			next.State = s

@@ -288,9 +288,13 @@ func TestReadmeCLIReference(t *testing.T) {
 					own[n] = true
 				}
 			}
+			help := runCLI(t, append(append([]string{}, p...), "--help")...)
 			for _, m := range flagRe.FindAllStringSubmatch(line, -1) {
 				if !own[m[1]] && !global[m[1]] {
 					t.Errorf("README shows --%s for %q, which has no such flag", m[1], strings.Join(p, " "))
+				}
+				if own[m[1]] && !strings.Contains(help.stdout, "--"+m[1]) {
+					t.Errorf("README shows --%s for %q, but its --help does not", m[1], strings.Join(p, " "))
 				}
 			}
 		}

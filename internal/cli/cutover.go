@@ -92,7 +92,7 @@ func cutoverCommand(g *globals) *cli.Command {
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "phase", Usage: "canonical phase id", Required: true, Destination: &set.Phase},
 				&cli.StringFlag{Name: "mode", Usage: "legacy, shadow or new", Required: true, Destination: &set.Mode},
-				&cli.IntFlag{Name: "percent", Usage: "with --mode new: the percentage of reports on new (default 100)", Destination: &set.Percent},
+				&cli.IntFlag{Name: "percent", Usage: "with --mode new: the percentage of reports on new, 1 to 100 (default 100)", Destination: &set.Percent},
 				&cli.StringFlag{Name: "actor", Usage: "who makes the change (recorded)", Required: true, Destination: &set.Actor},
 				&cli.StringFlag{Name: "reason", Usage: "why (recorded)", Required: true, Destination: &set.Reason},
 				&cli.BoolFlag{Name: "force", Usage: "override a gate refusal (recorded)", Destination: &set.Force},
@@ -107,6 +107,9 @@ func cutoverCommand(g *globals) *cli.Command {
 				_, def, err := cfg.LoadDefinitions()
 				if err != nil {
 					return err
+				}
+				if set.Mode == cutover.ModeNew && !c.IsSet("percent") {
+					set.Percent = 100
 				}
 				if def.Phase(dtetype.Phase(set.Phase)) == nil {
 					return usagef("phase %q is not in %s (phases: %v)", set.Phase, def.Key(), def.PhaseIDs())

@@ -256,6 +256,7 @@ func (d *demo) simulate(ctx context.Context, o simulateOptions, what string) err
 func (d *demo) reconcile(ctx context.Context) (*reconcile.Report, error) {
 	ro := d.cfg.ReconcileOptions(d.pool)
 	ro.Persist = true
+	ro.Exclude = d.srv.Authority().LegacyPhases()
 	return reconcile.Run(ctx, ro)
 }
 
@@ -312,7 +313,9 @@ func (d *demo) fault(ctx context.Context) error {
 	}
 	fmt.Fprintf(d.out, "    run %d: %.2f%% consistent, %d unexpected divergences\n", rep.RunID, rep.Consistency*100, rep.Unexpected)
 	d.step("Repairing: each divergent report's shadow is re-driven from its legacy rows")
-	if err := reconcile.Repair(ctx, d.cfg.ReconcileOptions(d.pool), d.to, rep); err != nil {
+	to := d.to
+	to.Owned = d.srv.Authority().OnNew
+	if err := reconcile.Repair(ctx, d.cfg.ReconcileOptions(d.pool), to, rep); err != nil {
 		return err
 	}
 	d.repaired = rep.Repair.Repaired

@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/synapsedte/dtebridge/config"
+	"github.com/synapsedte/dtebridge/cutover"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/reconcile"
 )
@@ -101,7 +102,14 @@ func reconcileCommand(g *globals) *cli.Command {
 				return err
 			}
 			defer pool.Close()
+			// Phases in legacy mode are not compared, and repair leaves alone
+			// what the new engine owns.
+			auth := cutover.NewAuthority(cutover.NewStore(pool, cfg.Capture.Schema))
+			if err := auth.Refresh(c.Context); err != nil {
+				return err
+			}
 			ro := cfg.ReconcileOptions(pool)
+			ro.Exclude = auth.LegacyPhases()
 			ro.Persist = !o.NoRecord
 			if c.IsSet("cycle") {
 				ro.Scope.Cycle = &o.Cycle
@@ -127,6 +135,7 @@ func reconcileCommand(g *globals) *cli.Command {
 				if err != nil {
 					return err
 				}
+				to.Owned = auth.OnNew
 				ro.Progress = nil
 				if deep {
 					if err := reconcile.Deep(c.Context, ro, to, deepN, r); err != nil {

@@ -92,6 +92,7 @@ type Server struct {
 	executor      *cutover.Executor
 	token         string
 	temporal      client.Client
+	loops         sync.WaitGroup
 	// Metrics are the capture reader's metrics.
 	Metrics *adapter.Metrics
 	// MirrorMetrics are the mirror's metrics.
@@ -216,9 +217,17 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			s.fail(err)
 		}
 	}()
-	go s.authority.Run(rctx, 2*time.Second)
+	s.loops.Add(1)
+	go func() {
+		defer s.loops.Done()
+		s.authority.Run(rctx, 2*time.Second)
+	}()
 	if o.ReconcileEvery > 0 {
-		go s.reconcileLoop(rctx, o.ReconcileEvery)
+		s.loops.Add(1)
+		go func() {
+			defer s.loops.Done()
+			s.reconcileLoop(rctx, o.ReconcileEvery)
+		}()
 	}
 	log.Info("dtebridge serving", "definition", def.Key(), "http", s.addr, "search_attributes", sa)
 	started = true
@@ -241,7 +250,7 @@ func (s *Server) reconcileLoop(ctx context.Context, every time.Duration) {
 		}
 		o := s.opts.Config.ReconcileOptions(s.opts.Pool)
 		o.Persist = true
-		o.Exclude = s.LegacyModePhases()
+		o.Exclude = s.authority.LegacyPhases()
 		r, err := reconcile.Run(ctx, o)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -255,17 +264,6 @@ func (s *Server) reconcileLoop(ctx context.Context, every time.Duration) {
 		s.log.Info("reconcile", "run", r.RunID, "compared", r.Compared, "consistency", r.Consistency,
 			"unexpected", r.Unexpected, "new", r.New, "resolved", r.Resolved)
 	}
-}
-
-// LegacyModePhases lists the phases in legacy mode, which reconcile skips.
-func (s *Server) LegacyModePhases() []dtetype.Phase {
-	var out []dtetype.Phase
-	for p, m := range s.authority.Modes() {
-		if m.Mode == cutover.ModeLegacy {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // Authority returns the server's view of cutover.
@@ -317,17 +315,19 @@ func (s *Server) Definition() *dtetype.Definition { return s.definition }
 // Registry returns the metrics registry.
 func (s *Server) Registry() *prometheus.Registry { return s.registry }
 
-// Stop stops the reader, the worker and the HTTP server, in that order.
+// Stop stops the HTTP server (letting requests in flight finish), then the
+// reader and the background loops, then the worker and the client.
 func (s *Server) Stop() {
+	if s.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = s.http.Shutdown(ctx)
+		cancel()
+	}
 	s.cancel()
 	<-s.done
+	s.loops.Wait()
 	s.worker.Stop()
 	s.temporal.Close()
-	if s.http != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.http.Shutdown(ctx)
-	}
 }
 
 // ensureSearchAttributes makes sure the shadow's search attributes exist,
@@ -467,6 +467,11 @@ func (s *Server) command(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusNotFound, map[string]any{"error": fmt.Sprintf("unknown action %q: use %s", action, strings.Join(shadow.Actions(), ", "))})
 		return
 	}
+	if s.definition.Phase(dtetype.Phase(r.PathValue("phase"))) == nil {
+		fail(http.StatusNotFound, map[string]any{"error": fmt.Sprintf("no phase %q in %s (phases: %s)", r.PathValue("phase"), s.definition.Key(),
+			strings.Join(phaseStrings(s.definition.PhaseIDs()), ", "))})
+		return
+	}
 	cmd := shadow.Command{ID: body.ID, Action: action, Phase: dtetype.Phase(r.PathValue("phase")), Actor: body.Actor, Role: body.Role,
 		Reason: body.Reason, State: body.State, Status: body.Status}
 	res, err := s.executor.Execute(r.Context(), dtetype.Key{CycleID: cycle, ReportID: report}, cmd)
@@ -497,4 +502,12 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+func phaseStrings(ps []dtetype.Phase) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = string(p)
+	}
+	return out
 }
