@@ -2,6 +2,7 @@ package adapter_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -111,19 +112,27 @@ func (f *fixture) child(out, identity string, batch, crashAfter int) *exec.Cmd {
 // readDeliveries reads a child's output file.
 func readDeliveries(t *testing.T, path string) []delivery {
 	t.Helper()
-	file, err := os.Open(path)
+	raw, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
 		return nil
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer file.Close()
+	// A reader may be writing as we read: a last line without its newline
+	// is not there yet.
+	if i := bytes.LastIndexByte(raw, '\n'); i >= 0 {
+		raw = raw[:i+1]
+	} else {
+		raw = nil
+	}
 	var out []delivery
-	sc := bufio.NewScanner(file)
-	for sc.Scan() {
+	for _, line := range bytes.Split(bytes.TrimSuffix(raw, []byte("\n")), []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
 		var d delivery
-		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
+		if err := json.Unmarshal(line, &d); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
 		out = append(out, d)
