@@ -263,6 +263,20 @@ func (m *Mirror) watermark(ctx context.Context, keys []dtetype.Key, byKey map[dt
 	return nil
 }
 
+// ReportsBehind counts the reports whose shadow has not yet projected
+// everything the mirror handed it (the mirror's watermark against the
+// projection's applied sequence).
+func ReportsBehind(ctx context.Context, db *pgxpool.Pool, cfg *CaptureConfig) (int, error) {
+	schema := pgx.Identifier{cfg.withDefaults().Schema}.Sanitize()
+	var n int
+	err := db.QueryRow(ctx, `SELECT count(*) FROM `+schema+`.mirror_keys m LEFT JOIN `+schema+`.shadow_keys s USING (cycle_id, report_id)
+		WHERE s.applied_seq IS NULL OR s.applied_seq < m.delivered_seq`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("error reading the shadow's progress: %w", err)
+	}
+	return n, nil
+}
+
 // RoleConfig locates the legacy users table, to resolve actors' roles.
 type RoleConfig struct {
 	// Table is the users table, e.g. public.users.

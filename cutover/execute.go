@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -59,18 +58,11 @@ func (x *Executor) Execute(ctx context.Context, k dtetype.Key, cmd shadow.Comman
 			x.Commands.WithLabelValues(string(cmd.Phase), outcome).Inc()
 		}
 	}()
-	modes, err := x.Store.Modes(ctx)
-	if err != nil {
+	if err := owned(ctx, x.Store.pool, x.Store.schema, k, cmd.Phase); err != nil {
+		if errors.Is(err, ErrNotOnNew) {
+			outcome = "rejected"
+		}
 		return nil, err
-	}
-	var promoted bool
-	if err := x.Store.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+x.Store.schema+`.cutover_promoted WHERE phase = $1 AND cycle_id = $2 AND report_id = $3)`,
-		string(cmd.Phase), k.CycleID, k.ReportID).Scan(&promoted); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return nil, err
-	}
-	if m := ModeOf(modes, cmd.Phase); !m.Covers(k, promoted) {
-		outcome = "rejected"
-		return nil, fmt.Errorf("%w: %s is in %s mode (%d%%) and report %s is not covered; legacy is authoritative", ErrNotOnNew, cmd.Phase, m.Mode, m.Percent, k)
 	}
 	h, err := x.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: shadow.WorkflowID(x.WorkflowIDPrefix, k),
 		UpdateID: cmd.ID, UpdateName: shadow.UpdateCommand, Args: []any{cmd}, WaitForStage: client.WorkflowUpdateStageCompleted})

@@ -39,12 +39,18 @@ var (
 	errIDReused       = errors.New("command id reused")
 )
 
+// querier is a pool or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
 // owned returns ErrNotOnNew unless the new engine owns phase of report k,
-// as the cutover tables say inside tx.
-func owned(ctx context.Context, tx pgx.Tx, schema string, k dtetype.Key, phase dtetype.Phase) error {
+// as the cutover tables say, read through q (the write-back reads them in
+// its own transaction).
+func owned(ctx context.Context, q querier, schema string, k dtetype.Key, phase dtetype.Phase) error {
 	m := Mode{Phase: phase, Mode: ModeShadow}
 	var promoted bool
-	err := tx.QueryRow(ctx, `SELECT coalesce((SELECT mode FROM `+schema+`.cutover_modes WHERE phase = $1), 'shadow'),
+	err := q.QueryRow(ctx, `SELECT coalesce((SELECT mode FROM `+schema+`.cutover_modes WHERE phase = $1), 'shadow'),
 			coalesce((SELECT percent FROM `+schema+`.cutover_modes WHERE phase = $1), 0),
 			EXISTS (SELECT 1 FROM `+schema+`.cutover_promoted WHERE phase = $1 AND cycle_id = $2 AND report_id = $3)`,
 		string(phase), k.CycleID, k.ReportID).Scan(&m.Mode, &m.Percent, &promoted)
@@ -52,7 +58,7 @@ func owned(ctx context.Context, tx pgx.Tx, schema string, k dtetype.Key, phase d
 		return err
 	}
 	if !m.Covers(k, promoted) {
-		return fmt.Errorf("%w: %s is in %s mode (%d%%) and report %s is not covered", ErrNotOnNew, phase, m.Mode, m.Percent, k)
+		return fmt.Errorf("%w: %s is in %s mode (%d%%) and report %s is not covered; legacy is authoritative", ErrNotOnNew, phase, m.Mode, m.Percent, k)
 	}
 	return nil
 }

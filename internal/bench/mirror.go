@@ -326,9 +326,8 @@ func runMirror(ctx context.Context, pool *pgxpool.Pool, tc client.Client, cfg *c
 	}
 	res.acked = time.Since(began)
 	for {
-		var behind int
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM dtebridge.mirror_keys m LEFT JOIN dtebridge.shadow_keys s USING (cycle_id, report_id)
-			WHERE s.applied_seq IS NULL OR s.applied_seq < m.delivered_seq`).Scan(&behind); err != nil {
+		behind, err := adapter.ReportsBehind(ctx, pool, &adapter.CaptureConfig{})
+		if err != nil {
 			cancel()
 			return nil, err
 		}

@@ -166,10 +166,7 @@ func (b *Bridge) Quiescent(timeout time.Duration) {
 		if err != nil {
 			b.T.Fatal(err)
 		}
-		var behind int
-		err = b.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM dtebridge.mirror_keys m
-			LEFT JOIN dtebridge.shadow_keys s USING (cycle_id, report_id)
-			WHERE s.applied_seq IS NULL OR s.applied_seq < m.delivered_seq`).Scan(&behind)
+		behind, err := adapter.ReportsBehind(ctx, b.DB.Pool, b.Cfg.CaptureConfig())
 		if err != nil {
 			b.T.Fatal(err)
 		}

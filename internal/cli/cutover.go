@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
 	"github.com/synapsedte/dtebridge/config"
@@ -127,7 +128,7 @@ func cutoverCommand(g *globals) *cli.Command {
 					fmt.Fprintf(g.Stdout, "Forced past the gate: %s\n", res.Gate)
 				}
 				if len(res.Released) > 0 {
-					n, err := resync(c.Context, g, cfg, res.Released)
+					n, err := resync(c.Context, g, cfg, pool, res.Released)
 					if err != nil {
 						return fmt.Errorf("rolled back, but the shadow could not resync %d reports: %w (run dtebridge reconcile --repair)", len(res.Released), err)
 					}
@@ -171,17 +172,12 @@ func cutoverCommand(g *globals) *cli.Command {
 }
 
 // resync re-drives released reports from legacy truth after a rollback.
-func resync(ctx context.Context, g *globals, cfg *config.Config, keys []dtetype.Key) (int, error) {
+func resync(ctx context.Context, g *globals, cfg *config.Config, pool *pgxpool.Pool, keys []dtetype.Key) (int, error) {
 	tc, err := g.dialTemporal(ctx, g.TemporalAddress)
 	if err != nil {
 		return 0, err
 	}
 	defer tc.Close()
-	pool, err := connect(ctx, g.DatabaseURL)
-	if err != nil {
-		return 0, err
-	}
-	defer pool.Close()
 	to, err := temporalOptions(cfg, tc)
 	if err != nil {
 		return 0, err

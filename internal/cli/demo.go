@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/urfave/cli/v2"
-	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/config"
@@ -161,7 +160,7 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacy.Profile) erro
 	// A free loopback port: the demo prints it, and never fights whatever
 	// already listens on the configured one.
 	d.srv, err = serve.Start(ctx, serve.Options{Config: cfg, Pool: d.pool, Temporal: tc, Namespace: svc.TemporalNamespace,
-		TemporalLogger:  sdklog.NewStructuredLogger(g.SDKLogger.With("component", "temporal")),
+		TemporalLogger:  g.temporalLogger(),
 		TemporalAddress: svc.TemporalAddress, Listen: "127.0.0.1:0", Logger: g.Logger, ReconcileEvery: o.ReconcileEvery, Token: d.token})
 	if err != nil {
 		return err
@@ -504,9 +503,8 @@ func waitQuiescent(ctx context.Context, pool *pgxpool.Pool, cfg *config.Config, 
 		if err != nil {
 			return err
 		}
-		var behind int
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM dtebridge.mirror_keys m LEFT JOIN dtebridge.shadow_keys s USING (cycle_id, report_id)
-			WHERE s.applied_seq IS NULL OR s.applied_seq < m.delivered_seq`).Scan(&behind); err != nil {
+		behind, err := adapter.ReportsBehind(ctx, pool, cfg.CaptureConfig())
+		if err != nil {
 			return err
 		}
 		if b.Changes == 0 && behind == 0 {

@@ -17,13 +17,18 @@ import (
 	"github.com/synapsedte/dtebridge/shadow"
 )
 
+// temporalLogger carries the Temporal SDK's own log lines into ours.
+func (g *globals) temporalLogger() sdklog.Logger {
+	return sdklog.NewStructuredLogger(g.SDKLogger.With("component", "temporal"))
+}
+
 // dialTemporal connects to the Temporal frontend at address.
 func (g *globals) dialTemporal(ctx context.Context, address string) (client.Client, error) {
 	if address == "" {
 		return nil, usagef("no Temporal cluster given: pass --temporal-address or set DTEBRIDGE_TEMPORAL_ADDRESS (dtebridge demo starts a local one)")
 	}
 	c, err := client.DialContext(ctx, client.Options{HostPort: address, Namespace: g.TemporalNamespace,
-		Logger: sdklog.NewStructuredLogger(g.SDKLogger.With("component", "temporal"))})
+		Logger: g.temporalLogger()})
 	if err != nil {
 		return nil, fmt.Errorf("error connecting to Temporal at %s: %w (check --temporal-address and that the server is running)", address, err)
 	}
@@ -59,7 +64,7 @@ func serveCommand(g *globals) *cli.Command {
 			}
 			defer tc.Close()
 			srv, err := serve.Start(c.Context, serve.Options{Config: cfg, Pool: pool, Temporal: tc, Namespace: g.TemporalNamespace,
-				TemporalLogger: sdklog.NewStructuredLogger(g.SDKLogger.With("component", "temporal")),
+				TemporalLogger: g.temporalLogger(),
 				Listen:         o.Listen, ReconcileEvery: o.ReconcileEvery, Logger: g.Logger})
 			if err != nil {
 				return err
