@@ -24,10 +24,16 @@ func NewWorker(c client.Client, pool *pgxpool.Pool, cfg *WorkerConfig) worker.Wo
 		cfg = &WorkerConfig{}
 	}
 	opts := cfg.Options
-	if opts.MaxConcurrentWorkflowTaskPollers == 0 {
-		// Each report is its own workflow, so many small workflow tasks
-		// wait at once: more pollers than the SDK's default of 2 keep up.
-		opts.MaxConcurrentWorkflowTaskPollers = 8
+	if opts.MaxConcurrentWorkflowTaskPollers == 0 && opts.WorkflowTaskPollerBehavior == nil {
+		// Each report is its own workflow, so many small workflow tasks wait
+		// at once. Autoscaling pollers keep one poll open on the normal task
+		// queue at all times. A fixed maximum shares its pollers between the
+		// sticky and the normal queue and sends every poll to the sticky queue
+		// while the server reports a sticky backlog: after a burst, all of
+		// them then wait out a one-minute long poll there, and a new report's
+		// first workflow task waits with them.
+		opts.WorkflowTaskPollerBehavior = worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{
+			InitialNumberOfPollers: 8, MinimumNumberOfPollers: 2, MaximumNumberOfPollers: 32})
 	}
 	w := worker.New(c, orDefault(cfg.TaskQueue, DefaultTaskQueue), opts)
 	Register(w, &Activities{Pool: pool, Schema: cfg.Schema})
