@@ -182,8 +182,13 @@ func TestLagGrace(t *testing.T) {
 	b.Quiescent(60 * time.Second)
 	b.Srv.Stop() // the shadow stops following
 	var k dtetype.Key
-	b.DB.Pool.QueryRow(context.Background(), `SELECT cycle_id, report_id FROM workflow_phases LIMIT 1`).Scan(&k.CycleID, &k.ReportID)
-	b.Exec(`UPDATE workflow_phases SET state = 'Completed' WHERE cycle_id = $1 AND report_id = $2 AND phase_name = 'Testing'`, k.CycleID, k.ReportID)
+	if err := b.DB.Pool.QueryRow(context.Background(), `SELECT cycle_id, report_id FROM workflow_phases WHERE phase_name = 'Testing' AND state_override IS NULL LIMIT 1`).Scan(&k.CycleID, &k.ReportID); err != nil {
+		t.Fatal(err)
+	}
+	// A real change whatever the simulator left (a no-op update is captured
+	// too, but diverges from nothing).
+	b.Exec(`UPDATE workflow_phases SET state = CASE WHEN state = 'Completed' THEN 'In Progress'::workflow_state_enum ELSE 'Completed'::workflow_state_enum END
+		WHERE cycle_id = $1 AND report_id = $2 AND phase_name = 'Testing'`, k.CycleID, k.ReportID)
 
 	r := run(t, b, func(o *reconcile.Options) { o.LagGrace = time.Hour })
 	if r.Unexpected != 0 || r.InFlight == 0 {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/synapsedte/dtebridge/adapter"
@@ -23,6 +25,7 @@ import (
 	"github.com/synapsedte/dtebridge/internal/serve"
 	"github.com/synapsedte/dtebridge/internal/testenv"
 	"github.com/synapsedte/dtebridge/legacy"
+	"github.com/synapsedte/dtebridge/shadow"
 )
 
 // Bridge is a served bridge on a test database.
@@ -35,6 +38,7 @@ type Bridge struct {
 	TC      client.Client
 
 	reconcileEvery time.Duration
+	signalTimeout  time.Duration
 }
 
 // Options adjusts New.
@@ -49,6 +53,11 @@ type Options struct {
 	Token string
 	// Configure, if set, adjusts the example config before serving.
 	Configure func(*config.Config)
+	// SignalTimeout, if set, bounds the mirror's calls to Temporal, for tests
+	// that take Temporal away. Default: the mirror's (10s): short timeouts
+	// under load cancel requests mid-flight, and a storm of those breaks the
+	// dev server's in-memory store.
+	SignalTimeout time.Duration
 }
 
 // New creates a legacy database of profile p with the bridge installed and
@@ -92,7 +101,7 @@ func New(t testing.TB, p *legacy.Profile, o *Options) *Bridge {
 	if tc == nil {
 		tc = testenv.TemporalClient(t)
 	}
-	b := &Bridge{T: t, DB: db, Cfg: cfg, Profile: p, TC: tc, reconcileEvery: o.ReconcileEvery}
+	b := &Bridge{T: t, DB: db, Cfg: cfg, Profile: p, TC: tc, reconcileEvery: o.ReconcileEvery, signalTimeout: o.SignalTimeout}
 	if !o.NoServe {
 		b.Start()
 	}
@@ -109,7 +118,7 @@ func (b *Bridge) Start() *serve.Server {
 		Listen: "127.0.0.1:0", Reader: func(rc *adapter.ReaderConfig) {
 			rc.PollInterval, rc.MaintenanceInterval, rc.StandbyInterval = 200*time.Millisecond, 500*time.Millisecond, 200*time.Millisecond
 			rc.RetryBackoff = time.Second
-		}, Mirror: func(mc *adapter.MirrorConfig) { mc.SignalTimeout = time.Second }})
+		}, Mirror: func(mc *adapter.MirrorConfig) { mc.SignalTimeout = b.signalTimeout }})
 	if err != nil {
 		b.T.Fatal(err)
 	}
@@ -180,10 +189,146 @@ func (b *Bridge) Quiescent(timeout time.Duration) {
 			}
 		}
 		if time.Now().After(deadline) {
+			b.explainBehind()
 			b.T.Fatalf("not quiescent after %s: backlog %d, %d reports behind", timeout, backlog.Changes, behind)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// explainBehind logs, for each report the shadow has not caught up with,
+// what the mirror handed over, what was projected, and what its workflow
+// says, so that a stall can be diagnosed from the test log alone.
+func (b *Bridge) explainBehind() {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rows, err := b.DB.Pool.Query(ctx, `SELECT m.cycle_id, m.report_id, m.delivered_seq, m.delivered_at, s.applied_seq, s.version, s.updated_at
+		FROM dtebridge.mirror_keys m LEFT JOIN dtebridge.shadow_keys s USING (cycle_id, report_id)
+		WHERE s.applied_seq IS NULL OR s.applied_seq < m.delivered_seq`)
+	if err != nil {
+		b.T.Logf("explain: %v", err)
+		return
+	}
+	type behind struct {
+		k                dtetype.Key
+		delivered        int64
+		deliveredAt      time.Time
+		applied, version *int64
+		updatedAt        *time.Time
+	}
+	var bs []behind
+	for rows.Next() {
+		var x behind
+		if err := rows.Scan(&x.k.CycleID, &x.k.ReportID, &x.delivered, &x.deliveredAt, &x.applied, &x.version, &x.updatedAt); err != nil {
+			b.T.Logf("explain: %v", err)
+			return
+		}
+		bs = append(bs, x)
+	}
+	if rows.Err() != nil {
+		b.T.Logf("explain: %v", rows.Err())
+		return
+	}
+	if len(bs) > 0 {
+		tq, err := b.TC.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{Namespace: "default",
+			TaskQueue: &taskqueuepb.TaskQueue{Name: b.Cfg.Shadow.TaskQueue}, IncludeTaskQueueStatus: true})
+		if err != nil {
+			b.T.Logf("task queue: %v", err)
+		} else {
+			st := tq.GetTaskQueueStatus()
+			b.T.Logf("task queue %s: backlog hint %d, read level %d, ack level %d, rate %.1f/s", b.Cfg.Shadow.TaskQueue,
+				st.GetBacklogCountHint(), st.GetReadLevel(), st.GetAckLevel(), st.GetRatePerSecond())
+			for _, p := range tq.GetPollers() {
+				b.T.Logf("  poller %s last access %s", p.GetIdentity(), p.GetLastAccessTime().AsTime().Format("15:04:05.000"))
+			}
+		}
+	}
+	for _, x := range bs {
+		id := shadow.WorkflowID(b.Cfg.Shadow.WorkflowIDPrefix, x.k)
+		b.T.Logf("behind: %s delivered_seq %d at %s; projected applied_seq %v version %v at %v", id, x.delivered,
+			x.deliveredAt.Format(time.RFC3339Nano), deref(x.applied), deref(x.version), deref(x.updatedAt))
+		d, err := b.TC.DescribeWorkflowExecution(ctx, id, "")
+		if err != nil {
+			b.T.Logf("  describe: %v", err)
+			continue
+		}
+		info := d.GetWorkflowExecutionInfo()
+		b.T.Logf("  status %s, history length %d, run %s", info.GetStatus(), info.GetHistoryLength(), info.GetExecution().GetRunId())
+		if pt := d.GetPendingWorkflowTask(); pt != nil {
+			b.T.Logf("  pending workflow task: state %s, attempt %d", pt.GetState(), pt.GetAttempt())
+		}
+		for _, pa := range d.GetPendingActivities() {
+			b.T.Logf("  pending activity %s: attempt %d, last failure %v", pa.GetActivityType().GetName(), pa.GetAttempt(), pa.GetLastFailure())
+		}
+		b.logHistory(ctx, id, "")
+		runs, err := b.TC.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: fmt.Sprintf("WorkflowId = '%s'", id)})
+		if err != nil {
+			b.T.Logf("  runs: %v", err)
+		}
+		for _, r := range runs.GetExecutions() {
+			b.T.Logf("  run %s: %s, started %s, closed %s, history %d", r.GetExecution().GetRunId(), r.GetStatus(),
+				r.GetStartTime().AsTime().Format("15:04:05.000"), r.GetCloseTime().AsTime().Format("15:04:05.000"), r.GetHistoryLength())
+			if r.GetExecution().GetRunId() != info.GetExecution().GetRunId() {
+				b.logHistory(ctx, id, r.GetExecution().GetRunId())
+			}
+		}
+		changes, err := b.DB.Pool.Query(ctx, `SELECT id, op::text, coalesce(origin::text, ''), captured_at FROM dtebridge.changes
+			WHERE (new_row->>'cycle_id')::bigint = $1 AND (new_row->>'report_id')::bigint = $2
+			   OR (old_row->>'cycle_id')::bigint = $1 AND (old_row->>'report_id')::bigint = $2 ORDER BY id`, x.k.CycleID, x.k.ReportID)
+		if err == nil {
+			for changes.Next() {
+				var cid int64
+				var op, origin string
+				var at time.Time
+				if err := changes.Scan(&cid, &op, &origin, &at); err == nil {
+					b.T.Logf("  captured change %d: %s origin %s at %s", cid, op, origin, at.Format("15:04:05.000"))
+				}
+			}
+			changes.Close()
+		}
+		v, err := b.TC.QueryWorkflow(ctx, id, "", shadow.QueryState)
+		if err != nil {
+			b.T.Logf("  query: %v", err)
+			continue
+		}
+		var s shadow.State
+		if err := v.Get(&s); err != nil {
+			b.T.Logf("  query: %v", err)
+			continue
+		}
+		b.T.Logf("  state: applied_seq %d, applied %d, duplicates %d, projection version %d, runs %d", s.AppliedSeq, s.Applied, s.Duplicates, s.ProjectionVersion, s.Runs)
+	}
+}
+
+// logHistory logs a workflow run's events.
+func (b *Bridge) logHistory(ctx context.Context, id, runID string) {
+	hist := b.TC.GetWorkflowHistory(ctx, id, runID, false, 0)
+	for hist.HasNext() {
+		ev, err := hist.Next()
+		if err != nil {
+			b.T.Logf("  history: %v", err)
+			return
+		}
+		detail := ""
+		switch {
+		case ev.GetWorkflowExecutionFailedEventAttributes() != nil:
+			detail = ev.GetWorkflowExecutionFailedEventAttributes().GetFailure().GetMessage()
+		case ev.GetWorkflowTaskFailedEventAttributes() != nil:
+			detail = ev.GetWorkflowTaskFailedEventAttributes().GetFailure().GetMessage()
+		case ev.GetWorkflowExecutionTerminatedEventAttributes() != nil:
+			detail = ev.GetWorkflowExecutionTerminatedEventAttributes().GetReason()
+		case ev.GetWorkflowTaskTimedOutEventAttributes() != nil:
+			detail = ev.GetWorkflowTaskTimedOutEventAttributes().GetTimeoutType().String()
+		}
+		b.T.Logf("  %s event %d %s %s %s", runID, ev.GetEventId(), ev.GetEventTime().AsTime().Format("15:04:05.000"), ev.GetEventType(), detail)
+	}
+}
+
+func deref[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }
 
 // PhaseView is one phase's state and status on one side.

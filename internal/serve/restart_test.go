@@ -35,7 +35,7 @@ func TestTemporalRestart(t *testing.T) {
 	}
 	defer tc.Close()
 
-	b := bridgetest.New(t, legacy.Production, &bridgetest.Options{Temporal: tc})
+	b := bridgetest.New(t, legacy.Production, &bridgetest.Options{Temporal: tc, SignalTimeout: time.Second})
 	db, cfg, p := b.DB, b.Cfg, b.Profile
 	simDone := make(chan error, 1)
 	go func() {
