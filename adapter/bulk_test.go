@@ -9,6 +9,7 @@ import (
 
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/internal/bridgetest"
 )
 
 // bulkRows inserts n phase rows directly in SQL, faster than the model.
@@ -37,7 +38,7 @@ func TestBulkUpdateCapturedCompletely(t *testing.T) {
 			bulkRows(t, f, 10000)
 			c := newCollector()
 			f.reader(c, func(rc *adapter.ReaderConfig) { rc.BatchSize = 1000 })
-			waitFor(t, 60*time.Second, "the backfill", func() bool { return c.backfills > 0 })
+			bridgetest.WaitFor(t, 60*time.Second, "the backfill", func() bool { return c.backfills > 0 })
 			ctx := context.Background()
 			if _, err := f.pool.Exec(ctx, `UPDATE workflow_phases SET state = 'In Progress', completed_by = 7`); err != nil {
 				t.Fatal(err)
@@ -51,7 +52,7 @@ func TestBulkUpdateCapturedCompletely(t *testing.T) {
 				}
 				return n
 			}
-			waitFor(t, 60*time.Second, "10,000 updates", func() bool { return count(dtetype.OpUpdate, "7") == 10000 })
+			bridgetest.WaitFor(t, 60*time.Second, "10,000 updates", func() bool { return count(dtetype.OpUpdate, "7") == 10000 })
 			for _, ch := range c.snapshot() {
 				if ch.Op == dtetype.OpUpdate && ch.State != dtetype.StateInProgress {
 					t.Fatalf("update %s has state %s", ch.EventID, ch.State)
@@ -60,7 +61,7 @@ func TestBulkUpdateCapturedCompletely(t *testing.T) {
 			if _, err := f.pool.Exec(ctx, `DELETE FROM workflow_phases`); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 60*time.Second, "10,000 deletes", func() bool { return count(dtetype.OpDelete, "7") == 10000 })
+			bridgetest.WaitFor(t, 60*time.Second, "10,000 deletes", func() bool { return count(dtetype.OpDelete, "7") == 10000 })
 			if got := applied(c.snapshot()); len(got) != 0 {
 				t.Errorf("%d rows left after deleting them all", len(got))
 			}
@@ -89,14 +90,14 @@ func TestRetentionPrunesOnlyAcknowledged(t *testing.T) {
 
 	c := newCollector()
 	m := f.reader(c, func(rc *adapter.ReaderConfig) { rc.Retention = -1 })
-	waitFor(t, 20*time.Second, "the backfill", func() bool { return c.backfills > 0 })
+	bridgetest.WaitFor(t, 20*time.Second, "the backfill", func() bool { return c.backfills > 0 })
 	generate(t, f, 200, 5)
 	total := f.count(`SELECT count(*) FROM dtebridge.changes`)
-	waitFor(t, 20*time.Second, "the backlog to drain", func() bool {
+	bridgetest.WaitFor(t, 20*time.Second, "the backlog to drain", func() bool {
 		b, err := adapter.BacklogOf(ctx, f.pool, capCfg, "mirror")
 		return err == nil && b.Changes == 0
 	})
-	waitFor(t, 5*time.Second, "the backlog gauge", func() bool { return testutilGauge(m) == 0 })
+	bridgetest.WaitFor(t, 5*time.Second, "the backlog gauge", func() bool { return testutilGauge(m) == 0 })
 
 	// A long retention keeps everything.
 	if n, err := adapter.Prune(ctx, f.pool, capCfg, time.Hour); err != nil || n != 0 {
@@ -110,7 +111,7 @@ func TestRetentionPrunesOnlyAcknowledged(t *testing.T) {
 	}
 	generate(t, f, 100, 6)
 	after := f.count(`SELECT count(*) FROM dtebridge.changes WHERE id > ` + strconv.FormatInt(maxBefore, 10))
-	waitFor(t, 20*time.Second, "the mirror to catch up", func() bool {
+	bridgetest.WaitFor(t, 20*time.Second, "the mirror to catch up", func() bool {
 		b, _ := adapter.BacklogOf(ctx, f.pool, capCfg, "mirror")
 		return b.Changes == 0
 	})

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/synapsedte/dtebridge/internal/bridgetest"
 	"github.com/synapsedte/dtebridge/legacy"
 )
 
@@ -20,12 +21,12 @@ func TestSimulatorTrafficIsMirrored(t *testing.T) {
 				f := setup(t, setupOptions{profile: p, trigger: trig, reports: 10})
 				c := newCollector()
 				m := f.reader(c, nil)
-				waitFor(t, 30*time.Second, "the first backfill", func() bool { return c.backfills > 0 })
+				bridgetest.WaitFor(t, 30*time.Second, "the first backfill", func() bool { return c.backfills > 0 })
 				if _, err := legacy.Simulate(context.Background(), f.pool, &legacy.SimConfig{Profile: p, Reports: 20, Ops: 1500, Rate: 0, Concurrency: 4, Seed: 5}); err != nil {
 					t.Fatal(err)
 				}
 				want := f.legacyRows()
-				waitFor(t, 60*time.Second, "delivery to catch up", func() bool { return diffStates(want, applied(c.snapshot())) == "" })
+				bridgetest.WaitFor(t, 60*time.Second, "delivery to catch up", func() bool { return diffStates(want, applied(c.snapshot())) == "" })
 				if d := diffStates(want, applied(c.snapshot())); d != "" {
 					t.Fatal(d)
 				}

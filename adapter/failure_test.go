@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/synapsedte/dtebridge/internal/bridgetest"
 	"github.com/synapsedte/dtebridge/legacy"
 )
 
@@ -28,7 +29,7 @@ func TestCrashRedeliversNeverLoses(t *testing.T) {
 
 	// The backfill is the first batch; the crash comes at the fifth.
 	first := f.child(out, "first", 100, 5)
-	waitFor(t, 30*time.Second, "the first reader's backfill", func() bool { return len(readDeliveries(t, out)) >= 35 })
+	bridgetest.WaitFor(t, 30*time.Second, "the first reader's backfill", func() bool { return len(readDeliveries(t, out)) >= 35 })
 	generate(t, f, 1500, 1)
 	exited := make(chan error, 1)
 	go func() { exited <- first.Wait() }()
@@ -48,7 +49,7 @@ func TestCrashRedeliversNeverLoses(t *testing.T) {
 
 	f.child(out, "second", 100, 0)
 	total := f.count(`SELECT count(*) FROM dtebridge.changes`) + 35 // plus the backfill of 5 reports × 7 phases
-	waitFor(t, 60*time.Second, "the second reader to catch up", func() bool {
+	bridgetest.WaitFor(t, 60*time.Second, "the second reader to catch up", func() bool {
 		seen := map[string]bool{}
 		for _, d := range readDeliveries(t, out) {
 			seen[d.Event] = true
@@ -99,10 +100,10 @@ func TestStandbyTakesOver(t *testing.T) {
 	dir := t.TempDir()
 	leaderOut, standbyOut := filepath.Join(dir, "leader"), filepath.Join(dir, "standby")
 	leader := f.child(leaderOut, "leader", 100, 0)
-	waitFor(t, 30*time.Second, "the leader's backfill", func() bool { return len(readDeliveries(t, leaderOut)) >= 35 })
+	bridgetest.WaitFor(t, 30*time.Second, "the leader's backfill", func() bool { return len(readDeliveries(t, leaderOut)) >= 35 })
 	f.child(standbyOut, "standby", 100, 0)
 	generate(t, f, 300, 2)
-	waitFor(t, 30*time.Second, "the leader to deliver", func() bool { return len(readDeliveries(t, leaderOut)) > 35 })
+	bridgetest.WaitFor(t, 30*time.Second, "the leader to deliver", func() bool { return len(readDeliveries(t, leaderOut)) > 35 })
 	time.Sleep(time.Second)
 	if n := len(readDeliveries(t, standbyOut)); n != 0 {
 		t.Fatalf("the standby delivered %d changes while the leader lived", n)
@@ -114,7 +115,7 @@ func TestStandbyTakesOver(t *testing.T) {
 	leader.Wait()
 	killed := time.Now()
 	generate(t, f, 300, 3)
-	waitFor(t, 15*time.Second, "the standby to take over", func() bool { return len(readDeliveries(t, standbyOut)) > 0 })
+	bridgetest.WaitFor(t, 15*time.Second, "the standby to take over", func() bool { return len(readDeliveries(t, standbyOut)) > 0 })
 	t.Logf("standby delivered its first change %s after the leader was killed", time.Since(killed).Round(10*time.Millisecond))
 
 	var leaderName string
@@ -125,7 +126,7 @@ func TestStandbyTakesOver(t *testing.T) {
 		t.Errorf("checkpoint leader = %q, want standby", leaderName)
 	}
 	total := f.count(`SELECT count(*) FROM dtebridge.changes`)
-	waitFor(t, 30*time.Second, "every change to be delivered once", func() bool {
+	bridgetest.WaitFor(t, 30*time.Second, "every change to be delivered once", func() bool {
 		seen := map[string]bool{}
 		for _, d := range append(readDeliveries(t, leaderOut), readDeliveries(t, standbyOut)...) {
 			if d.Event[0] == 'c' {

@@ -15,6 +15,7 @@ import (
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/internal/bridgetest"
 	"github.com/synapsedte/dtebridge/internal/testenv"
 	"github.com/synapsedte/dtebridge/legacy"
 )
@@ -288,11 +289,11 @@ func TestLeastPrivilege(t *testing.T) {
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(rctx, c) }()
-	waitFor(t, 20*time.Second, "the backfill as the bridge role", func() bool { return c.backfills > 0 })
+	bridgetest.WaitFor(t, 20*time.Second, "the backfill as the bridge role", func() bool { return c.backfills > 0 })
 	if _, err := legacy.Simulate(ctx, apool, &legacy.SimConfig{Profile: legacy.Seed, Reports: 2, Ops: 100, Rate: 0, Concurrency: 1, Seed: 2}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the stream as the bridge role", func() bool {
+	bridgetest.WaitFor(t, 20*time.Second, "the stream as the bridge role", func() bool {
 		for _, ch := range c.snapshot() {
 			if ch.Op != dtetype.OpSnapshot {
 				return true

@@ -162,18 +162,6 @@ func (c *collector) snapshot() []dtetype.PhaseChange {
 	return append([]dtetype.PhaseChange(nil), c.changes...)
 }
 
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func (f *fixture) count(q string, args ...any) int64 {
 	f.t.Helper()
 	var n int64

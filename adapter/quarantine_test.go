@@ -9,6 +9,7 @@ import (
 
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/internal/bridgetest"
 )
 
 // TestLabelAddedMidRun adds a state label with ALTER TYPE ... ADD VALUE while
@@ -21,7 +22,7 @@ func TestLabelAddedMidRun(t *testing.T) {
 	f := setup(t, setupOptions{reports: 3})
 	c := newCollector()
 	m := f.reader(c, nil)
-	waitFor(t, 30*time.Second, "the first backfill", func() bool { return c.backfills > 0 })
+	bridgetest.WaitFor(t, 30*time.Second, "the first backfill", func() bool { return c.backfills > 0 })
 	ctx := context.Background()
 	exec := func(q string, args ...any) {
 		t.Helper()
@@ -39,7 +40,7 @@ func TestLabelAddedMidRun(t *testing.T) {
 	exec(`UPDATE workflow_phases SET state = 'In Progress', completed_by = 2 WHERE cycle_id = $1 AND report_id = $2 AND phase_name = 'Testing'`, k1.CycleID, k1.ReportID)
 	exec(`UPDATE workflow_phases SET state = 'In Progress', completed_by = 3 WHERE cycle_id = $1 AND report_id = $2 AND phase_name = 'Planning'`, k2.CycleID, k2.ReportID)
 
-	waitFor(t, 10*time.Second, "the other report's change", func() bool {
+	bridgetest.WaitFor(t, 10*time.Second, "the other report's change", func() bool {
 		for _, ch := range c.snapshot() {
 			if ch.Key == k2 && ch.CompletedBy == "3" {
 				return true
@@ -84,7 +85,7 @@ func TestLabelAddedMidRun(t *testing.T) {
 	if res.Released != 2 {
 		t.Fatalf("retry with the extended mapping released %d, want 2: %+v", res.Released, res)
 	}
-	waitFor(t, 10*time.Second, "the released changes", func() bool {
+	bridgetest.WaitFor(t, 10*time.Second, "the released changes", func() bool {
 		n := 0
 		for _, ch := range c.snapshot() {
 			if ch.Key == k1 && ch.Op == dtetype.OpUpdate {
@@ -104,7 +105,7 @@ func TestLabelAddedMidRun(t *testing.T) {
 	}
 	// The report is no longer held: its next change flows directly.
 	exec(`UPDATE workflow_phases SET completed_by = 4 WHERE cycle_id = $1 AND report_id = $2 AND phase_name = 'Testing'`, k1.CycleID, k1.ReportID)
-	waitFor(t, 10*time.Second, "the report's next change", func() bool {
+	bridgetest.WaitFor(t, 10*time.Second, "the report's next change", func() bool {
 		for _, ch := range c.snapshot() {
 			if ch.Key == k1 && ch.CompletedBy == "4" {
 				return true

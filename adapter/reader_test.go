@@ -14,6 +14,7 @@ import (
 
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/internal/bridgetest"
 )
 
 // counterSetup gives every row completed_by = 0, so writers can count
@@ -198,7 +199,7 @@ func TestConcurrentWriters(t *testing.T) {
 	f := counterSetup(t, 200)
 	c := newCollector()
 	f.reader(c, nil)
-	waitFor(t, 30*time.Second, "the first backfill", func() bool { return c.backfills > 0 })
+	bridgetest.WaitFor(t, 30*time.Second, "the first backfill", func() bool { return c.backfills > 0 })
 	ctx := context.Background()
 	naiveSeen, stopNaive := naiveReader(ctx, f)
 
@@ -207,7 +208,7 @@ func TestConcurrentWriters(t *testing.T) {
 	if total != n || n < 20000 {
 		t.Fatalf("writers committed %d row updates, change table has %d", n, total)
 	}
-	waitFor(t, 60*time.Second, "every change to be delivered", func() bool {
+	bridgetest.WaitFor(t, 60*time.Second, "every change to be delivered", func() bool {
 		return int64(len(c.snapshot())) >= total+f.count(`SELECT count(*) FROM workflow_phases`)
 	})
 	time.Sleep(300 * time.Millisecond) // let the naive reader take a last look
@@ -259,7 +260,7 @@ func TestRowOrderAcrossLongTransaction(t *testing.T) {
 	f := counterSetup(t, 2)
 	c := newCollector()
 	f.reader(c, nil)
-	waitFor(t, 30*time.Second, "the first backfill", func() bool { return c.backfills > 0 })
+	bridgetest.WaitFor(t, 30*time.Second, "the first backfill", func() bool { return c.backfills > 0 })
 	ctx := context.Background()
 	ids := f.rowIDs()
 	r, other := ids[0], ids[1]
@@ -276,14 +277,14 @@ func TestRowOrderAcrossLongTransaction(t *testing.T) {
 	if _, err := f.pool.Exec(ctx, inc, r); err != nil { // T1 updates R and commits
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "T1's change", func() bool { return len(c.snapshot()) > 14 })
+	bridgetest.WaitFor(t, 10*time.Second, "T1's change", func() bool { return len(c.snapshot()) > 14 })
 	if _, err := t2.Exec(ctx, inc, r); err != nil {
 		t.Fatal(err)
 	}
 	if err := t2.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "T2's changes", func() bool { return len(c.snapshot()) >= 14+3 })
+	bridgetest.WaitFor(t, 10*time.Second, "T2's changes", func() bool { return len(c.snapshot()) >= 14+3 })
 
 	var inverted bool
 	if err := f.pool.QueryRow(ctx, `SELECT (SELECT xid FROM dtebridge.changes WHERE (new_row->>'phase_id')::int = $1 ORDER BY id DESC LIMIT 1)
@@ -309,15 +310,15 @@ func TestBackfillWhileWritersActive(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	c := newCollector()
 	f.reader(c, func(rc *adapter.ReaderConfig) { rc.BatchSize = 200 })
-	waitFor(t, 30*time.Second, "the first backfill", func() bool { return c.backfills > 0 })
+	bridgetest.WaitFor(t, 30*time.Second, "the first backfill", func() bool { return c.backfills > 0 })
 	time.Sleep(500 * time.Millisecond)
 	if err := adapter.RequestBackfill(ctx, f.pool, f.cfg.CaptureConfig(), "mirror"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the requested backfill", func() bool { return c.backfills > 1 })
+	bridgetest.WaitFor(t, 30*time.Second, "the requested backfill", func() bool { return c.backfills > 1 })
 	<-done
 	rows := f.count(`SELECT count(*) FROM workflow_phases`)
-	waitFor(t, 60*time.Second, "delivery to catch up", func() bool { return diffStates(f.legacyRows(), applied(c.snapshot())) == "" })
+	bridgetest.WaitFor(t, 60*time.Second, "delivery to catch up", func() bool { return diffStates(f.legacyRows(), applied(c.snapshot())) == "" })
 	snapshots := 0
 	for _, ch := range c.snapshot() {
 		if ch.Op == dtetype.OpSnapshot {

@@ -191,15 +191,6 @@ func (s Sample) Float() float64 {
 // Query evaluates an instant query through the HTTP API. An expression
 // Prometheus rejects is an error.
 func (s *Server) Query(ctx context.Context, expr string) ([]Sample, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", s.URL()+"/api/v1/query?query="+url.QueryEscape(expr), nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	var body struct {
 		Status string `json:"status"`
 		Error  string `json:"error"`
@@ -208,7 +199,7 @@ func (s *Server) Query(ctx context.Context, expr string) ([]Sample, error) {
 			Result     json.RawMessage `json:"result"`
 		} `json:"data"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+	if err := s.get(ctx, "/api/v1/query?query="+url.QueryEscape(expr), &body); err != nil {
 		return nil, fmt.Errorf("query %q: %w", expr, err)
 	}
 	if body.Status != "success" {
@@ -233,15 +224,6 @@ func (s *Server) Query(ctx context.Context, expr string) ([]Sample, error) {
 // Targets returns the health of each scrape target ("up", "down",
 // "unknown").
 func (s *Server) Targets(ctx context.Context) (map[string]string, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", s.URL()+"/api/v1/targets", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	var body struct {
 		Data struct {
 			ActiveTargets []struct {
@@ -251,7 +233,7 @@ func (s *Server) Targets(ctx context.Context) (map[string]string, error) {
 			} `json:"activeTargets"`
 		} `json:"data"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+	if err := s.get(ctx, "/api/v1/targets", &body); err != nil {
 		return nil, err
 	}
 	out := map[string]string{}
@@ -259,4 +241,18 @@ func (s *Server) Targets(ctx context.Context) (map[string]string, error) {
 		out[t.ScrapeURL] = t.Health + strings.TrimSuffix(" "+t.LastError, " ")
 	}
 	return out, nil
+}
+
+// get fetches an HTTP API path and decodes its JSON answer into v.
+func (s *Server) get(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", s.URL()+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
 }
