@@ -10,6 +10,7 @@ import (
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
+	"github.com/synapsedte/dtebridge/store"
 )
 
 // bulkRows inserts n phase rows directly in SQL, faster than the model.
@@ -76,14 +77,13 @@ func TestRetentionPrunesOnlyAcknowledged(t *testing.T) {
 	t.Parallel()
 	f := setup(t, setupOptions{reports: 3})
 	ctx := context.Background()
-	capCfg := f.cfg.CaptureConfig()
 	generate(t, f, 200, 4)
 	// No consumer has a checkpoint: nothing is acknowledged, nothing pruned.
-	if n, err := adapter.Prune(ctx, f.pool, capCfg, time.Nanosecond); err != nil || n != 0 {
+	if n, err := f.cfg.Store(f.pool).Prune(ctx, time.Nanosecond); err != nil || n != 0 {
 		t.Fatalf("pruned %d (err %v) with no consumer", n, err)
 	}
 	before := f.count(`SELECT count(*) FROM dtebridge.changes`)
-	b, err := adapter.BacklogOf(ctx, f.pool, capCfg, "mirror")
+	b, err := f.cfg.Store(f.pool).BacklogOf(ctx, store.MirrorConsumer)
 	if err != nil || b.Changes != before || b.Age <= 0 {
 		t.Fatalf("backlog %+v (err %v), want %d changes with an age", b, err, before)
 	}
@@ -94,13 +94,13 @@ func TestRetentionPrunesOnlyAcknowledged(t *testing.T) {
 	generate(t, f, 200, 5)
 	total := f.count(`SELECT count(*) FROM dtebridge.changes`)
 	bridgetest.WaitFor(t, 20*time.Second, "the backlog to drain", func() bool {
-		b, err := adapter.BacklogOf(ctx, f.pool, capCfg, "mirror")
+		b, err := f.cfg.Store(f.pool).BacklogOf(ctx, store.MirrorConsumer)
 		return err == nil && b.Changes == 0
 	})
 	bridgetest.WaitFor(t, 5*time.Second, "the backlog gauge", func() bool { return testutilGauge(m) == 0 })
 
 	// A long retention keeps everything.
-	if n, err := adapter.Prune(ctx, f.pool, capCfg, time.Hour); err != nil || n != 0 {
+	if n, err := f.cfg.Store(f.pool).Prune(ctx, time.Hour); err != nil || n != 0 {
 		t.Fatalf("pruned %d (err %v) with an hour's retention", n, err)
 	}
 	// A second consumer that has acknowledged nothing since its backfill
@@ -112,10 +112,10 @@ func TestRetentionPrunesOnlyAcknowledged(t *testing.T) {
 	generate(t, f, 100, 6)
 	after := f.count(`SELECT count(*) FROM dtebridge.changes WHERE id > ` + strconv.FormatInt(maxBefore, 10))
 	bridgetest.WaitFor(t, 20*time.Second, "the mirror to catch up", func() bool {
-		b, _ := adapter.BacklogOf(ctx, f.pool, capCfg, "mirror")
+		b, _ := f.cfg.Store(f.pool).BacklogOf(ctx, store.MirrorConsumer)
 		return b.Changes == 0
 	})
-	n, err := adapter.Prune(ctx, f.pool, capCfg, time.Nanosecond)
+	n, err := f.cfg.Store(f.pool).Prune(ctx, time.Nanosecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestRetentionPrunesOnlyAcknowledged(t *testing.T) {
 	if n == 0 || n > total || kept != after || left != after+(total-n) {
 		t.Errorf("pruned %d of %d acknowledged by both; %d left, %d of the %d the slow consumer has not seen", n, total, left, kept, after)
 	}
-	slow, err := adapter.BacklogOf(ctx, f.pool, capCfg, "slow")
+	slow, err := f.cfg.Store(f.pool).BacklogOf(ctx, "slow")
 	if err != nil || slow.Changes != after {
 		t.Errorf("slow consumer's backlog %+v (err %v), want %d", slow, err, after)
 	}

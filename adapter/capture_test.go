@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
-	"github.com/synapsedte/dtebridge/legacy"
+	"github.com/synapsedte/dtebridge/internal/legacysim"
 )
 
 // TestSimulatorTrafficIsMirrored runs simulator traffic against a running
@@ -14,7 +14,7 @@ import (
 // folds into exactly the legacy rows' effective state.
 func TestSimulatorTrafficIsMirrored(t *testing.T) {
 	t.Parallel()
-	for _, p := range legacy.Profiles() {
+	for _, p := range legacysim.Profiles() {
 		for _, trig := range []string{"row", "statement"} {
 			t.Run(p.Name+"/"+trig, func(t *testing.T) {
 				t.Parallel()
@@ -22,7 +22,7 @@ func TestSimulatorTrafficIsMirrored(t *testing.T) {
 				c := newCollector()
 				m := f.reader(c, nil)
 				bridgetest.WaitFor(t, 30*time.Second, "the first backfill", func() bool { return c.backfills > 0 })
-				if _, err := legacy.Simulate(context.Background(), f.pool, &legacy.SimConfig{Profile: p, Reports: 20, Ops: 1500, Rate: 0, Concurrency: 4, Seed: 5}); err != nil {
+				if _, err := legacysim.Simulate(context.Background(), f.pool, &legacysim.SimConfig{Profile: p, Reports: 20, Ops: 1500, Rate: 0, Concurrency: 4, Seed: 5}); err != nil {
 					t.Fatal(err)
 				}
 				want := f.legacyRows()

@@ -66,7 +66,7 @@ func runChild() int {
 	rc.PollInterval = 100 * time.Millisecond
 	rc.StandbyInterval = 200 * time.Millisecond
 	batches := 0
-	r := adapter.NewReader(pool, tr, rc)
+	r := adapter.NewReader(cfg.Store(pool), tr, rc)
 	err = r.Run(ctx, adapter.ConsumerFunc(func(ctx context.Context, b adapter.Batch) error {
 		w := bufio.NewWriter(f)
 		for _, c := range b.Changes {

@@ -8,13 +8,13 @@ import (
 	"time"
 
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
-	"github.com/synapsedte/dtebridge/legacy"
+	"github.com/synapsedte/dtebridge/internal/legacysim"
 )
 
 // generate makes n committed legacy changes with the simulator.
 func generate(t *testing.T, f *fixture, ops int64, seed uint64) {
 	t.Helper()
-	if _, err := legacy.Simulate(context.Background(), f.pool, &legacy.SimConfig{Profile: f.profile, Reports: 10, Ops: ops, Rate: 0, Concurrency: 2, Seed: seed}); err != nil {
+	if _, err := legacysim.Simulate(context.Background(), f.pool, &legacysim.SimConfig{Profile: f.profile, Reports: 10, Ops: ops, Rate: 0, Concurrency: 2, Seed: seed}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,26 +1,13 @@
 package adapter
 
 import (
-	"bytes"
 	"context"
-	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strings"
-	"text/template"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/tern/v2/migrate"
-)
-
-var (
-	//go:embed migrations/*.sql
-	migrationFiles embed.FS
-	//go:embed sql/attach.sql
-	attachSQL string
-	//go:embed sql/detach.sql
-	detachSQL string
+	"github.com/synapsedte/dtebridge/store"
 )
 
 // Trigger modes. Row-level triggers cost less for single-row writes, the
@@ -33,47 +20,29 @@ const (
 )
 
 // CaptureConfig says where the bridge schema lives and which legacy table it
-// captures. A nil config is ready to use.
+// captures. config resolves it; every field is required.
 type CaptureConfig struct {
-	// Schema is the bridge's own schema. Default: dtebridge.
-	Schema string `yaml:"schema"`
+	// Schema is the bridge's own schema.
+	Schema string
 	// Table is the legacy table, optionally schema-qualified.
-	// Default: public.workflow_phases.
-	Table string `yaml:"table"`
-	// Key lists the table's primary-key columns. Default: [phase_id].
-	Key []string `yaml:"key"`
-	// Trigger is the trigger mode: row or statement. Default: row.
-	Trigger string `yaml:"trigger"`
-}
-
-func (c *CaptureConfig) withDefaults() *CaptureConfig {
-	out := CaptureConfig{}
-	if c != nil {
-		out = *c
-	}
-	if out.Schema == "" {
-		out.Schema = "dtebridge"
-	}
-	if out.Table == "" {
-		out.Table = "public.workflow_phases"
-	}
-	if len(out.Key) == 0 {
-		out.Key = []string{"phase_id"}
-	}
-	if out.Trigger == "" {
-		out.Trigger = TriggerRow
-	}
-	return &out
+	Table string
+	// Key lists the table's primary-key columns.
+	Key []string
+	// Trigger is the trigger mode: row or statement.
+	Trigger string
 }
 
 // Validate checks the configuration without a database.
 func (c *CaptureConfig) Validate() error {
-	c = c.withDefaults()
-	if c.Trigger != TriggerRow && c.Trigger != TriggerStatement {
+	switch {
+	case c.Schema == "":
+		return fmt.Errorf("capture.schema is empty")
+	case c.Trigger != TriggerRow && c.Trigger != TriggerStatement:
 		return fmt.Errorf("capture trigger %q is not row or statement", c.Trigger)
-	}
-	if strings.Count(c.Table, ".") > 1 || strings.HasPrefix(c.Table, ".") || strings.HasSuffix(c.Table, ".") {
+	case c.Table == "" || strings.Count(c.Table, ".") > 1 || strings.HasPrefix(c.Table, ".") || strings.HasSuffix(c.Table, "."):
 		return fmt.Errorf("legacy table %q is not table or schema.table", c.Table)
+	case len(c.Key) == 0:
+		return fmt.Errorf("legacy.key is empty")
 	}
 	return nil
 }
@@ -86,63 +55,34 @@ func (c *CaptureConfig) tableIdent() pgx.Identifier {
 // channel is the NOTIFY channel the capture trigger signals.
 func (c *CaptureConfig) channel() string { return c.Schema + "_changes" }
 
-// sqlData is what the SQL templates see.
-type sqlData struct {
-	Schema, Table, Channel string
-	// DropTriggers are capture triggers of another mode to remove.
-	DropTriggers []string
-	key          []string
-	create       map[string]bool
-}
-
-// Create reports whether the trigger name must be created.
-func (d sqlData) Create(name string) bool { return d.create[name] }
-
 // triggerNames are the capture triggers of each mode.
 var triggerNames = map[string][]string{
 	TriggerRow:       {"dtebridge_capture"},
 	TriggerStatement: {"dtebridge_capture_insert", "dtebridge_capture_update", "dtebridge_capture_delete"},
 }
 
-func (d sqlData) KeyOf(alias string) string {
-	parts := make([]string, len(d.key))
-	for i, k := range d.key {
-		parts[i] = alias + "." + pgx.Identifier{k}.Sanitize()
+// captureSQL is what the attach template needs from the configuration.
+func (c *CaptureConfig) captureSQL() store.CaptureSQL {
+	keyOf := func(alias string) string {
+		parts := make([]string, len(c.Key))
+		for i, k := range c.Key {
+			parts[i] = alias + "." + pgx.Identifier{k}.Sanitize()
+		}
+		return strings.Join(parts, ", ")
 	}
-	return strings.Join(parts, ", ")
-}
-
-func (d sqlData) KeyJoin(a, b string) string {
-	parts := make([]string, len(d.key))
-	for i, k := range d.key {
-		q := pgx.Identifier{k}.Sanitize()
-		parts[i] = a + "." + q + " = " + b + "." + q
+	keyJoin := func(a, b string) string {
+		parts := make([]string, len(c.Key))
+		for i, k := range c.Key {
+			q := pgx.Identifier{k}.Sanitize()
+			parts[i] = a + "." + q + " = " + b + "." + q
+		}
+		return "(" + strings.Join(parts, " AND ") + ")"
 	}
-	return "(" + strings.Join(parts, " AND ") + ")"
-}
-
-func (c *CaptureConfig) data() sqlData {
-	return sqlData{
-		Schema:  pgx.Identifier{c.Schema}.Sanitize(),
-		Table:   c.tableIdent().Sanitize(),
-		Channel: quoteLiteral(c.channel()),
-		key:     c.Key,
-	}
+	return store.CaptureSQL{Table: c.tableIdent().Sanitize(), Channel: quoteLiteral(c.channel()), KeyOf: keyOf, KeyJoin: keyJoin,
+		Create: func(string) bool { return false }}
 }
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
-
-func render(name, text string, data any) (string, error) {
-	t, err := template.New(name).Parse(text)
-	if err != nil {
-		return "", err
-	}
-	var buf bytes.Buffer
-	if err := t.Execute(&buf, data); err != nil {
-		return "", err
-	}
-	return buf.String(), nil
-}
 
 // InstallResult reports what an install did or, on a dry run, would do.
 type InstallResult struct {
@@ -159,61 +99,27 @@ var ErrNoLegacyTable = errors.New("legacy table not found")
 // versioned migrations, then attaches capture to the legacy table. It is
 // idempotent. With dryRun it changes nothing and returns the SQL it would run.
 func Install(ctx context.Context, conn *pgx.Conn, cfg *CaptureConfig, dryRun bool) (*InstallResult, error) {
-	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if err := checkTable(ctx, conn, cfg); err != nil {
 		return nil, err
 	}
-	schema := pgx.Identifier{cfg.Schema}.Sanitize()
-	versionTable := schema + ".schema_version"
-	res := &InstallResult{}
-	var versionExists bool
-	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, versionTable).Scan(&versionExists); err != nil {
-		return nil, fmt.Errorf("error inspecting %s: %w", versionTable, err)
-	}
-	if versionExists {
-		if err := conn.QueryRow(ctx, "SELECT version FROM "+versionTable).Scan(&res.FromVersion); err != nil {
-			return nil, fmt.Errorf("error reading %s: %w", versionTable, err)
-		}
-	}
-
-	// Loading needs no connection; running does.
-	var mconn *pgx.Conn
-	createSchema := "CREATE SCHEMA IF NOT EXISTS " + schema
-	if !dryRun {
-		mconn = conn
-		if _, err := conn.Exec(ctx, createSchema); err != nil {
-			return nil, fmt.Errorf("error creating schema %s: %w", cfg.Schema, err)
-		}
-	}
-	res.SQL = append(res.SQL, createSchema+";")
-	m, err := migrate.NewMigratorEx(ctx, mconn, versionTable, &migrate.MigratorOptions{})
+	mig, err := store.Migrate(ctx, conn, cfg.Schema, dryRun)
 	if err != nil {
-		return nil, fmt.Errorf("error preparing migrations: %w", err)
+		return nil, err
 	}
-	m.Data["Schema"] = schema
-	sub, _ := fs.Sub(migrationFiles, "migrations")
-	if err := m.LoadMigrations(sub); err != nil {
-		return nil, fmt.Errorf("error loading migrations: %w", err)
-	}
-	for _, mig := range m.Migrations {
-		if mig.Sequence > res.FromVersion {
-			res.SQL = append(res.SQL, fmt.Sprintf("-- migration %d: %s\n%s", mig.Sequence, mig.Name, mig.UpSQL))
-		}
-	}
-	res.ToVersion = int32(len(m.Migrations))
-
-	d := cfg.data()
+	res := &InstallResult{FromVersion: mig.From, ToVersion: mig.To, SQL: mig.SQL}
+	d := cfg.captureSQL()
 	existing, err := captureTriggers(ctx, conn, cfg)
 	if err != nil {
 		return nil, err
 	}
-	d.create = map[string]bool{}
+	create := map[string]bool{}
 	for _, name := range triggerNames[cfg.Trigger] {
-		d.create[name] = !existing[name]
+		create[name] = !existing[name]
 	}
+	d.Create = func(name string) bool { return create[name] }
 	for _, mode := range []string{TriggerRow, TriggerStatement} {
 		for _, name := range triggerNames[mode] {
 			if mode != cfg.Trigger && existing[name] {
@@ -221,16 +127,13 @@ func Install(ctx context.Context, conn *pgx.Conn, cfg *CaptureConfig, dryRun boo
 			}
 		}
 	}
-	attach, err := render("attach", attachSQL, d)
+	attach, err := store.New(nil, cfg.Schema).Attach(d)
 	if err != nil {
 		return nil, err
 	}
 	res.SQL = append(res.SQL, "-- attach capture to "+cfg.Table+"\n"+strings.TrimSpace(attach))
 	if dryRun {
 		return res, nil
-	}
-	if err := m.Migrate(ctx); err != nil {
-		return nil, fmt.Errorf("error migrating schema %s: %w", cfg.Schema, err)
 	}
 	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, attach)
@@ -287,11 +190,10 @@ func checkTable(ctx context.Context, conn *pgx.Conn, cfg *CaptureConfig) error {
 // schema with everything in it. It never touches legacy rows. With dryRun
 // it returns the SQL without running it.
 func Uninstall(ctx context.Context, conn *pgx.Conn, cfg *CaptureConfig, dryRun bool) ([]string, error) {
-	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	detach, err := render("detach", detachSQL, cfg.data())
+	detach, err := store.New(nil, cfg.Schema).Detach()
 	if err != nil {
 		return nil, err
 	}

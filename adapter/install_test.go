@@ -16,8 +16,8 @@ import (
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
+	"github.com/synapsedte/dtebridge/internal/legacysim"
 	"github.com/synapsedte/dtebridge/internal/testenv"
-	"github.com/synapsedte/dtebridge/legacy"
 )
 
 func connect(t *testing.T, dsn string) *pgx.Conn {
@@ -96,7 +96,7 @@ func TestInstallIsIdempotentAndUninstallLeavesLegacyAlone(t *testing.T) {
 				t.Errorf("re-install in %s mode left the %s triggers", other.Trigger, trig)
 			}
 
-			if _, err := f.model.Start(ctx, legacy.Ref{Key: firstKey(t, f), Phase: "Planning"}, 1, legacy.StartOptions{}); err != nil {
+			if _, err := f.model.Start(ctx, legacysim.Ref{Key: firstKey(t, f), Phase: "Planning"}, 1, legacysim.StartOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			before := legacyDump(t, f.pool)
@@ -113,7 +113,7 @@ func TestInstallIsIdempotentAndUninstallLeavesLegacyAlone(t *testing.T) {
 				t.Error("uninstall changed legacy data")
 			}
 			// Legacy keeps working without the bridge.
-			if _, err := f.model.Start(ctx, legacy.Ref{Key: firstKey(t, f), Phase: "Testing"}, 1, legacy.StartOptions{}); err != nil {
+			if _, err := f.model.Start(ctx, legacysim.Ref{Key: firstKey(t, f), Phase: "Testing"}, 1, legacysim.StartOptions{}); err != nil {
 				t.Fatalf("legacy write after uninstall: %v", err)
 			}
 			if _, err := adapter.Uninstall(ctx, conn, f.cfg.CaptureConfig(), false); err != nil {
@@ -127,11 +127,17 @@ func TestInstallDryRunChangesNothing(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewDB(t)
 	ctx := context.Background()
-	if err := legacy.Init(ctx, db.Pool, legacy.Seed); err != nil {
+	if err := legacysim.Init(ctx, db.Pool, legacysim.Seed); err != nil {
 		t.Fatal(err)
 	}
 	conn := connect(t, db.URL)
-	res, err := adapter.Install(ctx, conn, &adapter.CaptureConfig{Schema: "bridge"}, true)
+	cfg, err := config.Example("seed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := cfg.CaptureConfig()
+	cc.Schema = "bridge"
+	res, err := adapter.Install(ctx, conn, cc, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,18 +160,24 @@ func TestInstallRejectsBadConfig(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewDB(t)
 	ctx := context.Background()
-	if err := legacy.Init(ctx, db.Pool, legacy.Seed); err != nil {
+	if err := legacysim.Init(ctx, db.Pool, legacysim.Seed); err != nil {
 		t.Fatal(err)
 	}
 	conn := connect(t, db.URL)
+	base := adapter.CaptureConfig{Schema: "dtebridge", Table: "public.workflow_phases", Key: []string{"phase_id"}, Trigger: adapter.TriggerRow}
+	with := func(f func(*adapter.CaptureConfig)) adapter.CaptureConfig {
+		c := base
+		f(&c)
+		return c
+	}
 	cases := map[string]struct {
 		cfg  adapter.CaptureConfig
 		want string
 	}{
-		"NoTable":  {adapter.CaptureConfig{Table: "public.phases"}, "legacy table not found: public.phases"},
-		"BadKey":   {adapter.CaptureConfig{Key: []string{"id"}}, `key column "id" is not a column of public.workflow_phases`},
-		"BadMode":  {adapter.CaptureConfig{Trigger: "sometimes"}, `capture trigger "sometimes"`},
-		"BadTable": {adapter.CaptureConfig{Table: "a.b.c"}, `"a.b.c" is not table or schema.table`},
+		"NoTable":  {with(func(c *adapter.CaptureConfig) { c.Table = "public.phases" }), "legacy table not found: public.phases"},
+		"BadKey":   {with(func(c *adapter.CaptureConfig) { c.Key = []string{"id"} }), `key column "id" is not a column of public.workflow_phases`},
+		"BadMode":  {with(func(c *adapter.CaptureConfig) { c.Trigger = "sometimes" }), `capture trigger "sometimes"`},
+		"BadTable": {with(func(c *adapter.CaptureConfig) { c.Table = "a.b.c" }), `"a.b.c" is not table or schema.table`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -216,7 +228,7 @@ func TestLeastPrivilege(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewDB(t)
 	ctx := context.Background()
-	if err := legacy.Init(ctx, db.Pool, legacy.Seed); err != nil {
+	if err := legacysim.Init(ctx, db.Pool, legacysim.Seed); err != nil {
 		t.Fatal(err)
 	}
 	app := db.Name + "_app"
@@ -248,13 +260,19 @@ func TestLeastPrivilege(t *testing.T) {
 	if err := bconn.QueryRow(ctx, `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&super); err != nil || super {
 		t.Fatalf("bridge role is superuser=%v (err %v)", super, err)
 	}
-	if _, err := adapter.Install(ctx, bconn, nil, false); err != nil {
+	cfg, err := config.Example("seed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adapter.Install(ctx, bconn, cfg.CaptureConfig(), false); err != nil {
 		t.Fatalf("install as the bridge role: %v", err)
 	}
-	if _, err := adapter.Install(ctx, bconn, nil, false); err != nil {
+	if _, err := adapter.Install(ctx, bconn, cfg.CaptureConfig(), false); err != nil {
 		t.Fatalf("second install as the bridge role: %v", err)
 	}
-	_, err := adapter.Install(ctx, bconn, &adapter.CaptureConfig{Trigger: adapter.TriggerStatement}, false)
+	stmt := cfg.CaptureConfig()
+	stmt.Trigger = adapter.TriggerStatement
+	_, err = adapter.Install(ctx, bconn, stmt, false)
 	if err == nil || !strings.Contains(err.Error(), "run this install as the owner") {
 		t.Errorf("switching trigger mode as the bridge role: error = %v, want one that says to run as the owner", err)
 	}
@@ -272,25 +290,21 @@ func TestLeastPrivilege(t *testing.T) {
 	if _, err := apool.Exec(ctx, `SELECT 1 FROM dtebridge.changes`); err == nil {
 		t.Error("the legacy role can read the bridge schema; it should need no grants there")
 	}
-	if _, err := legacy.Simulate(ctx, apool, &legacy.SimConfig{Profile: legacy.Seed, Reports: 5, Ops: 200, Rate: 0, Concurrency: 1}); err != nil {
+	if _, err := legacysim.Simulate(ctx, apool, &legacysim.SimConfig{Profile: legacysim.Seed, Reports: 5, Ops: 200, Rate: 0, Concurrency: 1}); err != nil {
 		t.Fatalf("legacy traffic as the application role with capture installed: %v", err)
 	}
 
-	cfg, err := config.Example("seed")
-	if err != nil {
-		t.Fatal(err)
-	}
 	tr, err := cfg.Translator(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := newCollector()
-	r := adapter.NewReader(bpool, tr, &adapter.ReaderConfig{PollInterval: 100 * time.Millisecond, MaintenanceInterval: 100 * time.Millisecond})
+	r := adapter.NewReader(cfg.Store(bpool), tr, &adapter.ReaderConfig{PollInterval: 100 * time.Millisecond, MaintenanceInterval: 100 * time.Millisecond})
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(rctx, c) }()
 	bridgetest.WaitFor(t, 20*time.Second, "the backfill as the bridge role", func() bool { return c.backfills > 0 })
-	if _, err := legacy.Simulate(ctx, apool, &legacy.SimConfig{Profile: legacy.Seed, Reports: 2, Ops: 100, Rate: 0, Concurrency: 1, Seed: 2}); err != nil {
+	if _, err := legacysim.Simulate(ctx, apool, &legacysim.SimConfig{Profile: legacysim.Seed, Reports: 2, Ops: 100, Rate: 0, Concurrency: 1, Seed: 2}); err != nil {
 		t.Fatal(err)
 	}
 	bridgetest.WaitFor(t, 20*time.Second, "the stream as the bridge role", func() bool {
@@ -305,11 +319,11 @@ func TestLeastPrivilege(t *testing.T) {
 	if err := <-done; err != context.Canceled {
 		t.Errorf("reader as the bridge role: %v", err)
 	}
-	if n, err := adapter.Prune(ctx, bpool, nil, time.Nanosecond); err != nil {
+	if n, err := cfg.Store(bpool).Prune(ctx, time.Nanosecond); err != nil {
 		t.Errorf("prune as the bridge role: %v (pruned %d)", err, n)
 	}
 	bconn2 := connect(t, asRole(bridge))
-	if _, err := adapter.Uninstall(ctx, bconn2, nil, false); err != nil {
+	if _, err := adapter.Uninstall(ctx, bconn2, cfg.CaptureConfig(), false); err != nil {
 		t.Errorf("uninstall as the bridge role: %v", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/internal/legacysim"
 	"github.com/synapsedte/dtebridge/internal/testenv"
 	"github.com/synapsedte/dtebridge/legacy"
 )
@@ -32,12 +33,12 @@ type fixture struct {
 	db      *testenv.DB
 	pool    *pgxpool.Pool
 	cfg     *config.Config
-	profile *legacy.Profile
-	model   *legacy.Model
+	profile *legacysim.Profile
+	model   *legacysim.Model
 }
 
 type setupOptions struct {
-	profile *legacy.Profile
+	profile *legacysim.Profile
 	trigger string
 	reports int
 	// counters sets completed_by = 0 on every row before install; see
@@ -48,11 +49,11 @@ type setupOptions struct {
 func setup(t *testing.T, o setupOptions) *fixture {
 	t.Helper()
 	if o.profile == nil {
-		o.profile = legacy.Seed
+		o.profile = legacysim.Seed
 	}
 	db := testenv.NewDB(t)
 	ctx := context.Background()
-	if err := legacy.Init(ctx, db.Pool, o.profile); err != nil {
+	if err := legacysim.Init(ctx, db.Pool, o.profile); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Example(o.profile.Name)
@@ -63,9 +64,9 @@ func setup(t *testing.T, o setupOptions) *fixture {
 		cfg.Capture.Trigger = o.trigger
 	}
 	f := &fixture{t: t, db: db, pool: db.Pool, cfg: cfg, profile: o.profile,
-		model: legacy.NewModel(db.Pool, o.profile, nil)}
+		model: legacysim.NewModel(db.Pool, o.profile, nil)}
 	if o.reports > 0 {
-		if _, err := legacy.Simulate(ctx, db.Pool, &legacy.SimConfig{Profile: o.profile, Reports: o.reports, Ops: 1, Concurrency: 1}); err != nil {
+		if _, err := legacysim.Simulate(ctx, db.Pool, &legacysim.SimConfig{Profile: o.profile, Reports: o.reports, Ops: 1, Concurrency: 1}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -91,7 +92,7 @@ func (f *fixture) install() {
 	}
 }
 
-func (f *fixture) translator() *adapter.Translator {
+func (f *fixture) translator() *legacy.Translator {
 	f.t.Helper()
 	tr, err := f.cfg.Translator(nil)
 	if err != nil {
@@ -111,7 +112,7 @@ func (f *fixture) reader(c adapter.Consumer, mod func(*adapter.ReaderConfig)) *a
 	if mod != nil {
 		mod(rc)
 	}
-	r := adapter.NewReader(f.pool, f.translator(), rc)
+	r := adapter.NewReader(f.cfg.Store(f.pool), f.translator(), rc)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx, c) }()
@@ -195,7 +196,7 @@ func (f *fixture) legacyRows() map[string]rowState {
 		if err := rows.Scan(&id, &phase, &state, &status, &by); err != nil {
 			f.t.Fatal(err)
 		}
-		out[id] = rowState{f.cfg.Legacy.Phases[phase], f.cfg.Legacy.States[state], f.cfg.Legacy.Statuses[status], by}
+		out[id] = rowState{f.cfg.Legacy.Phases.Value(phase), f.cfg.Legacy.States.Value(state), f.cfg.Legacy.Statuses.Value(status), by}
 	}
 	return out
 }

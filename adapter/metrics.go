@@ -1,6 +1,14 @@
 package adapter
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"context"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/synapsedte/dtebridge/internal/telemetry"
+	"github.com/synapsedte/dtebridge/legacy"
+	"github.com/synapsedte/dtebridge/store"
+)
 
 // Metrics are the capture reader's Prometheus metrics.
 type Metrics struct {
@@ -48,11 +56,35 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.Errors.WithLabelValues("consumer")
 	m.Errors.WithLabelValues("reader")
-	for _, r := range Reasons() {
+	for _, r := range legacy.Reasons() {
 		m.Quarantined.WithLabelValues(r)
 	}
 	if reg != nil {
 		reg.MustRegister(m.Read, m.Delivered, m.Quarantined, m.Ignored, m.Backlog, m.BacklogAge, m.Lag, m.Leader, m.Backfills, m.Pruned, m.Errors)
 	}
 	return m
+}
+
+var quarantineDesc = prometheus.NewDesc("dtebridge_capture_quarantine_pending", "Quarantined changes not yet delivered, by reason.", []string{"reason"}, nil)
+
+// NewQuarantineCollector returns the pending quarantine by reason, read
+// from the bridge schema at scrape time; every reason is exported, zero
+// included.
+func NewQuarantineCollector(st *store.Store, log *slog.Logger) prometheus.Collector {
+	return &telemetry.Cached{Logger: log, Descs: []*prometheus.Desc{quarantineDesc},
+		Read: func(ctx context.Context) ([]prometheus.Metric, error) {
+			pending, err := st.QuarantinePendingByReason(ctx)
+			if err != nil {
+				return nil, err
+			}
+			var out []prometheus.Metric
+			for _, r := range legacy.Reasons() {
+				out = append(out, prometheus.MustNewConstMetric(quarantineDesc, prometheus.GaugeValue, float64(pending[r]), r))
+				delete(pending, r)
+			}
+			for r, n := range pending {
+				out = append(out, prometheus.MustNewConstMetric(quarantineDesc, prometheus.GaugeValue, float64(n), r))
+			}
+			return out, nil
+		}}
 }

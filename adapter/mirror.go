@@ -1,36 +1,35 @@
 package adapter
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/legacy"
 	"github.com/synapsedte/dtebridge/shadow"
+	"github.com/synapsedte/dtebridge/store"
 )
 
-// MirrorConfig configures a Mirror. Client, Definition and Pool are required.
+// MirrorConfig configures a Mirror. Client, Definition, Store, TaskQueue and
+// WorkflowIDPrefix are required.
 type MirrorConfig struct {
 	// Client reaches Temporal.
 	Client client.Client
 	// Definition starts new shadow workflows; running ones keep theirs.
 	Definition *dtetype.Definition
-	// Pool is the bridge database, for the per-report delivery watermark.
-	Pool *pgxpool.Pool
-	// Schema is the bridge schema. Default: dtebridge.
-	Schema string
-	// TaskQueue is the shadow workers' queue. Default: shadow.DefaultTaskQueue.
+	// Store is the bridge schema, for the per-report delivery watermark.
+	Store *store.Store
+	// TaskQueue is the shadow workers' queue; required.
 	TaskQueue string
-	// WorkflowIDPrefix prefixes workflow ids. Default: shadow.DefaultWorkflowIDPrefix.
+	// WorkflowIDPrefix prefixes workflow ids; required.
 	WorkflowIDPrefix string
 	// Concurrency bounds the reports signalled at once. Default: 16.
 	Concurrency int
@@ -40,8 +39,8 @@ type MirrorConfig struct {
 	SignalTimeout time.Duration
 	// SearchAttributes says the server has the shadow's search attributes.
 	SearchAttributes bool
-	// Roles, if set, resolves actors' roles for the role rule.
-	Roles *RoleResolver
+	// Users, if set, resolves actors' roles for the role rule.
+	Users *legacy.Users
 	// Authority, if set, says which phases are mirrored and which reports
 	// the new engine owns (package cutover implements it).
 	Authority Authority
@@ -92,41 +91,21 @@ func NewMirrorMetrics(reg prometheus.Registerer) *MirrorMetrics {
 // when Temporal accepted every signal; otherwise the reader redelivers it,
 // and the workflows deduplicate by event id.
 type Mirror struct {
-	cfg    MirrorConfig
-	schema string
+	cfg MirrorConfig
 }
 
 // NewMirror returns a mirror.
 func NewMirror(cfg MirrorConfig) *Mirror {
-	if cfg.TaskQueue == "" {
-		cfg.TaskQueue = shadow.DefaultTaskQueue
-	}
-	if cfg.WorkflowIDPrefix == "" {
-		cfg.WorkflowIDPrefix = shadow.DefaultWorkflowIDPrefix
-	}
-	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 16
-	}
-	if cfg.MaxSignalChanges <= 0 {
-		cfg.MaxSignalChanges = 200
-	}
-	if cfg.SignalTimeout <= 0 {
-		cfg.SignalTimeout = 10 * time.Second
-	}
+	cfg.Concurrency = cmp.Or(max(cfg.Concurrency, 0), 16)
+	cfg.MaxSignalChanges = cmp.Or(max(cfg.MaxSignalChanges, 0), 200)
+	cfg.SignalTimeout = cmp.Or(max(cfg.SignalTimeout, 0), 10*time.Second)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMirrorMetrics(nil)
 	}
-	return &Mirror{cfg: cfg, schema: pgx.Identifier{orDefault(cfg.Schema, "dtebridge")}.Sanitize()}
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
+	return &Mirror{cfg: cfg}
 }
 
 // Authority is cutover's view, as the mirror needs it.
@@ -180,28 +159,43 @@ func (m *Mirror) Deliver(ctx context.Context, b Batch) error {
 			return fmt.Errorf("error handling authority conflicts: %w", err)
 		}
 	}
-	if len(b.Changes) == 0 {
+	if len(b.Changes) == 0 && len(b.Resync) == 0 {
 		return nil
 	}
 	began := time.Now()
-	if m.cfg.Roles != nil {
-		if err := m.cfg.Roles.Enrich(ctx, b.Changes); err != nil {
+	if m.cfg.Users != nil {
+		if err := m.cfg.Users.Enrich(ctx, b.Changes); err != nil {
 			m.cfg.Logger.Warn("could not resolve actor roles", "error", err)
 		}
 	}
 	var keys []dtetype.Key
 	byKey := map[dtetype.Key][]dtetype.PhaseChange{}
+	seqs := map[dtetype.Key]int64{}
 	for _, c := range b.Changes {
 		if _, ok := byKey[c.Key]; !ok {
 			keys = append(keys, c.Key)
 		}
 		byKey[c.Key] = append(byKey[c.Key], c)
+		seqs[c.Key] = max(seqs[c.Key], c.Seq)
+	}
+	for k, seq := range b.Resync {
+		if _, ok := byKey[k]; !ok {
+			keys = append(keys, k)
+			byKey[k] = nil
+		}
+		seqs[k] = max(seqs[k], seq)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(m.cfg.Concurrency)
 	for _, k := range keys {
 		changes := byKey[k]
-		g.Go(func() error { return m.signal(gctx, k, changes) })
+		resync, isResync := b.Resync[k]
+		g.Go(func() error {
+			if isResync {
+				return m.signal(gctx, k, changes, resync)
+			}
+			return m.signal(gctx, k, changes, 0)
+		})
 	}
 	if err := g.Wait(); err != nil {
 		m.cfg.Metrics.Failures.Inc()
@@ -209,7 +203,7 @@ func (m *Mirror) Deliver(ctx context.Context, b Batch) error {
 		return err
 	}
 	m.cfg.Metrics.Availability.Set(1)
-	if err := m.watermark(ctx, keys, byKey); err != nil {
+	if err := m.cfg.Store.Watermark(ctx, seqs); err != nil {
 		return err
 	}
 	m.cfg.Metrics.Delivery.Observe(time.Since(began).Seconds())
@@ -217,8 +211,15 @@ func (m *Mirror) Deliver(ctx context.Context, b Batch) error {
 }
 
 // signal hands one report's changes to its workflow, in order, starting the
-// workflow if it does not run.
-func (m *Mirror) signal(ctx context.Context, k dtetype.Key, changes []dtetype.PhaseChange) error {
+// workflow (with its search attributes) if it does not run. Changes go in
+// signals of at most MaxSignalChanges. A resync (resync > 0: the sequence
+// number it is delivered under) replaces the workflow's rows with changes,
+// which are all of the report's legacy rows; it is signalled even with no
+// rows, so a report legacy no longer has is emptied.
+func (m *Mirror) signal(ctx context.Context, k dtetype.Key, changes []dtetype.PhaseChange, resync int64) error {
+	if resync == 0 && len(changes) == 0 {
+		return nil
+	}
 	id := shadow.WorkflowID(m.cfg.WorkflowIDPrefix, k)
 	opts := client.StartWorkflowOptions{ID: id, TaskQueue: m.cfg.TaskQueue}
 	if m.cfg.SearchAttributes {
@@ -226,135 +227,25 @@ func (m *Mirror) signal(ctx context.Context, k dtetype.Key, changes []dtetype.Ph
 			shadow.SADefinition.ValueSet(m.cfg.Definition.Key()), shadow.SAHasViolations.ValueSet(false))
 	}
 	in := shadow.Input{Key: k, Definition: *m.cfg.Definition, SearchAttributes: m.cfg.SearchAttributes}
-	for len(changes) > 0 {
+	first := true
+	for first || len(changes) > 0 {
 		n := min(len(changes), m.cfg.MaxSignalChanges)
+		sig := shadow.Signal{Changes: changes[:n]}
+		if resync > 0 {
+			sig.Resync = first
+			if n == len(changes) {
+				sig.Seq = resync // the last signal of a resync carries its watermark
+			}
+		}
 		sctx, cancel := context.WithTimeout(ctx, m.cfg.SignalTimeout)
-		_, err := m.cfg.Client.SignalWithStartWorkflow(sctx, id, shadow.SignalChanges, shadow.Signal{Changes: changes[:n]}, opts, shadow.WorkflowName, in)
+		_, err := m.cfg.Client.SignalWithStartWorkflow(sctx, id, shadow.SignalChanges, sig, opts, shadow.WorkflowName, in)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("error signalling %s: %w", id, err)
 		}
 		m.cfg.Metrics.Signals.Inc()
 		m.cfg.Metrics.SignalSize.Observe(float64(n))
-		changes = changes[n:]
+		changes, first = changes[n:], false
 	}
-	return nil
-}
-
-// watermark records, per report, the last change handed to Temporal.
-func (m *Mirror) watermark(ctx context.Context, keys []dtetype.Key, byKey map[dtetype.Key][]dtetype.PhaseChange) error {
-	cycles := make([]int64, len(keys))
-	reports := make([]int64, len(keys))
-	seqs := make([]int64, len(keys))
-	for i, k := range keys {
-		cycles[i], reports[i] = k.CycleID, k.ReportID
-		for _, c := range byKey[k] {
-			seqs[i] = max(seqs[i], c.Seq)
-		}
-	}
-	_, err := m.cfg.Pool.Exec(ctx, `INSERT INTO `+m.schema+`.mirror_keys AS k (cycle_id, report_id, delivered_seq, delivered_at, pending_since)
-		SELECT c, r, s, now(), now() FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS u(c, r, s)
-		ON CONFLICT (cycle_id, report_id) DO UPDATE SET delivered_seq = greatest(k.delivered_seq, excluded.delivered_seq),
-			delivered_at = now(), pending_since = coalesce(k.pending_since, now())`,
-		cycles, reports, seqs)
-	if err != nil {
-		return fmt.Errorf("error recording delivery: %w", err)
-	}
-	return nil
-}
-
-// ReportsBehind counts the reports whose shadow has not yet projected
-// everything the mirror handed it (the mirror's watermark against the
-// projection's applied sequence).
-func ReportsBehind(ctx context.Context, db *pgxpool.Pool, cfg *CaptureConfig) (int, error) {
-	schema := pgx.Identifier{cfg.withDefaults().Schema}.Sanitize()
-	var n int
-	err := db.QueryRow(ctx, `SELECT count(*) FROM `+schema+`.mirror_keys m LEFT JOIN `+schema+`.shadow_keys s USING (cycle_id, report_id)
-		WHERE s.applied_seq IS NULL OR s.applied_seq < m.delivered_seq`).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("error reading the shadow's progress: %w", err)
-	}
-	return n, nil
-}
-
-// RoleConfig locates the legacy users table, to resolve actors' roles.
-type RoleConfig struct {
-	// Table is the users table, e.g. public.users.
-	Table string `yaml:"table"`
-	// ID and Role are its user-id and role columns. Defaults: user_id, role.
-	ID   string `yaml:"id"`
-	Role string `yaml:"role"`
-}
-
-// RoleResolver looks up legacy users' roles, caching the users table.
-type RoleResolver struct {
-	pool    *pgxpool.Pool
-	cfg     RoleConfig
-	mu      sync.Mutex
-	roles   map[string]string
-	loaded  time.Time
-	refresh time.Duration
-}
-
-// NewRoleResolver returns a resolver for cfg on pool.
-func NewRoleResolver(pool *pgxpool.Pool, cfg RoleConfig) *RoleResolver {
-	cfg.ID, cfg.Role = orDefault(cfg.ID, "user_id"), orDefault(cfg.Role, "role")
-	return &RoleResolver{pool: pool, cfg: cfg, refresh: time.Minute}
-}
-
-// Enrich sets StartedByRole and CompletedByRole where the actors are known.
-func (r *RoleResolver) Enrich(ctx context.Context, changes []dtetype.PhaseChange) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	missing := false
-	for i := range changes {
-		c := &changes[i]
-		for _, p := range []struct {
-			id   string
-			role *string
-		}{{c.StartedBy, &c.StartedByRole}, {c.CompletedBy, &c.CompletedByRole}} {
-			if p.id == "" {
-				continue
-			}
-			role, ok := r.roles[p.id]
-			missing = missing || !ok
-			*p.role = role
-		}
-	}
-	if (missing && time.Since(r.loaded) > 5*time.Second) || time.Since(r.loaded) > r.refresh {
-		if err := r.load(ctx); err != nil {
-			return err
-		}
-		for i := range changes {
-			c := &changes[i]
-			c.StartedByRole, c.CompletedByRole = r.roles[c.StartedBy], r.roles[c.CompletedBy]
-		}
-	}
-	return nil
-}
-
-func (r *RoleResolver) load(ctx context.Context) error {
-	q := fmt.Sprintf(`SELECT %s::text, %s::text FROM %s`, pgx.Identifier{r.cfg.ID}.Sanitize(), pgx.Identifier{r.cfg.Role}.Sanitize(),
-		(&CaptureConfig{Table: r.cfg.Table}).tableIdent().Sanitize())
-	rows, err := r.pool.Query(ctx, q)
-	if err != nil {
-		r.loaded = time.Now() // do not hammer a missing table
-		return fmt.Errorf("error reading roles from %s: %w", r.cfg.Table, err)
-	}
-	defer rows.Close()
-	roles := map[string]string{}
-	for rows.Next() {
-		var id, role *string
-		if err := rows.Scan(&id, &role); err != nil {
-			return err
-		}
-		if id != nil && role != nil {
-			roles[*id] = *role
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	r.roles, r.loaded = roles, time.Now()
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
+	"github.com/synapsedte/dtebridge/legacy"
 )
 
 // TestLabelAddedMidRun adds a state label with ALTER TYPE ... ADD VALUE while
@@ -48,11 +49,11 @@ func TestLabelAddedMidRun(t *testing.T) {
 		}
 		return false
 	})
-	entries, err := adapter.ListQuarantine(ctx, f.pool, f.cfg.CaptureConfig(), false)
+	entries, err := f.cfg.Store(f.pool).ListQuarantine(ctx, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 2 || entries[0].Reason != adapter.ReasonUnknownLabel || entries[1].Reason != adapter.ReasonHeld {
+	if len(entries) != 2 || entries[0].Reason != legacy.ReasonUnknownLabel || entries[1].Reason != legacy.ReasonHeld {
 		t.Fatalf("quarantine = %+v, want an unknown_label entry and a held one", entries)
 	}
 	if entries[0].Key == nil || *entries[0].Key != k1 || len(entries[0].Raw) == 0 {
@@ -63,22 +64,22 @@ func TestLabelAddedMidRun(t *testing.T) {
 			t.Fatalf("a change of the quarantined report was delivered: %+v", ch)
 		}
 	}
-	if got := testutil.ToFloat64(m.Quarantined.WithLabelValues(adapter.ReasonUnknownLabel)); got != 1 {
+	if got := testutil.ToFloat64(m.Quarantined.WithLabelValues(legacy.ReasonUnknownLabel)); got != 1 {
 		t.Errorf("quarantined{reason=unknown_label} = %v, want 1", got)
 	}
 
 	// A retry with the old mapping changes nothing.
-	res, err := adapter.RetryQuarantine(ctx, f.pool, f.cfg.CaptureConfig(), f.translator())
+	res, err := adapter.RetryQuarantine(ctx, f.cfg.Store(f.pool), f.translator())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Released != 0 || res.Remaining[adapter.ReasonUnknownLabel] != 1 {
+	if res.Released != 0 || res.Remaining[legacy.ReasonUnknownLabel] != 1 {
 		t.Fatalf("retry with the old mapping: %+v", res)
 	}
 
 	// Extend the mapping, as an operator would in the config file.
-	f.cfg.Legacy.States["Escalated"] = dtetype.StateInProgress
-	res, err = adapter.RetryQuarantine(ctx, f.pool, f.cfg.CaptureConfig(), f.translator())
+	f.cfg.Legacy.States.Set("Escalated", dtetype.StateInProgress)
+	res, err = adapter.RetryQuarantine(ctx, f.cfg.Store(f.pool), f.translator())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestLabelAddedMidRun(t *testing.T) {
 		}
 		return false
 	})
-	if left, _ := adapter.ListQuarantine(ctx, f.pool, f.cfg.CaptureConfig(), false); len(left) != 0 {
+	if left, _ := f.cfg.Store(f.pool).ListQuarantine(ctx, false); len(left) != 0 {
 		t.Errorf("%d entries still pending", len(left))
 	}
 }

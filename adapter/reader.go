@@ -1,6 +1,7 @@
 package adapter
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,13 +10,14 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
-	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/legacy"
+	"github.com/synapsedte/dtebridge/store"
 )
 
 // How the reader stays gap-free and ordered
@@ -44,9 +46,18 @@ import (
 //
 // The rows of epoch k are found through the xid index: a transaction not
 // visible in S(k-1) has an xid at or above its xmax, or is in its xip list.
+//
+// Re-drives ride the same epochs. A report's shadow is rebuilt from legacy
+// truth (a repair, a rollback, a quarantine resync) by reading its rows in
+// the very snapshot that bounds an epoch: the leader opens that epoch in a
+// REPEATABLE READ transaction, delivers its changes, then the re-driven
+// reports' rows as that transaction sees them. Every change the rows
+// reflect was delivered before them, and every later change comes in a
+// later epoch, so the resync lands in order with the stream, under the
+// stream's own sequence numbers, whatever legacy does meanwhile.
 
 // ErrLostLeadership means another reader took over the checkpoint.
-var ErrLostLeadership = errors.New("capture leadership lost: another reader took over")
+var ErrLostLeadership = store.ErrLostLeadership
 
 // Batch is a group of translated changes delivered to a Consumer.
 type Batch struct {
@@ -56,6 +67,11 @@ type Batch struct {
 	Backfill string
 	// Last marks the final batch of a backfill.
 	Last bool
+	// Resync, if set, makes the batch a re-drive: for each report in it,
+	// the report's changes in the batch are all its legacy rows, which
+	// replace what its shadow holds, and the value is the sequence number
+	// the re-drive is delivered under.
+	Resync map[dtetype.Key]int64
 }
 
 // Consumer receives the change stream. Returning nil acknowledges the batch;
@@ -72,9 +88,7 @@ func (f ConsumerFunc) Deliver(ctx context.Context, b Batch) error { return f(ctx
 
 // ReaderConfig configures a Reader. A nil config is ready to use.
 type ReaderConfig struct {
-	// Capture locates the bridge schema and the legacy table.
-	Capture *CaptureConfig
-	// Consumer names the checkpoint. Default: mirror.
+	// Consumer names the checkpoint. Default: store.MirrorConsumer.
 	Consumer string
 	// BatchSize is the most changes per batch. Default: 500.
 	BatchSize int
@@ -105,44 +119,29 @@ type ReaderConfig struct {
 // Any number of readers may run; one leads (by advisory lock) and the others
 // wait as hot standbys.
 type Reader struct {
-	pool *pgxpool.Pool
-	tr   *Translator
-	cfg  ReaderConfig
-	cap  *CaptureConfig
-	log  *slog.Logger
-	m    *Metrics
+	st    *store.Store
+	tr    *legacy.Translator
+	table *legacy.Table
+	cfg   ReaderConfig
+	log   *slog.Logger
+	m     *Metrics
 
-	schema string // quoted
+	leading atomic.Bool
 }
 
-// NewReader returns a reader of the change table on pool.
-func NewReader(pool *pgxpool.Pool, tr *Translator, cfg *ReaderConfig) *Reader {
+// NewReader returns a reader of the change log in st, translating with tr.
+func NewReader(st *store.Store, tr *legacy.Translator, cfg *ReaderConfig) *Reader {
 	c := ReaderConfig{}
 	if cfg != nil {
 		c = *cfg
 	}
-	c.Capture = c.Capture.withDefaults()
-	if c.Consumer == "" {
-		c.Consumer = "mirror"
-	}
-	if c.BatchSize <= 0 {
-		c.BatchSize = 500
-	}
-	if c.PollInterval <= 0 {
-		c.PollInterval = time.Second
-	}
-	if c.StandbyInterval <= 0 {
-		c.StandbyInterval = time.Second
-	}
-	if c.Retention == 0 {
-		c.Retention = 168 * time.Hour
-	}
-	if c.MaintenanceInterval <= 0 {
-		c.MaintenanceInterval = 10 * time.Second
-	}
-	if c.RetryBackoff <= 0 {
-		c.RetryBackoff = 10 * time.Second
-	}
+	c.Consumer = cmp.Or(c.Consumer, store.MirrorConsumer)
+	c.BatchSize = cmp.Or(max(c.BatchSize, 0), 500)
+	c.PollInterval = cmp.Or(max(c.PollInterval, 0), time.Second)
+	c.StandbyInterval = cmp.Or(max(c.StandbyInterval, 0), time.Second)
+	c.Retention = cmp.Or(c.Retention, 168*time.Hour)
+	c.MaintenanceInterval = cmp.Or(max(c.MaintenanceInterval, 0), 10*time.Second)
+	c.RetryBackoff = cmp.Or(max(c.RetryBackoff, 0), 10*time.Second)
 	if c.Identity == "" {
 		host, _ := os.Hostname()
 		c.Identity = fmt.Sprintf("%s:%d", host, os.Getpid())
@@ -153,9 +152,11 @@ func NewReader(pool *pgxpool.Pool, tr *Translator, cfg *ReaderConfig) *Reader {
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
 	}
-	return &Reader{pool: pool, tr: tr, cfg: c, cap: c.Capture, log: c.Logger, m: c.Metrics,
-		schema: pgx.Identifier{c.Capture.Schema}.Sanitize()}
+	return &Reader{st: st, tr: tr, table: tr.Table(), cfg: c, log: c.Logger, m: c.Metrics}
 }
+
+// Leading reports whether this reader holds capture leadership now.
+func (r *Reader) Leading() bool { return r.leading.Load() }
 
 // Run campaigns for leadership and, while leading, delivers changes to c. It
 // returns when ctx ends (with ctx's error) or on an error that retrying
@@ -190,43 +191,40 @@ func (e *fatalError) Error() string { return e.err.Error() }
 
 // campaign tries once to become leader and leads until an error.
 func (r *Reader) campaign(ctx context.Context, c Consumer) error {
-	conn, err := pgx.ConnectConfig(ctx, r.pool.Config().ConnConfig.Copy())
+	conn, err := pgx.ConnectConfig(ctx, r.st.Pool().Config().ConnConfig.Copy())
 	if err != nil {
 		return fmt.Errorf("error connecting: %w", err)
 	}
 	defer conn.Close(context.Background())
-	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtext('dtebridge.capture'), hashtext($1))`,
-		r.cap.Schema+"/"+r.cfg.Consumer).Scan(&ok); err != nil {
-		return fmt.Errorf("error taking the leader lock: %w", err)
+	ok, err := r.st.On(conn).TryLeaderLock(ctx, r.cfg.Consumer)
+	if err != nil {
+		return err
 	}
 	if !ok {
 		return nil // another reader leads; stay on standby
 	}
+	r.leading.Store(true)
 	r.m.Leader.Set(1)
-	defer r.m.Leader.Set(0)
+	defer func() {
+		r.leading.Store(false)
+		r.m.Leader.Set(0)
+	}()
 	r.log.Info("capture leadership taken", "consumer", r.cfg.Consumer, "identity", r.cfg.Identity)
-	l := &leader{Reader: r, conn: conn, c: c}
+	l := &leader{Reader: r, conn: conn, on: r.st.On(conn), c: c}
 	return l.run(ctx)
-}
-
-// checkpoint mirrors a checkpoints row.
-type checkpoint struct {
-	acked, epoch *string // snapshots as text
-	lastID       int64
-	seq          int64
-	token        int64
-	backfill     bool
 }
 
 // leader is a reader while it holds the leader lock on conn.
 type leader struct {
 	*Reader
 	conn *pgx.Conn
+	on   *store.Store // the store on conn
 	c    Consumer
-	cp   checkpoint
+	cp   *store.Checkpoint
 	held map[dtetype.Key]bool
 
+	// redrives is set when re-drives are pending.
+	redrives bool
 	// waiting is whether this reader has asked writers to notify it, until
 	// waitingUntil.
 	waiting      bool
@@ -248,10 +246,8 @@ func (l *leader) setWaiting(ctx context.Context, on bool) error {
 		u := time.Now().Add(waitingLease)
 		until = &u
 	}
-	_, err := l.pool.Exec(ctx, "INSERT INTO "+l.schema+`.readers (consumer, waiting_until) VALUES ($1, $2)
-		ON CONFLICT (consumer) DO UPDATE SET waiting_until = excluded.waiting_until`, l.cfg.Consumer, until)
-	if err != nil {
-		return fmt.Errorf("error updating the reader's wake-up request: %w", err)
+	if err := l.st.SetWaiting(ctx, l.cfg.Consumer, until); err != nil {
+		return err
 	}
 	l.waiting = on
 	if until != nil {
@@ -261,19 +257,25 @@ func (l *leader) setWaiting(ctx context.Context, on bool) error {
 }
 
 func (l *leader) run(ctx context.Context) error {
-	if _, err := l.conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.cap.channel()}.Sanitize()); err != nil {
+	if _, err := l.conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.st.Schema() + "_changes"}.Sanitize()); err != nil {
 		return fmt.Errorf("error listening: %w", err)
 	}
-	if err := l.takeCheckpoint(ctx); err != nil {
+	cp, err := l.on.TakeCheckpoint(ctx, l.cfg.Consumer, l.cfg.Identity)
+	var ni *store.NotInstalledError
+	if errors.As(err, &ni) {
+		return &fatalError{err}
+	}
+	if err != nil {
 		return err
 	}
-	if err := l.loadHeld(ctx); err != nil {
+	l.cp = cp
+	if l.held, err = l.st.HeldKeys(ctx); err != nil {
 		return err
 	}
 	nextMaintenance := time.Now()
 	backoff := 100 * time.Millisecond
 	for {
-		if l.cp.acked == nil || l.cp.backfill {
+		if l.cp.Acked == nil || l.cp.Backfill {
 			if err := l.backfill(ctx); err != nil {
 				return err
 			}
@@ -310,7 +312,7 @@ func (l *leader) run(ctx context.Context) error {
 			}
 			nextMaintenance = time.Now().Add(l.cfg.MaintenanceInterval)
 		}
-		if n > 0 {
+		if n > 0 || l.redrives {
 			if err := l.setWaiting(ctx, false); err != nil {
 				return err
 			}
@@ -356,158 +358,201 @@ type consumerError struct{ err error }
 
 func (e *consumerError) Error() string { return "consumer: " + e.err.Error() }
 
-// takeCheckpoint creates the checkpoint row if needed and fences out any
-// earlier leader by bumping leader_epoch.
-func (l *leader) takeCheckpoint(ctx context.Context) error {
-	q := "INSERT INTO " + l.schema + `.checkpoints (consumer) VALUES ($1) ON CONFLICT (consumer) DO NOTHING`
-	if _, err := l.conn.Exec(ctx, q, l.cfg.Consumer); err != nil {
-		return &fatalError{fmt.Errorf("error creating the %s checkpoint (is the bridge installed? run dtebridge install): %w", l.cfg.Consumer, err)}
-	}
-	q = "UPDATE " + l.schema + `.checkpoints SET leader_epoch = leader_epoch + 1, leader = $2, updated_at = now()
-		WHERE consumer = $1
-		RETURNING acked_snapshot::text, epoch_snapshot::text, epoch_last_id, seq, leader_epoch, backfill_requested_at IS NOT NULL`
-	cp := &l.cp
-	if err := l.conn.QueryRow(ctx, q, l.cfg.Consumer, l.cfg.Identity).Scan(&cp.acked, &cp.epoch, &cp.lastID, &cp.seq, &cp.token, &cp.backfill); err != nil {
-		return fmt.Errorf("error reading the %s checkpoint: %w", l.cfg.Consumer, err)
-	}
-	return nil
-}
-
-// refreshRequests picks up a backfill requested by dtebridge backfill.
+// refreshRequests picks up a backfill requested by dtebridge backfill, and
+// pending re-drives.
 func (l *leader) refreshRequests(ctx context.Context) error {
-	q := "SELECT backfill_requested_at IS NOT NULL FROM " + l.schema + ".checkpoints WHERE consumer = $1"
-	if err := l.conn.QueryRow(ctx, q, l.cfg.Consumer).Scan(&l.cp.backfill); err != nil {
-		return fmt.Errorf("error reading the %s checkpoint: %w", l.cfg.Consumer, err)
-	}
-	return nil
+	var err error
+	l.cp.Backfill, l.redrives, err = l.on.Requests(ctx, l.cfg.Consumer)
+	return err
 }
 
 // save persists the checkpoint, fenced by the leader token.
-func (l *leader) save(ctx context.Context, extra string) error {
-	q := "UPDATE " + l.schema + `.checkpoints SET acked_snapshot = $2::pg_snapshot, epoch_snapshot = $3::pg_snapshot,
-		epoch_last_id = $4, seq = $5, updated_at = now()` + extra + `
-		WHERE consumer = $1 AND leader_epoch = $6`
-	tag, err := l.pool.Exec(ctx, q, l.cfg.Consumer, l.cp.acked, l.cp.epoch, l.cp.lastID, l.cp.seq, l.cp.token)
-	if err != nil {
-		return fmt.Errorf("error saving the %s checkpoint: %w", l.cfg.Consumer, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrLostLeadership
-	}
-	return nil
-}
-
-func (l *leader) loadHeld(ctx context.Context) error {
-	l.held = map[dtetype.Key]bool{}
-	rows, err := l.pool.Query(ctx, "SELECT DISTINCT cycle_id, report_id FROM "+l.schema+
-		".quarantine WHERE delivered_at IS NULL AND cycle_id IS NOT NULL AND report_id IS NOT NULL")
-	if err != nil {
-		return fmt.Errorf("error reading quarantine: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var k dtetype.Key
-		if err := rows.Scan(&k.CycleID, &k.ReportID); err != nil {
-			return err
-		}
-		l.held[k] = true
-	}
-	return rows.Err()
-}
-
-const changeColumns = "id, op, source, old_row, new_row, origin, tx_time, captured_at"
-
-func scanRaw(rows pgx.Rows) (*RawChange, error) {
-	var c RawChange
-	var old, nw []byte
-	if err := rows.Scan(&c.ID, &c.Op, &c.Source, &old, &nw, &c.Origin, &c.TxTime, &c.CapturedAt); err != nil {
-		return nil, err
-	}
-	c.Old, c.New = old, nw
-	return &c, nil
+func (l *leader) save(ctx context.Context, backfilled bool) error {
+	return l.st.SaveCheckpoint(ctx, l.cp, backfilled)
 }
 
 // runEpoch delivers the current epoch, choosing a new one first if none is in
-// progress, and returns how many changes it read.
+// progress, and returns how many changes it read. A new epoch with re-drives
+// pending is opened in a REPEATABLE READ transaction, whose snapshot is the
+// epoch's bound and in which the re-driven reports' rows are read.
 func (l *leader) runEpoch(ctx context.Context) (int, error) {
-	if l.cp.epoch == nil {
-		var snap string
-		if err := l.conn.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&snap); err != nil {
-			return 0, fmt.Errorf("error taking a snapshot: %w", err)
+	opts := pgx.TxOptions{}
+	redrive := false
+	if l.cp.Epoch == nil {
+		snap, pending, err := l.on.EpochSnapshot(ctx, l.cfg.Consumer)
+		if err != nil {
+			return 0, err
 		}
-		if l.cp.acked != nil && *l.cp.acked == snap {
-			return 0, nil // nothing has committed since the last epoch
+		l.redrives = pending
+		if pending {
+			redrive, opts = true, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+		} else {
+			if l.cp.Acked != nil && *l.cp.Acked == snap {
+				return 0, nil // nothing has committed since the last epoch
+			}
+			// The epoch is saved with its first acknowledged batch. Until then
+			// a restart simply chooses a later epoch, which contains this one.
+			l.cp.Epoch, l.cp.LastID = &snap, 0
 		}
-		// The epoch is saved with its first acknowledged batch. Until then a
-		// restart simply chooses a later epoch, which contains this one.
-		l.cp.epoch, l.cp.lastID = &snap, 0
 	}
-	tx, err := l.conn.Begin(ctx)
+	tx, err := l.conn.BeginTx(ctx, opts)
 	if err != nil {
 		return 0, fmt.Errorf("error starting the epoch: %w", err)
 	}
 	defer tx.Rollback(context.Background())
-	_, err = tx.Exec(ctx, "DECLARE epoch NO SCROLL CURSOR FOR SELECT "+changeColumns+" FROM "+l.schema+`.changes
-		WHERE (xid >= pg_snapshot_xmax($1::pg_snapshot) OR xid IN (SELECT pg_snapshot_xip($1::pg_snapshot)))
-		  AND pg_visible_in_snapshot(xid, $2::pg_snapshot)
-		  AND id > $3
-		ORDER BY id`, *l.cp.acked, *l.cp.epoch, l.cp.lastID)
-	if err != nil {
-		return 0, fmt.Errorf("error opening the epoch: %w", err)
+	if redrive {
+		// In REPEATABLE READ the first query takes the transaction's
+		// snapshot, and pg_current_snapshot returns it.
+		snap, _, err := l.on.On(tx).EpochSnapshot(ctx, l.cfg.Consumer)
+		if err != nil {
+			return 0, err
+		}
+		l.cp.Epoch, l.cp.LastID = &snap, 0
 	}
 	total := 0
-	fetch := "FETCH " + strconv.Itoa(l.cfg.BatchSize) + " FROM epoch"
-	for {
-		rows, err := tx.Query(ctx, fetch)
+	if *l.cp.Acked != *l.cp.Epoch {
+		ep, err := l.on.On(tx).OpenEpoch(ctx, *l.cp.Acked, *l.cp.Epoch, l.cp.LastID, l.cfg.BatchSize)
 		if err != nil {
-			return total, fmt.Errorf("error reading changes: %w", err)
+			return 0, err
 		}
-		var raws []*RawChange
-		for rows.Next() {
-			c, err := scanRaw(rows)
+		for {
+			changes, err := ep.Next(ctx)
 			if err != nil {
-				rows.Close()
-				return total, fmt.Errorf("error reading changes: %w", err)
+				return total, err
 			}
-			raws = append(raws, c)
+			if len(changes) == 0 {
+				break
+			}
+			total += len(changes)
+			l.m.Read.Add(float64(len(changes)))
+			raws := make([]*legacy.RawChange, len(changes))
+			for i, c := range changes {
+				raws[i] = &legacy.RawChange{ID: c.ID, Op: c.Op, Source: c.Source, Old: c.Old, New: c.New, Origin: c.Origin, TxTime: c.TxTime, CapturedAt: c.CapturedAt}
+			}
+			if err := l.process(ctx, raws, ""); err != nil {
+				return total, err
+			}
+			if len(changes) < l.cfg.BatchSize {
+				break // a short batch is the epoch's last: one checkpoint write closes it
+			}
+			l.cp.LastID = changes[len(changes)-1].ID
+			if err := l.save(ctx, false); err != nil {
+				return total, err
+			}
 		}
-		if err := rows.Err(); err != nil {
-			return total, fmt.Errorf("error reading changes: %w", err)
-		}
-		if len(raws) == 0 {
-			break
-		}
-		total += len(raws)
-		l.m.Read.Add(float64(len(raws)))
-		if err := l.process(ctx, raws, ""); err != nil {
-			return total, err
-		}
-		if len(raws) < l.cfg.BatchSize {
-			break // a short batch is the epoch's last: one checkpoint write closes it
-		}
-		l.cp.lastID = raws[len(raws)-1].ID
-		if err := l.save(ctx, ""); err != nil {
+	}
+	if redrive {
+		if err := l.redrive(ctx, tx, *l.cp.Epoch); err != nil {
 			return total, err
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return total, fmt.Errorf("error closing the epoch: %w", err)
 	}
-	l.cp.acked, l.cp.epoch, l.cp.lastID = l.cp.epoch, nil, 0
-	if total == 0 {
+	l.cp.Acked, l.cp.Epoch, l.cp.LastID = l.cp.Epoch, nil, 0
+	if total == 0 && !redrive {
 		// Nothing to acknowledge: the next epoch's save records the newer
 		// snapshot, and an idle reader writes nothing.
 		return 0, nil
 	}
-	return total, l.save(ctx, "")
+	return total, l.save(ctx, false)
+}
+
+// redriveBatch is how many re-drive requests one epoch serves.
+const redriveBatch = 200
+
+// redrive serves pending re-drives at the epoch bounded by snap: it reads
+// the reports' legacy rows in tx, whose snapshot is snap, and delivers
+// them as resyncs. A report with changes in quarantine is not re-driven:
+// its held changes would arrive after the resync and overwrite it.
+func (l *leader) redrive(ctx context.Context, tx pgx.Tx, snap string) error {
+	pending, err := l.st.PendingRedrives(ctx, l.cfg.Consumer, redriveBatch)
+	if err != nil {
+		return err
+	}
+	ids := map[dtetype.Key][]int64{}
+	var keys []dtetype.Key
+	for _, p := range pending {
+		if l.held[p.Key] {
+			if err := l.st.FinishRedrives(ctx, []int64{p.ID}, 0, 0,
+				"the report has changes in quarantine; resolve them first (dtebridge quarantine list)"); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, ok := ids[p.Key]; !ok {
+			keys = append(keys, p.Key)
+		}
+		ids[p.Key] = append(ids[p.Key], p.ID)
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	cycles, reports := make([]int64, len(keys)), make([]int64, len(keys))
+	for i, k := range keys {
+		cycles[i], reports[i] = k.CycleID, k.ReportID
+	}
+	rows, err := tx.Query(ctx, l.table.SnapshotSQL(true), cycles, reports)
+	if err != nil {
+		return fmt.Errorf("error reading legacy rows to re-drive: %w", err)
+	}
+	var raws []*legacy.RawChange
+	for rows.Next() {
+		raw, err := l.table.ScanSnapshot(rows)
+		if err != nil {
+			rows.Close()
+			return fmt.Errorf("error reading legacy rows to re-drive: %w", err)
+		}
+		raws = append(raws, raw)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("error reading legacy rows to re-drive: %w", err)
+	}
+	tag := snapshotID(snap)
+	b := Batch{Resync: map[dtetype.Key]int64{}}
+	seq := l.cp.Seq
+	count := map[dtetype.Key]int{}
+	for _, raw := range raws {
+		res := l.tr.Translate(raw)
+		if res.Ignored || res.Err != nil || res.Change == nil {
+			continue // quarantine owns rows that do not translate
+		}
+		seq++
+		c := *res.Change
+		c.EventID, c.Seq = "r"+tag+":"+raw.RowKey, seq
+		b.Changes = append(b.Changes, c)
+		count[c.Key]++
+	}
+	for _, k := range keys {
+		seq++
+		b.Resync[k] = seq
+	}
+	if err := l.c.Deliver(ctx, b); err != nil {
+		return &consumerError{err}
+	}
+	l.cp.Seq = seq
+	for _, k := range keys {
+		if err := l.st.FinishRedrives(ctx, ids[k], b.Resync[k], count[k], ""); err != nil {
+			return err
+		}
+	}
+	l.log.Info("reports re-driven from legacy", "reports", len(keys), "rows", len(b.Changes))
+	return nil
+}
+
+// snapshotID is a short stable id of a snapshot, for event ids.
+func snapshotID(snap string) string {
+	h := fnv.New64a()
+	h.Write([]byte(snap))
+	return strconv.FormatUint(h.Sum64(), 36)
 }
 
 // process translates raws, quarantines what cannot be translated (and what
-// is held behind it), and delivers the rest. It advances l.cp.seq.
-func (l *leader) process(ctx context.Context, raws []*RawChange, backfill string) error {
+// is held behind it), and delivers the rest. It advances l.cp.Seq.
+func (l *leader) process(ctx context.Context, raws []*legacy.RawChange, backfill string) error {
 	var out []dtetype.PhaseChange
 	var q []quarantined
-	seq := l.cp.seq
+	seq := l.cp.Seq
 	for _, raw := range raws {
 		seq++
 		res := l.tr.Translate(raw)
@@ -519,7 +564,7 @@ func (l *leader) process(ctx context.Context, raws []*RawChange, backfill string
 		switch {
 		case res.HasKey && l.held[res.Key]:
 			q = append(q, quarantined{eventID: eventID, raw: raw, seq: seq, res: res,
-				err: &TranslateError{ReasonHeld, fmt.Sprintf("report %s has earlier changes in quarantine", res.Key)}})
+				err: &legacy.TranslateError{Reason: legacy.ReasonHeld, Detail: fmt.Sprintf("report %s has earlier changes in quarantine", res.Key)}})
 		case res.Err != nil:
 			q = append(q, quarantined{eventID: eventID, raw: raw, seq: seq, res: res, err: res.Err})
 			if res.HasKey {
@@ -544,13 +589,13 @@ func (l *leader) process(ctx context.Context, raws []*RawChange, backfill string
 		l.m.Lag.Observe(now.Sub(out[i].CapturedAt).Seconds())
 	}
 	l.m.Delivered.Add(float64(len(out)))
-	l.cp.seq = seq
+	l.cp.Seq = seq
 	return nil
 }
 
 // eventID is stable across redelivery: the change id for captured changes,
 // the snapshot and row for backfilled rows.
-func eventID(raw *RawChange, backfill string) string {
+func eventID(raw *legacy.RawChange, backfill string) string {
 	if backfill == "" {
 		return "c" + strconv.FormatInt(raw.ID, 10)
 	}
@@ -559,38 +604,37 @@ func eventID(raw *RawChange, backfill string) string {
 
 type quarantined struct {
 	eventID string
-	raw     *RawChange
+	raw     *legacy.RawChange
 	seq     int64
-	res     Result
-	err     *TranslateError
+	res     legacy.Result
+	err     *legacy.TranslateError
 }
 
-// quarantine records changes with their raw values. Recording is idempotent,
-// so a redelivered batch does not duplicate them.
+// quarantine records changes with their raw values.
 func (l *leader) quarantine(ctx context.Context, q []quarantined) error {
 	if len(q) == 0 {
 		return nil
 	}
-	batch := &pgx.Batch{}
+	entries := make([]store.Quarantined, 0, len(q))
 	for _, e := range q {
 		raw, err := json.Marshal(e.raw)
 		if err != nil {
 			return err
 		}
-		var cycle, report *int64
+		var key *dtetype.Key
 		if e.res.HasKey {
-			cycle, report = &e.res.Key.CycleID, &e.res.Key.ReportID
+			k := e.res.Key
+			key = &k
 		}
 		var changeID *int64
 		if e.raw.ID != 0 {
 			changeID = &e.raw.ID
 		}
-		batch.Queue("INSERT INTO "+l.schema+`.quarantine (event_id, change_id, cycle_id, report_id, reason, detail, raw, seq)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING`,
-			e.eventID, changeID, cycle, report, e.err.Reason, e.err.Detail, raw, e.seq)
+		entries = append(entries, store.Quarantined{EventID: e.eventID, ChangeID: changeID, Key: key, Reason: e.err.Reason,
+			Detail: e.err.Detail, Raw: raw, Seq: e.seq})
 	}
-	if err := l.pool.SendBatch(ctx, batch).Close(); err != nil {
-		return fmt.Errorf("error writing quarantine: %w", err)
+	if err := l.st.Quarantine(ctx, entries); err != nil {
+		return err
 	}
 	for _, e := range q {
 		l.m.Quarantined.WithLabelValues(e.err.Reason).Inc()
@@ -608,43 +652,33 @@ func (l *leader) backfill(ctx context.Context) error {
 		return fmt.Errorf("error starting backfill: %w", err)
 	}
 	defer tx.Rollback(context.Background())
-	var snap string
-	if err := tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&snap); err != nil {
+	snap, _, err := l.on.On(tx).EpochSnapshot(ctx, l.cfg.Consumer)
+	if err != nil {
 		return fmt.Errorf("error taking the backfill snapshot: %w", err)
 	}
-	h := fnv.New64a()
-	h.Write([]byte(snap))
-	id := strconv.FormatUint(h.Sum64(), 36)
-	table := l.cap.tableIdent().Sanitize()
-	keys := make([]string, len(l.cap.Key))
-	for i, k := range l.cap.Key {
-		keys[i] = "t." + pgx.Identifier{k}.Sanitize()
-	}
-	l.log.Info("backfill started", "table", l.cap.Table, "snapshot", snap)
-	if _, err := tx.Exec(ctx, "DECLARE backfill NO SCROLL CURSOR FOR SELECT to_jsonb(t), concat_ws(',', "+
-		strings.Join(keys, ", ")+"), now() FROM "+table+" t ORDER BY "+strings.Join(keys, ", ")); err != nil {
-		return fmt.Errorf("error reading %s: %w", l.cap.Table, err)
+	id := snapshotID(snap)
+	l.log.Info("backfill started", "table", l.table.Name, "snapshot", snap)
+	if _, err := tx.Exec(ctx, "DECLARE backfill NO SCROLL CURSOR FOR "+l.table.SnapshotSQL(false)); err != nil {
+		return fmt.Errorf("error reading %s: %w", l.table.Name, err)
 	}
 	fetch := "FETCH " + strconv.Itoa(l.cfg.BatchSize) + " FROM backfill"
 	rowsRead := 0
 	for {
 		rows, err := tx.Query(ctx, fetch)
 		if err != nil {
-			return fmt.Errorf("error reading %s: %w", l.cap.Table, err)
+			return fmt.Errorf("error reading %s: %w", l.table.Name, err)
 		}
-		var raws []*RawChange
+		var raws []*legacy.RawChange
 		for rows.Next() {
-			var row []byte
-			var key string
-			var at time.Time
-			if err := rows.Scan(&row, &key, &at); err != nil {
+			raw, err := l.table.ScanSnapshot(rows)
+			if err != nil {
 				rows.Close()
-				return fmt.Errorf("error reading %s: %w", l.cap.Table, err)
+				return fmt.Errorf("error reading %s: %w", l.table.Name, err)
 			}
-			raws = append(raws, &RawChange{Op: "S", Source: l.cap.Table, RowKey: key, New: row, Origin: dtetype.OriginLegacy, TxTime: at, CapturedAt: at})
+			raws = append(raws, raw)
 		}
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("error reading %s: %w", l.cap.Table, err)
+			return fmt.Errorf("error reading %s: %w", l.table.Name, err)
 		}
 		if len(raws) == 0 {
 			break
@@ -660,8 +694,8 @@ func (l *leader) backfill(ctx context.Context) error {
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("error finishing backfill: %w", err)
 	}
-	l.cp.acked, l.cp.epoch, l.cp.lastID, l.cp.backfill = &snap, nil, 0, false
-	if err := l.save(ctx, ", backfill_requested_at = NULL, backfilled_at = now()"); err != nil {
+	l.cp.Acked, l.cp.Epoch, l.cp.LastID, l.cp.Backfill = &snap, nil, 0, false
+	if err := l.save(ctx, true); err != nil {
 		return err
 	}
 	l.m.Backfills.Inc()
@@ -671,7 +705,7 @@ func (l *leader) backfill(ctx context.Context) error {
 
 // processUntilAcked delivers a backfill batch, retrying a failing consumer:
 // a backfill cannot resume mid-way, so it waits rather than start over.
-func (l *leader) processUntilAcked(ctx context.Context, raws []*RawChange, backfill string) error {
+func (l *leader) processUntilAcked(ctx context.Context, raws []*legacy.RawChange, backfill string) error {
 	backoff := 100 * time.Millisecond
 	for {
 		err := l.process(ctx, raws, backfill)
@@ -692,7 +726,7 @@ func (l *leader) processUntilAcked(ctx context.Context, raws []*RawChange, backf
 // backlog.
 func (l *leader) maintain(ctx context.Context) error {
 	if l.cfg.Retention > 0 {
-		n, err := Prune(ctx, l.pool, l.cap, l.cfg.Retention)
+		n, err := l.st.Prune(ctx, l.cfg.Retention)
 		if err != nil {
 			return err
 		}
@@ -701,119 +735,11 @@ func (l *leader) maintain(ctx context.Context) error {
 	if err := l.refreshRequests(ctx); err != nil {
 		return err
 	}
-	b, err := BacklogOf(ctx, l.pool, l.cap, l.cfg.Consumer)
+	b, err := l.st.BacklogOf(ctx, l.cfg.Consumer)
 	if err != nil {
 		return err
 	}
 	l.m.Backlog.Set(float64(b.Changes))
 	l.m.BacklogAge.Set(b.Age.Seconds())
 	return nil
-}
-
-// RequestBackfill asks the leading reader of consumer to take a new backfill
-// at its next maintenance pass (or at its start, if none runs).
-func RequestBackfill(ctx context.Context, db *pgxpool.Pool, cfg *CaptureConfig, consumer string) error {
-	cfg = cfg.withDefaults()
-	_, err := db.Exec(ctx, `INSERT INTO `+pgx.Identifier{cfg.Schema}.Sanitize()+`.checkpoints AS c (consumer, backfill_requested_at)
-		VALUES ($1, now()) ON CONFLICT (consumer) DO UPDATE SET backfill_requested_at = now()`, consumer)
-	if err != nil {
-		return fmt.Errorf("error requesting a backfill: %w", err)
-	}
-	return nil
-}
-
-// Backlog is the consumer's unacknowledged committed changes.
-type Backlog struct {
-	Changes int64
-	// Age is the age of the oldest, or 0.
-	Age time.Duration
-}
-
-// BacklogOf measures a consumer's backlog. Before the first backfill every
-// change counts.
-func BacklogOf(ctx context.Context, db *pgxpool.Pool, cfg *CaptureConfig, consumer string) (Backlog, error) {
-	cfg = cfg.withDefaults()
-	schema := pgx.Identifier{cfg.Schema}.Sanitize()
-	var b Backlog
-	var age float64
-	err := db.QueryRow(ctx, `WITH cp AS (SELECT acked_snapshot s FROM `+schema+`.checkpoints WHERE consumer = $1)
-		SELECT count(*), coalesce(extract(epoch FROM now() - min(captured_at)), 0)::float8 FROM `+schema+`.changes
-		WHERE (SELECT s FROM cp) IS NULL
-		   OR xid >= pg_snapshot_xmax((SELECT s FROM cp)) OR xid IN (SELECT pg_snapshot_xip((SELECT s FROM cp)))`,
-		consumer).Scan(&b.Changes, &age)
-	if err != nil {
-		return b, fmt.Errorf("error measuring the backlog: %w", err)
-	}
-	b.Age = time.Duration(age * float64(time.Second))
-	return b, nil
-}
-
-// Prune deletes changes that every consumer has acknowledged and that are
-// older than retention, in chunks, and returns how many it deleted.
-func Prune(ctx context.Context, db *pgxpool.Pool, cfg *CaptureConfig, retention time.Duration) (int64, error) {
-	cfg = cfg.withDefaults()
-	schema := pgx.Identifier{cfg.Schema}.Sanitize()
-	var total int64
-	for {
-		tag, err := db.Exec(ctx, `DELETE FROM `+schema+`.changes WHERE id IN (
-			SELECT id FROM `+schema+`.changes
-			WHERE xid < (SELECT min(pg_snapshot_xmin(acked_snapshot)) FROM `+schema+`.checkpoints)
-			  AND NOT EXISTS (SELECT 1 FROM `+schema+`.checkpoints WHERE acked_snapshot IS NULL)
-			  AND captured_at < now() - make_interval(secs => $1)
-			LIMIT 10000)`, retention.Seconds())
-		if err != nil {
-			return total, fmt.Errorf("error pruning changes: %w", err)
-		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() < 10000 {
-			return total, nil
-		}
-	}
-}
-
-// Checkpoint is a consumer's position, as dtebridge status shows it.
-type Checkpoint struct {
-	Consumer          string     `json:"consumer"`
-	Leader            string     `json:"leader"`
-	AckedSnapshot     string     `json:"acked_snapshot"`
-	Seq               int64      `json:"seq"`
-	BackfillRequested bool       `json:"backfill_requested"`
-	BackfilledAt      *time.Time `json:"backfilled_at,omitempty"`
-	UpdatedAt         time.Time  `json:"updated_at"`
-}
-
-// Checkpoints lists every consumer's checkpoint.
-func Checkpoints(ctx context.Context, db *pgxpool.Pool, cfg *CaptureConfig) ([]Checkpoint, error) {
-	cfg = cfg.withDefaults()
-	rows, err := db.Query(ctx, `SELECT consumer, coalesce(leader, ''), coalesce(acked_snapshot::text, ''), seq,
-		backfill_requested_at IS NOT NULL, backfilled_at, updated_at FROM `+pgx.Identifier{cfg.Schema}.Sanitize()+`.checkpoints ORDER BY consumer`)
-	if err != nil {
-		return nil, fmt.Errorf("error reading checkpoints (is the bridge installed? run dtebridge install): %w", err)
-	}
-	defer rows.Close()
-	var out []Checkpoint
-	for rows.Next() {
-		var c Checkpoint
-		if err := rows.Scan(&c.Consumer, &c.Leader, &c.AckedSnapshot, &c.Seq, &c.BackfillRequested, &c.BackfilledAt, &c.UpdatedAt); err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
-}
-
-// DropCheckpoint removes a consumer's checkpoint, so it no longer holds back
-// retention.
-func DropCheckpoint(ctx context.Context, db *pgxpool.Pool, cfg *CaptureConfig, consumer string) error {
-	cfg = cfg.withDefaults()
-	_, err := db.Exec(ctx, `DELETE FROM `+pgx.Identifier{cfg.Schema}.Sanitize()+`.checkpoints WHERE consumer = $1`, consumer)
-	return err
-}
-
-// ChangeCount returns the number of changes in the change table.
-func ChangeCount(ctx context.Context, db *pgxpool.Pool, cfg *CaptureConfig) (int64, error) {
-	cfg = cfg.withDefaults()
-	var n int64
-	err := db.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{cfg.Schema}.Sanitize()+`.changes`).Scan(&n)
-	return n, err
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
+	"github.com/synapsedte/dtebridge/store"
 )
 
 // counterSetup gives every row completed_by = 0, so writers can count
@@ -312,7 +313,7 @@ func TestBackfillWhileWritersActive(t *testing.T) {
 	f.reader(c, func(rc *adapter.ReaderConfig) { rc.BatchSize = 200 })
 	bridgetest.WaitFor(t, 30*time.Second, "the first backfill", func() bool { return c.backfills > 0 })
 	time.Sleep(500 * time.Millisecond)
-	if err := adapter.RequestBackfill(ctx, f.pool, f.cfg.CaptureConfig(), "mirror"); err != nil {
+	if err := f.cfg.Store(f.pool).RequestBackfill(ctx, store.MirrorConsumer); err != nil {
 		t.Fatal(err)
 	}
 	bridgetest.WaitFor(t, 30*time.Second, "the requested backfill", func() bool { return c.backfills > 1 })

@@ -1,6 +1,7 @@
-// Package config loads the dtebridge configuration file: the legacy table and
-// its label mapping, capture settings, and (as later parts land) workflow
-// definitions, reconcile rules, cutover gates and the HTTP server.
+// Package config loads the dtebridge configuration file and resolves it:
+// every default of the bridge is filled here, once, and each part receives
+// resolved, exported values (the legacy table, capture, reader, reconcile,
+// gate and HTTP settings). No other package restates a default.
 //
 // Decoding is strict: an unknown key is an error that names the file and
 // line, so a typo never silently falls back to a default.
@@ -8,6 +9,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"embed"
 	"errors"
 	"fmt"
@@ -27,14 +29,51 @@ import (
 	"github.com/synapsedte/dtebridge/legacy"
 	"github.com/synapsedte/dtebridge/reconcile"
 	"github.com/synapsedte/dtebridge/shadow"
+	"github.com/synapsedte/dtebridge/store"
 )
 
 //go:embed examples/*.yaml
 var examples embed.FS
 
-// Config is the whole configuration file.
+// The defaults. Each is used here and nowhere else.
+const (
+	DefaultTable            = "public.workflow_phases"
+	DefaultKey              = "phase_id"
+	DefaultSchema           = "dtebridge"
+	DefaultTrigger          = adapter.TriggerRow
+	DefaultBatchSize        = 500
+	DefaultPollInterval     = time.Second
+	DefaultRetention        = 168 * time.Hour
+	DefaultTaskQueue        = "dtebridge-shadow"
+	DefaultWorkflowIDPrefix = "shadow-"
+	DefaultConcurrency      = 16
+	DefaultLagGrace         = 30 * time.Second
+	DefaultDateTolerance    = time.Second
+	DefaultGateRuns         = 3
+	DefaultGateWithin       = 24 * time.Hour
+	DefaultMinConsistency   = 0.999
+	DefaultConflictPolicy   = cutover.PolicyAlert
+	DefaultListen           = "127.0.0.1:8080"
+	DefaultUsersID          = "user_id"
+	DefaultUsersRole        = "role"
+)
+
+// DefaultColumns are the column names of the SynapseDTE schema; the legacy
+// status column is absent unless configured.
+var DefaultColumns = legacy.Columns{
+	Cycle: "cycle_id", Report: "report_id", Phase: "phase_name", State: "state", Status: "schedule_status",
+	StateOverride: "state_override", StatusOverride: "status_override", OverrideReason: "override_reason",
+	OverrideBy: "override_by", OverrideAt: "override_at", PlannedStart: "planned_start_date",
+	PlannedEnd: "planned_end_date", ActualStart: "actual_start_date", ActualEnd: "actual_end_date",
+	StartedBy: "started_by", CompletedBy: "completed_by", UpdatedAt: "updated_at",
+}
+
+// Config is the whole configuration file, resolved: after Load or Parse
+// every field holds its value or its default.
 type Config struct {
-	Legacy  Legacy  `yaml:"legacy"`
+	// Legacy describes the legacy phase table, its labels and users.
+	Legacy legacy.Table `yaml:"legacy"`
+	// Capture configures change capture.
 	Capture Capture `yaml:"capture"`
 	// Definitions lists workflow definition files. A relative path is read
 	// next to the config file, or else from the shipped definitions.
@@ -49,18 +88,19 @@ type Config struct {
 	path string
 }
 
-// Legacy describes the legacy table and how to read its labels.
-type Legacy struct {
-	// Table is the legacy phase table. Default: public.workflow_phases.
-	Table string `yaml:"table"`
-	// Key lists its primary-key columns. Default: [phase_id].
-	Key []string `yaml:"key"`
-	// Users, if set, locates the users table, so the shadow can judge roles.
-	Users *adapter.RoleConfig `yaml:"users"`
-	// Profile names the legacy application's write behaviour (seed or
-	// production) that cutover's write-back reproduces. Default: seed.
-	Profile         string `yaml:"profile"`
-	adapter.Mapping `yaml:",inline"`
+// Capture configures change capture.
+type Capture struct {
+	// Schema is the bridge's own schema. Default: dtebridge.
+	Schema string `yaml:"schema"`
+	// Trigger is row or statement. Default: row.
+	Trigger string `yaml:"trigger"`
+	// BatchSize is the most changes per delivered batch. Default: 500.
+	BatchSize int `yaml:"batch_size"`
+	// PollInterval bounds how long an idle reader waits for a NOTIFY.
+	// Default: 1s.
+	PollInterval Duration `yaml:"poll_interval"`
+	// Retention is how long acknowledged changes are kept. Default: 168h.
+	Retention Duration `yaml:"retention"`
 }
 
 // Shadow configures the shadow engine.
@@ -88,13 +128,6 @@ type Reconcile struct {
 	Expected []reconcile.Rule `yaml:"expected"`
 }
 
-// ReconcileOptions returns reconcile options for this configuration.
-func (c *Config) ReconcileOptions(pool *pgxpool.Pool) reconcile.Options {
-	return reconcile.Options{Pool: pool, Capture: c.CaptureConfig(), Mapping: c.Legacy.Mapping,
-		LagGrace: time.Duration(c.Reconcile.LagGrace), DateTolerance: time.Duration(c.Reconcile.DateTolerance),
-		Expected: c.Reconcile.Expected}
-}
-
 // Cutover configures cutover gates and conflicts.
 type Cutover struct {
 	Gate struct {
@@ -108,19 +141,6 @@ type Cutover struct {
 	ConflictPolicy string `yaml:"conflict_policy"`
 }
 
-// GateConfig returns the gate settings.
-func (c *Config) GateConfig() cutover.GateConfig {
-	return cutover.GateConfig{Runs: c.Cutover.Gate.Runs, Within: time.Duration(c.Cutover.Gate.Within), MinConsistency: c.Cutover.Gate.MinConsistency}
-}
-
-// LegacyProfile returns the legacy write behaviour write-back reproduces.
-func (c *Config) LegacyProfile() (*legacy.Profile, error) {
-	if c.Legacy.Profile == "" {
-		return legacy.Seed, nil
-	}
-	return legacy.ProfileByName(c.Legacy.Profile)
-}
-
 // HTTP configures the HTTP server of dtebridge serve.
 type HTTP struct {
 	// Listen is the address to serve on. Default: 127.0.0.1:8080 (loopback).
@@ -128,37 +148,6 @@ type HTTP struct {
 	// TokenFile holds the bearer token mutating endpoints require. Without
 	// one they answer 401 to everyone.
 	TokenFile string `yaml:"token_file"`
-}
-
-// Token reads the bearer token, or returns "" when none is configured.
-func (c *Config) Token() (string, error) {
-	if c.HTTP.TokenFile == "" {
-		return "", nil
-	}
-	b, err := os.ReadFile(c.HTTP.TokenFile)
-	if err != nil {
-		return "", fmt.Errorf("error reading http.token_file: %w", err)
-	}
-	t := strings.TrimSpace(string(b))
-	if len(t) < 16 {
-		return "", fmt.Errorf("the token in %s is shorter than 16 characters: use a long random one", c.HTTP.TokenFile)
-	}
-	return t, nil
-}
-
-// Capture configures change capture.
-type Capture struct {
-	// Schema is the bridge's own schema. Default: dtebridge.
-	Schema string `yaml:"schema"`
-	// Trigger is row or statement. Default: row.
-	Trigger string `yaml:"trigger"`
-	// BatchSize is the most changes per delivered batch. Default: 500.
-	BatchSize int `yaml:"batch_size"`
-	// PollInterval bounds how long an idle reader waits for a NOTIFY.
-	// Default: 1s.
-	PollInterval Duration `yaml:"poll_interval"`
-	// Retention is how long acknowledged changes are kept. Default: 168h.
-	Retention Duration `yaml:"retention"`
 }
 
 // Duration is a time.Duration written as "30s" or "168h".
@@ -181,7 +170,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML writes the duration as a string.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
 
-// Load reads and validates the configuration file at path.
+// Load reads, resolves and validates the configuration file at path.
 func Load(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -205,7 +194,8 @@ func ExampleYAML(profile string) ([]byte, error) {
 	return examples.ReadFile("examples/" + profile + ".yaml")
 }
 
-// Parse decodes and validates configuration text; name labels errors.
+// Parse decodes, resolves and validates configuration text; name labels
+// errors.
 func Parse(name string, b []byte) (*Config, error) {
 	c := &Config{path: name}
 	d := yaml.NewDecoder(bytes.NewReader(b))
@@ -213,43 +203,129 @@ func Parse(name string, b []byte) (*Config, error) {
 	if err := d.Decode(c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("error loading config %s: %w", name, err)
 	}
+	c.resolve()
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("error in config %s: %w", name, err)
 	}
 	return c, nil
 }
 
+// resolve fills every default.
+func (c *Config) resolve() {
+	l := &c.Legacy
+	l.Name = cmp.Or(l.Name, DefaultTable)
+	if len(l.Key) == 0 {
+		l.Key = []string{DefaultKey}
+	}
+	col, def := &l.Columns, DefaultColumns
+	for _, f := range []struct {
+		dst *string
+		def string
+	}{
+		{&col.Cycle, def.Cycle}, {&col.Report, def.Report}, {&col.Phase, def.Phase}, {&col.State, def.State},
+		{&col.Status, def.Status}, {&col.StateOverride, def.StateOverride}, {&col.StatusOverride, def.StatusOverride},
+		{&col.OverrideReason, def.OverrideReason}, {&col.OverrideBy, def.OverrideBy}, {&col.OverrideAt, def.OverrideAt},
+		{&col.PlannedStart, def.PlannedStart}, {&col.PlannedEnd, def.PlannedEnd}, {&col.ActualStart, def.ActualStart},
+		{&col.ActualEnd, def.ActualEnd}, {&col.StartedBy, def.StartedBy}, {&col.CompletedBy, def.CompletedBy},
+		{&col.UpdatedAt, def.UpdatedAt},
+	} {
+		*f.dst = cmp.Or(*f.dst, f.def)
+	}
+	if l.Users != nil {
+		l.Users.ID = cmp.Or(l.Users.ID, DefaultUsersID)
+		l.Users.Role = cmp.Or(l.Users.Role, DefaultUsersRole)
+	}
+	cp := &c.Capture
+	cp.Schema = cmp.Or(cp.Schema, DefaultSchema)
+	cp.Trigger = cmp.Or(cp.Trigger, DefaultTrigger)
+	cp.BatchSize = cmp.Or(cp.BatchSize, DefaultBatchSize)
+	cp.PollInterval = cmp.Or(cp.PollInterval, Duration(DefaultPollInterval))
+	cp.Retention = cmp.Or(cp.Retention, Duration(DefaultRetention))
+	sh := &c.Shadow
+	sh.TaskQueue = cmp.Or(sh.TaskQueue, DefaultTaskQueue)
+	sh.WorkflowIDPrefix = cmp.Or(sh.WorkflowIDPrefix, DefaultWorkflowIDPrefix)
+	sh.Concurrency = cmp.Or(sh.Concurrency, DefaultConcurrency)
+	rc := &c.Reconcile
+	rc.LagGrace = cmp.Or(rc.LagGrace, Duration(DefaultLagGrace))
+	rc.DateTolerance = cmp.Or(rc.DateTolerance, Duration(DefaultDateTolerance))
+	g := &c.Cutover.Gate
+	g.Runs = cmp.Or(g.Runs, DefaultGateRuns)
+	g.Within = cmp.Or(g.Within, Duration(DefaultGateWithin))
+	g.MinConsistency = cmp.Or(g.MinConsistency, DefaultMinConsistency)
+	c.Cutover.ConflictPolicy = cmp.Or(c.Cutover.ConflictPolicy, DefaultConflictPolicy)
+	c.HTTP.Listen = cmp.Or(c.HTTP.Listen, DefaultListen)
+}
+
 func (c *Config) validate() error {
-	if len(c.Legacy.Phases) == 0 {
-		return errors.New("legacy.phases is empty: map each legacy phase label to a canonical phase id")
-	}
-	if len(c.Legacy.States) == 0 {
-		return errors.New("legacy.states is empty: map each legacy state label to not_started, in_progress or completed")
-	}
-	if len(c.Legacy.Statuses) == 0 {
-		return errors.New("legacy.statuses is empty: map each schedule-status label to on_schedule, at_risk or behind_schedule")
+	if err := c.Legacy.Validate(); err != nil {
+		return err
 	}
 	if c.Capture.BatchSize < 0 {
 		return fmt.Errorf("capture.batch_size must not be negative, got %d", c.Capture.BatchSize)
-	}
-	if _, err := c.Translator(nil); err != nil {
-		return err
 	}
 	for i := range c.Reconcile.Expected {
 		if err := c.Reconcile.Expected[i].Validate(); err != nil {
 			return fmt.Errorf("reconcile.expected[%d]: %w", i, err)
 		}
 	}
-	if p := c.Cutover.ConflictPolicy; p != "" && p != cutover.PolicyAlert && p != cutover.PolicyRevert {
+	if p := c.Cutover.ConflictPolicy; p != cutover.PolicyAlert && p != cutover.PolicyRevert {
 		return fmt.Errorf("cutover.conflict_policy %q is not alert or revert", p)
-	}
-	if _, err := c.LegacyProfile(); err != nil {
-		return fmt.Errorf("legacy.profile: %w", err)
 	}
 	if c.Shadow.Concurrency < 0 {
 		return fmt.Errorf("shadow.concurrency must not be negative, got %d", c.Shadow.Concurrency)
 	}
 	return c.CaptureConfig().Validate()
+}
+
+// Path returns the file the configuration came from.
+func (c *Config) Path() string { return c.path }
+
+// CaptureConfig returns the capture settings in the adapter's terms.
+func (c *Config) CaptureConfig() *adapter.CaptureConfig {
+	return &adapter.CaptureConfig{Schema: c.Capture.Schema, Table: c.Legacy.Name, Key: c.Legacy.Key, Trigger: c.Capture.Trigger}
+}
+
+// ReaderConfig returns the reader settings; the caller adds logger and metrics.
+func (c *Config) ReaderConfig() *adapter.ReaderConfig {
+	return &adapter.ReaderConfig{BatchSize: c.Capture.BatchSize, PollInterval: time.Duration(c.Capture.PollInterval),
+		Retention: time.Duration(c.Capture.Retention)}
+}
+
+// Store returns the bridge schema on pool.
+func (c *Config) Store(pool *pgxpool.Pool) *store.Store { return store.New(pool, c.Capture.Schema) }
+
+// ReconcileOptions returns reconcile options for this configuration.
+func (c *Config) ReconcileOptions(pool *pgxpool.Pool) reconcile.Options {
+	return reconcile.Options{Store: c.Store(pool), Table: &c.Legacy,
+		LagGrace: time.Duration(c.Reconcile.LagGrace), DateTolerance: time.Duration(c.Reconcile.DateTolerance),
+		Expected: c.Reconcile.Expected}
+}
+
+// GateConfig returns the gate settings.
+func (c *Config) GateConfig() cutover.GateConfig {
+	return cutover.GateConfig{Runs: c.Cutover.Gate.Runs, Within: time.Duration(c.Cutover.Gate.Within), MinConsistency: c.Cutover.Gate.MinConsistency}
+}
+
+// Token reads the bearer token, or returns "" when none is configured.
+func (c *Config) Token() (string, error) {
+	if c.HTTP.TokenFile == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(c.HTTP.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("error reading http.token_file: %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if len(t) < 16 {
+		return "", fmt.Errorf("the token in %s is shorter than 16 characters: use a long random one", c.HTTP.TokenFile)
+	}
+	return t, nil
+}
+
+// Translator returns a translator for the legacy table. known lists the
+// phases of the workflow definitions, if any.
+func (c *Config) Translator(known []dtetype.Phase) (*legacy.Translator, error) {
+	return legacy.NewTranslator(&c.Legacy, known)
 }
 
 // LoadDefinitions loads the configured definition files and returns them
@@ -333,32 +409,4 @@ func versionLess(a, b string) bool {
 		}
 	}
 	return false
-}
-
-// Listen returns the HTTP listen address.
-func (c *Config) Listen() string {
-	if c.HTTP.Listen == "" {
-		return "127.0.0.1:8080"
-	}
-	return c.HTTP.Listen
-}
-
-// Path returns the file the configuration came from.
-func (c *Config) Path() string { return c.path }
-
-// CaptureConfig returns the capture section in the adapter's terms.
-func (c *Config) CaptureConfig() *adapter.CaptureConfig {
-	return &adapter.CaptureConfig{Schema: c.Capture.Schema, Table: c.Legacy.Table, Key: c.Legacy.Key, Trigger: c.Capture.Trigger}
-}
-
-// ReaderConfig returns the reader settings; the caller adds logger and metrics.
-func (c *Config) ReaderConfig() *adapter.ReaderConfig {
-	return &adapter.ReaderConfig{Capture: c.CaptureConfig(), BatchSize: c.Capture.BatchSize,
-		PollInterval: time.Duration(c.Capture.PollInterval), Retention: time.Duration(c.Capture.Retention)}
-}
-
-// Translator returns a translator for the legacy mapping. known lists the
-// phases of the workflow definitions, if any.
-func (c *Config) Translator(known []dtetype.Phase) (*adapter.Translator, error) {
-	return adapter.NewTranslator(c.Legacy.Mapping, c.Legacy.Key, known)
 }

@@ -4,12 +4,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/synapsedte/dtebridge/legacy"
+	"github.com/synapsedte/dtebridge/internal/legacysim"
 )
 
 func TestExamplesLoad(t *testing.T) {
 	t.Parallel()
-	for _, p := range legacy.Profiles() {
+	for _, p := range legacysim.Profiles() {
 		c, err := Example(p.Name)
 		if err != nil {
 			t.Fatal(err)
@@ -17,18 +17,18 @@ func TestExamplesLoad(t *testing.T) {
 		// Every label the legacy profile can write has a mapping.
 		for _, ph := range p.Chain {
 			for _, l := range ph.Labels() {
-				if _, ok := c.Legacy.Phases[l]; !ok {
+				if _, ok := c.Legacy.Phases.Get(l); !ok {
 					t.Errorf("%s: phase label %q unmapped", p.Name, l)
 				}
 			}
 		}
 		for _, l := range p.States {
-			if _, ok := c.Legacy.States[l]; !ok {
+			if _, ok := c.Legacy.States.Get(l); !ok {
 				t.Errorf("%s: state label %q unmapped", p.Name, l)
 			}
 		}
 		for _, l := range p.Statuses {
-			if _, ok := c.Legacy.Statuses[l]; !ok {
+			if _, ok := c.Legacy.Statuses.Get(l); !ok {
 				t.Errorf("%s: status label %q unmapped", p.Name, l)
 			}
 		}

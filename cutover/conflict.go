@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -14,10 +14,6 @@ import (
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/shadow"
 )
-
-// KindAuthorityConflict is the divergence a legacy write to a phase and
-// report on the new engine is recorded as.
-const KindAuthorityConflict = "authority_conflict"
 
 // Conflicts handles legacy writes to phases the new engine owns: each is
 // recorded as an authority_conflict divergence and counted; under the
@@ -33,30 +29,39 @@ type Conflicts struct {
 	Logger  *slog.Logger
 }
 
+// conflictDetail says what legacy wrote and who the row names.
+func conflictDetail(c dtetype.PhaseChange) string {
+	var who []string
+	if c.StartedBy != "" {
+		who = append(who, "started_by "+c.StartedBy)
+	}
+	if c.CompletedBy != "" {
+		who = append(who, "completed_by "+c.CompletedBy)
+	}
+	if c.Override != nil && c.Override.By != "" {
+		who = append(who, "override_by "+c.Override.By)
+	}
+	actors := "no actor recorded"
+	if len(who) > 0 {
+		actors = strings.Join(who, ", ")
+	}
+	return fmt.Sprintf("legacy wrote %s (state %s; %s) while the new engine owns it (change %s)", c.Phase, c.State, actors, c.EventID)
+}
+
 // Handle records and handles conflicts.
 func (h *Conflicts) Handle(ctx context.Context, changes []dtetype.PhaseChange) error {
 	for _, c := range changes {
-		detail := fmt.Sprintf("legacy wrote %s (state %s) while the new engine owns it (change %s, by %s)", c.Phase, c.State, c.EventID, orDefault(c.StartedBy+c.CompletedBy, "?"))
 		// A redelivered batch brings the same change again: it is recorded,
 		// counted and reverted once (the detail names the change).
-		var id int64
-		err := h.Store.pool.QueryRow(ctx, `INSERT INTO `+h.Store.schema+`.divergences (cycle_id, report_id, phase, kind, legacy_value, shadow_value,
-				detail, first_seen, last_seen, last_run)
-			VALUES ($1, $2, $3, $4, $5, 'engine is authoritative', $6, now(), now(), 0)
-			ON CONFLICT (cycle_id, report_id, phase, kind) WHERE resolved_at IS NULL
-			DO UPDATE SET last_seen = now(), legacy_value = excluded.legacy_value, detail = excluded.detail
-			WHERE divergences.detail IS DISTINCT FROM excluded.detail
-			RETURNING divergence_id`,
-			c.Key.CycleID, c.Key.ReportID, string(c.Phase), KindAuthorityConflict, string(c.State), detail).Scan(&id)
-		fresh := !errors.Is(err, pgx.ErrNoRows)
-		if err != nil && fresh {
-			return fmt.Errorf("error recording an authority conflict: %w", err)
+		fresh, err := h.Store.st.RecordConflict(ctx, c.Key, c.Phase, string(c.State), conflictDetail(c))
+		if err != nil {
+			return err
 		}
 		if fresh && h.Counter != nil {
 			h.Counter.WithLabelValues(string(c.Phase)).Inc()
 		}
 		if fresh && h.Logger != nil {
-			h.Logger.Warn("authority conflict", "key", c.Key.String(), "phase", c.Phase, "event_id", c.EventID, "policy", orDefault(h.Policy, PolicyAlert))
+			h.Logger.Warn("authority conflict", "key", c.Key.String(), "phase", c.Phase, "event_id", c.EventID, "policy", h.Policy)
 		}
 		if h.Policy != PolicyRevert {
 			continue

@@ -14,10 +14,12 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/cutover"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
+	"github.com/synapsedte/dtebridge/internal/legacysim"
 	"github.com/synapsedte/dtebridge/internal/testenv"
 	"github.com/synapsedte/dtebridge/legacy"
 	"github.com/synapsedte/dtebridge/reconcile"
@@ -32,7 +34,7 @@ type env struct {
 	*bridgetest.Bridge
 	t     *testing.T
 	store *cutover.Store
-	model *legacy.Model
+	model *legacysim.Model
 	x     *cutover.Executor
 	to    reconcile.TemporalOptions
 }
@@ -43,18 +45,20 @@ func setup(t *testing.T, configure ...func(*config.Config)) *env {
 	if len(configure) > 0 {
 		o.Configure = configure[0]
 	}
-	b := bridgetest.New(t, legacy.Seed, o)
+	b := bridgetest.New(t, legacysim.Seed, o)
 	b.Simulate(20, 200, 101)
 	b.Quiescent(60 * time.Second)
 	_, def, err := b.Cfg.LoadDefinitions()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, _ := b.Cfg.Translator(def.PhaseIDs())
-	store := cutover.NewStore(b.DB.Pool, "")
-	return &env{Bridge: b, t: t, store: store, model: legacy.NewModel(b.DB.Pool, legacy.Seed, nil),
-		x:  &cutover.Executor{Client: b.TC, Store: store, WorkflowIDPrefix: b.Cfg.Shadow.WorkflowIDPrefix},
-		to: reconcile.TemporalOptions{Client: b.TC, Definition: def, Translator: tr, TaskQueue: b.Cfg.Shadow.TaskQueue, WorkflowIDPrefix: b.Cfg.Shadow.WorkflowIDPrefix}}
+	store := cutover.NewStore(b.Store())
+	x := &cutover.Executor{Client: b.TC, Store: store, WorkflowIDPrefix: b.Cfg.Shadow.WorkflowIDPrefix, Definition: def}
+	if b.Cfg.Legacy.Users != nil {
+		x.Users = legacy.NewUsers(b.DB.Pool, *b.Cfg.Legacy.Users)
+	}
+	return &env{Bridge: b, t: t, store: store, model: legacysim.NewModel(b.DB.Pool, legacysim.Seed, nil), x: x,
+		to: reconcile.TemporalOptions{Client: b.TC, WorkflowIDPrefix: b.Cfg.Shadow.WorkflowIDPrefix}}
 }
 
 // reconcileRuns records n full reconcile runs and returns the last.
@@ -85,8 +89,8 @@ func (e *env) coveredReport(percent int) dtetype.Key {
 			e.t.Fatal(err)
 		}
 		k := dtetype.Key{CycleID: cycle, ReportID: id}
-		if cutover.Bucket(k) < percent*100 {
-			if _, err := e.model.AddReport(ctx, k, legacy.AddOptions{Tester: 11}); err != nil {
+		if dtetype.Bucket(k) < percent*100 {
+			if _, err := e.model.AddReport(ctx, k, legacysim.AddOptions{Tester: 11}); err != nil {
 				e.t.Fatal(err)
 			}
 			e.Quiescent(30 * time.Second)
@@ -144,7 +148,7 @@ func TestLifecycle(t *testing.T) {
 	if r.Unexpected == 0 {
 		t.Fatal("the bypass divergence was not found")
 	}
-	_, err := e.store.Set(ctx, cutover.Change{Phase: phase, Mode: cutover.ModeNew, Percent: 10, Actor: "alice", Reason: "first tenth"}, e.Cfg.GateConfig())
+	_, err := e.store.Set(ctx, cutover.Change{Phase: phase, Mode: dtetype.ModeNew, Percent: 10, Actor: "alice", Reason: "first tenth"}, e.Cfg.GateConfig())
 	var ge *cutover.GateError
 	if !errors.As(err, &ge) || !strings.Contains(err.Error(), "unexpected divergences") || len(ge.Gate.Runs) != 3 {
 		t.Fatalf("promotion with a divergence: %v", err)
@@ -159,7 +163,7 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	// 4. New at 10%.
-	res, err := e.store.Set(ctx, cutover.Change{Phase: phase, Mode: cutover.ModeNew, Percent: 10, Actor: "alice", Reason: "first tenth"}, e.Cfg.GateConfig())
+	res, err := e.store.Set(ctx, cutover.Change{Phase: phase, Mode: dtetype.ModeNew, Percent: 10, Actor: "alice", Reason: "first tenth"}, e.Cfg.GateConfig())
 	if err != nil || !res.Gate.Pass || res.Forced {
 		t.Fatalf("promotion: %v %+v", err, res)
 	}
@@ -169,20 +173,20 @@ func TestLifecycle(t *testing.T) {
 	before := e.row(k, "Planning")
 	// Start goes through the served API, as an operator's tool would.
 	code, body := e.post(fmt.Sprintf("/api/v1/cycles/%d/reports/%d/phases/planning/start", k.CycleID, k.ReportID), token,
-		`{"actor": "11", "role": "Tester", "reason": "kick-off"}`)
+		`{"actor": "12", "role": "Tester", "reason": "kick-off"}`)
 	var got *shadow.CommandResult
 	if err := json.Unmarshal(body, &got); code != http.StatusOK || err != nil || got.State != dtetype.StateInProgress || got.Rows != 1 {
 		t.Fatalf("start over HTTP: %d %s", code, body)
 	}
 	after := e.row(k, "Planning")
-	if after["state"] != "In Progress" || after["started_by"] != 11.0 || after["actual_start_date"] == nil || before["actual_start_date"] != nil {
+	if after["state"] != "In Progress" || after["started_by"] != 12.0 || after["actual_start_date"] == nil || before["actual_start_date"] != nil {
 		t.Errorf("legacy row after start: %v", after)
 	}
-	got, err = e.x.Execute(ctx, k, shadow.Command{Action: shadow.ActionComplete, Phase: phase, Actor: "12", Role: "Test Executive", Reason: "plan approved"})
+	got, err = e.x.Execute(ctx, k, shadow.Command{Action: shadow.ActionComplete, Phase: phase, Actor: "13", Role: "Test Executive", Reason: "plan approved"})
 	if err != nil || got.State != dtetype.StateCompleted || got.Rows != 2 {
 		t.Fatalf("complete: %v %+v", err, got)
 	}
-	if sc := e.row(k, "Scoping"); sc["state"] != "In Progress" || sc["started_by"] != 12.0 {
+	if sc := e.row(k, "Scoping"); sc["state"] != "In Progress" || sc["started_by"] != 13.0 {
 		t.Errorf("completing Planning must start Scoping in legacy, as the application does: %v", sc)
 	}
 	var origin string
@@ -199,7 +203,7 @@ func TestLifecycle(t *testing.T) {
 			AND cycle_id = $1 AND report_id = $2`, k.CycleID, k.ReportID).Scan(&n)
 		return n
 	}
-	if _, err := e.model.Reopen(ctx, legacy.Ref{Key: k, Phase: "Planning"}, legacy.ReopenState); err != nil {
+	if _, err := e.model.Reopen(ctx, legacysim.Ref{Key: k, Phase: "Planning"}, legacysim.ReopenState); err != nil {
 		t.Fatal(err)
 	}
 	bridgetest.WaitFor(t, 15*time.Second, "the conflict", func() bool { return conflicts() == 1 })
@@ -216,12 +220,13 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	// 7. Rollback: the shadow resyncs from legacy and reconcile is clean.
-	res, err = e.store.Set(ctx, cutover.Change{Phase: phase, Mode: cutover.ModeShadow, Actor: "alice", Reason: "roll back"}, e.Cfg.GateConfig())
+	res, err = e.store.Set(ctx, cutover.Change{Phase: phase, Mode: dtetype.ModeShadow, Actor: "alice", Reason: "roll back"}, e.Cfg.GateConfig())
 	if err != nil || len(res.Released) == 0 {
 		t.Fatalf("rollback: %v %+v", err, res)
 	}
-	if err := reconcile.Resync(ctx, e.Cfg.ReconcileOptions(e.DB.Pool), e.to, res.Released); err != nil {
-		t.Fatal(err)
+	rr, err := adapter.AwaitRedrives(ctx, e.Store(), res.Redrives, 30*time.Second)
+	if err != nil || len(rr.Applied) != len(res.Released) {
+		t.Fatalf("rollback re-drives: %v %+v", err, rr)
 	}
 	e.Quiescent(30 * time.Second)
 	if r := e.reconcileRuns(1); r.Unexpected != 0 {
@@ -236,7 +241,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	var gate cutover.GateResult
 	if err := json.Unmarshal(hist[1].Gate, &gate); err != nil || !gate.Pass || len(gate.Runs) != 3 || hist[1].ToPercent != 10 ||
-		hist[1].Actor != "alice" || hist[0].ToMode != cutover.ModeShadow || hist[0].Reason != "roll back" {
+		hist[1].Actor != "alice" || hist[0].ToMode != dtetype.ModeShadow || hist[0].Reason != "roll back" {
 		t.Errorf("history: %v %+v, gate %s", err, hist, hist[1].Gate)
 	}
 }
@@ -247,7 +252,7 @@ func TestRejections(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
 	for _, p := range []dtetype.Phase{"planning", "scoping"} {
-		if _, err := e.store.Set(ctx, cutover.Change{Phase: p, Mode: cutover.ModeNew, Percent: 100, Actor: "alice", Reason: "test", Force: true}, e.Cfg.GateConfig()); err != nil {
+		if _, err := e.store.Set(ctx, cutover.Change{Phase: p, Mode: dtetype.ModeNew, Percent: 100, Actor: "alice", Reason: "test", Force: true}, e.Cfg.GateConfig()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -265,10 +270,10 @@ func TestRejections(t *testing.T) {
 		cmd  shadow.Command
 		rule string
 	}{
-		{"WrongRole", shadow.Command{Action: shadow.ActionStart, Phase: "planning", Actor: "11", Role: "Report Owner", Reason: "x"}, shadow.RuleRoleNotAllowed},
-		{"UnmetDependency", shadow.Command{Action: shadow.ActionStart, Phase: "scoping", Actor: "11", Role: "Tester", Reason: "x"}, shadow.RuleDependencyUnmet},
-		{"InvalidTransition", shadow.Command{Action: shadow.ActionComplete, Phase: "planning", Actor: "11", Role: "Tester", Reason: "x"}, shadow.RuleInvalidTransition},
-		{"NoReason", shadow.Command{Action: shadow.ActionStart, Phase: "planning", Actor: "11", Role: "Tester"}, "missing_actor_or_reason"},
+		{"WrongRole", shadow.Command{Action: shadow.ActionStart, Phase: "planning", Actor: "14", Role: "Report Owner", Reason: "x"}, shadow.RuleRoleNotAllowed},
+		{"UnmetDependency", shadow.Command{Action: shadow.ActionStart, Phase: "scoping", Actor: "12", Role: "Tester", Reason: "x"}, shadow.RuleDependencyUnmet},
+		{"InvalidTransition", shadow.Command{Action: shadow.ActionComplete, Phase: "planning", Actor: "12", Role: "Tester", Reason: "x"}, shadow.RuleInvalidTransition},
+		{"NoReason", shadow.Command{Action: shadow.ActionStart, Phase: "planning", Actor: "12", Role: "Tester"}, "missing_actor_or_reason"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := e.x.Execute(ctx, k, tc.cmd)
@@ -282,7 +287,7 @@ func TestRejections(t *testing.T) {
 		t.Error("a rejected command wrote something")
 	}
 	// A phase not on new takes no commands.
-	_, err := e.x.Execute(ctx, k, shadow.Command{Action: shadow.ActionStart, Phase: "testing", Actor: "11", Role: "Tester", Reason: "x"})
+	_, err := e.x.Execute(ctx, k, shadow.Command{Action: shadow.ActionStart, Phase: "testing", Actor: "12", Role: "Tester", Reason: "x"})
 	if !errors.Is(err, cutover.ErrNotOnNew) {
 		t.Errorf("command to a shadow phase: %v", err)
 	}
@@ -295,10 +300,10 @@ func TestStickiness(t *testing.T) {
 	in := 0
 	for r := int64(1); r <= 10000; r++ {
 		k := dtetype.Key{CycleID: 7, ReportID: r}
-		if cutover.Bucket(k) != cutover.Bucket(k) {
+		if dtetype.Bucket(k) != dtetype.Bucket(k) {
 			t.Fatal("bucket is not stable")
 		}
-		if cutover.Bucket(k) < 1000 {
+		if dtetype.Bucket(k) < 1000 {
 			in++
 		}
 	}
@@ -317,11 +322,11 @@ func TestStickiness(t *testing.T) {
 	var mid dtetype.Key
 	for mid.ReportID == 0 {
 		k := e.coveredReport(50)
-		if cutover.Bucket(k) >= 1000 {
+		if dtetype.Bucket(k) >= 1000 {
 			mid = k
 		}
 	}
-	set(cutover.ModeNew, 50)
+	set(dtetype.ModeNew, 50)
 	a := cutover.NewAuthority(e.store)
 	check := func(want bool, when string) {
 		t.Helper()
@@ -333,11 +338,11 @@ func TestStickiness(t *testing.T) {
 		}
 	}
 	check(true, "at 50%")
-	set(cutover.ModeNew, 10)
+	set(dtetype.ModeNew, 10)
 	check(true, "lowered to 10%")
-	set(cutover.ModeShadow, 0)
+	set(dtetype.ModeShadow, 0)
 	check(false, "after rollback")
-	set(cutover.ModeNew, 10)
+	set(dtetype.ModeNew, 10)
 	check(false, "at 10% again after rollback")
 }
 
@@ -348,7 +353,7 @@ func TestTokenAndReplicas(t *testing.T) {
 	e := setup(t)
 	second := e.Start()
 	post := func(tok string) int {
-		code, _ := e.post("/api/v1/cycles/1/reports/1/phases/planning/start", tok, `{"actor": "11", "role": "Tester", "reason": "x"}`)
+		code, _ := e.post("/api/v1/cycles/1/reports/1/phases/planning/start", tok, `{"actor": "12", "role": "Tester", "reason": "x"}`)
 		return code
 	}
 	if c := post(""); c != http.StatusUnauthorized {
@@ -361,12 +366,12 @@ func TestTokenAndReplicas(t *testing.T) {
 		t.Errorf("valid token, phase in shadow: %d, want 409 (not on new)", c)
 	}
 	ctx := context.Background()
-	if _, err := e.store.Set(ctx, cutover.Change{Phase: "testing", Mode: cutover.ModeNew, Percent: 30, Actor: "carol", Reason: "ramp", Force: true}, e.Cfg.GateConfig()); err != nil {
+	if _, err := e.store.Set(ctx, cutover.Change{Phase: "testing", Mode: dtetype.ModeNew, Percent: 30, Actor: "carol", Reason: "ramp", Force: true}, e.Cfg.GateConfig()); err != nil {
 		t.Fatal(err)
 	}
 	changed := time.Now()
 	bridgetest.WaitFor(t, 10*time.Second, "both replicas to see the change", func() bool {
-		return e.Srv.Authority().Mode("testing").Mode == cutover.ModeNew && second.Authority().Mode("testing").Percent == 30
+		return e.Srv.Authority().Mode("testing").Mode == dtetype.ModeNew && second.Authority().Mode("testing").Percent == 30
 	})
 	t.Logf("both replicas agreed %s after the change", time.Since(changed).Round(10*time.Millisecond))
 }
@@ -378,17 +383,17 @@ func TestRevertPolicy(t *testing.T) {
 	t.Parallel()
 	e := setup(t, func(c *config.Config) { c.Cutover.ConflictPolicy = cutover.PolicyRevert })
 	ctx := context.Background()
-	if _, err := e.store.Set(ctx, cutover.Change{Phase: "planning", Mode: cutover.ModeNew, Percent: 100, Actor: "alice", Reason: "test", Force: true}, e.Cfg.GateConfig()); err != nil {
+	if _, err := e.store.Set(ctx, cutover.Change{Phase: "planning", Mode: dtetype.ModeNew, Percent: 100, Actor: "alice", Reason: "test", Force: true}, e.Cfg.GateConfig()); err != nil {
 		t.Fatal(err)
 	}
 	k := e.coveredReport(100)
-	if _, err := e.x.Execute(ctx, k, shadow.Command{Action: shadow.ActionStart, Phase: "planning", Actor: "11", Role: "Tester", Reason: "go"}); err != nil {
+	if _, err := e.x.Execute(ctx, k, shadow.Command{Action: shadow.ActionStart, Phase: "planning", Actor: "12", Role: "Tester", Reason: "go"}); err != nil {
 		t.Fatal(err)
 	}
 	e.Quiescent(30 * time.Second)
 	engine := e.row(k, "Planning")
 	// Legacy resets the phase behind the engine's back.
-	if _, err := e.model.Reopen(ctx, legacy.Ref{Key: k, Phase: "Planning"}, legacy.ReopenReset); err != nil {
+	if _, err := e.model.Reopen(ctx, legacysim.Ref{Key: k, Phase: "Planning"}, legacysim.ReopenReset); err != nil {
 		t.Fatal(err)
 	}
 	bridgetest.WaitFor(t, 20*time.Second, "the revert", func() bool {
@@ -416,7 +421,7 @@ func TestConcurrentCommands(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	ctx := context.Background()
-	if _, err := e.store.Set(ctx, cutover.Change{Phase: "planning", Mode: cutover.ModeNew, Percent: 100, Actor: "alice", Reason: "test", Force: true}, e.Cfg.GateConfig()); err != nil {
+	if _, err := e.store.Set(ctx, cutover.Change{Phase: "planning", Mode: dtetype.ModeNew, Percent: 100, Actor: "alice", Reason: "test", Force: true}, e.Cfg.GateConfig()); err != nil {
 		t.Fatal(err)
 	}
 	k := e.coveredReport(100)
@@ -455,7 +460,7 @@ func TestConcurrentCommands(t *testing.T) {
 	// The same command id for another report: refused, nothing written.
 	other := e.coveredReport(100)
 	id := "cmd-reused-0001"
-	if _, err := e.x.Execute(ctx, k, shadow.Command{ID: id, Action: shadow.ActionComplete, Phase: "planning", Actor: "12", Role: "Test Executive", Reason: "done"}); err != nil {
+	if _, err := e.x.Execute(ctx, k, shadow.Command{ID: id, Action: shadow.ActionComplete, Phase: "planning", Actor: "13", Role: "Test Executive", Reason: "done"}); err != nil {
 		t.Fatal(err)
 	}
 	before := e.row(other, "Planning")
@@ -477,12 +482,13 @@ func TestWriteBackChecksOwnership(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
 	k := e.coveredReport(100)
-	_, def, _ := e.Cfg.LoadDefinitions()
-	tr, _ := e.Cfg.Translator(def.PhaseIDs())
-	profile, _ := e.Cfg.LegacyProfile()
-	wb := &cutover.WriteBack{Pool: e.DB.Pool, Profile: profile, Mapping: e.Cfg.Legacy.Mapping, Translator: tr, Capture: e.Cfg.CaptureConfig()}
+	writer, err := legacy.NewWriter(e.DB.Pool, &e.Cfg.Legacy, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb := &cutover.WriteBack{Writer: writer, Store: e.Store()}
 	before := e.row(k, "Planning")
-	_, err := wb.WriteBack(ctx, shadow.WriteBackRequest{Key: k, Command: shadow.Command{ID: "cmd-after-rollback", Action: shadow.ActionStart,
+	_, err = wb.WriteBack(ctx, shadow.WriteBackRequest{Key: k, Command: shadow.Command{ID: "cmd-after-rollback", Action: shadow.ActionStart,
 		Phase: "planning", Actor: "100", Role: "Tester", Reason: "late retry"}, At: time.Now()})
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != "not_on_new" || !appErr.NonRetryable() {

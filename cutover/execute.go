@@ -6,12 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/legacy"
 	"github.com/synapsedte/dtebridge/shadow"
 )
 
@@ -33,9 +35,56 @@ type Executor struct {
 	Client           client.Client
 	Store            *Store
 	WorkflowIDPrefix string
+	// Definition is the active definition, for role names and aliases.
+	Definition *dtetype.Definition
+	// Users, if set, says who an actor is and what role they hold: a
+	// command's actor must be a legacy user, and acts in the role the users
+	// table gives. Without it, the command states the role.
+	Users *legacy.Users
 	// Commands counts commands by phase and outcome (accepted, rejected,
 	// failed); nil: not counted.
 	Commands *prometheus.CounterVec
+}
+
+// resolveActor checks who is acting and settles the command's role: the
+// users table's, where one is configured (a stated role must agree with
+// it), else the stated one, which is then required.
+func (x *Executor) resolveActor(ctx context.Context, cmd *shadow.Command) error {
+	if strings.TrimSpace(cmd.Actor) == "" || strings.TrimSpace(cmd.Reason) == "" {
+		return &RejectedError{Rule: "missing_actor_or_reason", Message: "a command needs an actor and a reason"}
+	}
+	if x.Users == nil {
+		if strings.TrimSpace(cmd.Role) == "" {
+			return &RejectedError{Rule: "missing_role", Message: "no users table is configured (legacy.users), so a command must state the role its actor acts in"}
+		}
+		return nil
+	}
+	role, err := x.Users.Resolve(ctx, cmd.Actor)
+	if errors.Is(err, legacy.ErrUnknownActor) {
+		return &RejectedError{Rule: "unknown_actor", Message: err.Error()}
+	}
+	if err != nil {
+		return err
+	}
+	if cmd.Role != "" && !sameRole(x.Definition, cmd.Role, role) {
+		return &RejectedError{Rule: "role_mismatch", Message: fmt.Sprintf("user %s holds role %q in the users table, not %q", cmd.Actor, role, cmd.Role)}
+	}
+	cmd.Role = role
+	return nil
+}
+
+// sameRole reports whether two role names are the same role, aliases
+// resolved by the definition.
+func sameRole(d *dtetype.Definition, a, b string) bool {
+	if strings.EqualFold(strings.TrimSpace(a), strings.TrimSpace(b)) {
+		return true
+	}
+	if d == nil {
+		return false
+	}
+	ca, oka := d.CanonicalRole(a)
+	cb, okb := d.CanonicalRole(b)
+	return oka && okb && ca == cb
 }
 
 // NewCommandID returns a random command id.
@@ -58,8 +107,15 @@ func (x *Executor) Execute(ctx context.Context, k dtetype.Key, cmd shadow.Comman
 			x.Commands.WithLabelValues(string(cmd.Phase), outcome).Inc()
 		}
 	}()
-	if err := owned(ctx, x.Store.pool, x.Store.schema, k, cmd.Phase); err != nil {
+	if err := owned(ctx, x.Store.st, k, cmd.Phase); err != nil {
 		if errors.Is(err, ErrNotOnNew) {
+			outcome = "rejected"
+		}
+		return nil, err
+	}
+	if err := x.resolveActor(ctx, &cmd); err != nil {
+		var rej *RejectedError
+		if errors.As(err, &rej) {
 			outcome = "rejected"
 		}
 		return nil, err

@@ -15,9 +15,9 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
+	"github.com/synapsedte/dtebridge/internal/legacysim"
 	"github.com/synapsedte/dtebridge/internal/localprom"
 	"github.com/synapsedte/dtebridge/internal/testenv"
-	"github.com/synapsedte/dtebridge/legacy"
 	"github.com/synapsedte/dtebridge/reconcile"
 )
 
@@ -160,7 +160,7 @@ func base(name string, families map[string]bool) string {
 // dashboards and rules name exists in the live registry, and that every
 // metric the bridge exports is documented in README.md.
 func TestEndToEnd(t *testing.T) {
-	b := bridgetest.New(t, legacy.Seed, nil)
+	b := bridgetest.New(t, legacysim.Seed, nil)
 	ctx := context.Background()
 	prom, err := localprom.Start(ctx, localprom.Config{Targets: []string{b.Srv.Addr()}, ScrapeInterval: time.Second, RuleFiles: []string{"alerts.yml"}})
 	if err != nil {

@@ -1,14 +1,16 @@
-// Package legacy models the legacy SynapseDTE application: its schema, in the
-// two label profiles found in the field, the way its orchestrator writes
-// workflow_phases rows, and a traffic simulator that drives that model.
+// Package legacy is the legacy database as the configuration describes it:
+// the phase table, its columns by role and what its labels mean (Table),
+// reading its rows in canonical terms (Translator, SnapshotSQL), who its
+// users are and what role they hold (Users), and writing its rows exactly
+// as the legacy application does (Writer), which cutover's write-back and
+// the revert conflict policy use.
 //
-// The model exists so that the rest of the bridge can be tested against rows
-// written exactly as production writes them, quirks included (see LEGACY.md):
-// overrides that leave the base state alone, four forms of reopen, a
-// status-only complete, a schedule-status rule that calls the last 24 hours
-// before a deadline on schedule, and only two enforced gates.
+// Everything here is driven by the configured table, never by the shipped
+// label profiles: a legacy database with labels, enum types, key columns
+// and users table of its own works without code changes. The profiles, the
+// demo schemas and the traffic simulator live in internal/legacysim, for
+// the demo, tests and benchmarks only.
 //
-// It must never be used against a real SynapseDTE database: it writes rows.
-// The bridge proper reads legacy data only through the adapter and its
-// configured label mapping, never through this package's Go profiles.
+// It must never write a row the legacy application would not write, and it
+// writes only when cutover has made the new engine authoritative.
 package legacy

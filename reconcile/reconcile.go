@@ -12,10 +12,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/legacy"
+	"github.com/synapsedte/dtebridge/store"
 )
 
 // Scope limits a run. Zero fields do not limit it.
@@ -28,21 +28,18 @@ type Scope struct {
 	Keys []dtetype.Key `json:"keys,omitempty"`
 }
 
-// Options configures a run. Pool and Mapping are required.
+// Options configures a run; config resolves them (Config.ReconcileOptions).
+// Store and Table are required.
 type Options struct {
-	Pool *pgxpool.Pool
-	// Capture locates the legacy table and the bridge schema.
-	Capture *adapter.CaptureConfig
-	// Mapping is the legacy label mapping, with column names.
-	Mapping adapter.Mapping
-	// Consumer is the capture checkpoint the shadow is fed from. Default: mirror.
-	Consumer string
-	Scope    Scope
+	// Store is the bridge schema.
+	Store *store.Store
+	// Table is the legacy table as configured.
+	Table *legacy.Table
+	Scope Scope
 	// LagGrace is how long a report may be behind before it is stale
-	// rather than in flight. Default: 30s.
+	// rather than in flight.
 	LagGrace time.Duration
 	// DateTolerance is the largest date difference that still agrees.
-	// Default: 1s.
 	DateTolerance time.Duration
 	// Expected are the accepted differences.
 	Expected []Rule
@@ -88,11 +85,11 @@ type Report struct {
 	Unexpected     int64            `json:"unexpected"`
 	Expected       int64            `json:"expected"`
 	// New and Resolved compare with the previous persisted runs.
-	New         int64         `json:"new"`
-	Resolved    int64         `json:"resolved"`
-	Divergences []Divergence  `json:"divergences"`
-	Repair      *RepairReport `json:"repair,omitempty"`
-	Deep        *DeepReport   `json:"deep,omitempty"`
+	New         int64                `json:"new"`
+	Resolved    int64                `json:"resolved"`
+	Divergences []dtetype.Divergence `json:"divergences"`
+	Repair      *RepairReport        `json:"repair,omitempty"`
+	Deep        *DeepReport          `json:"deep,omitempty"`
 
 	// inFlightReports were not looked at: their open divergences stay open.
 	inFlightReports []dtetype.Key
@@ -118,16 +115,6 @@ type sides struct {
 
 // Run compares every legacy key in scope with the shadow projection.
 func Run(ctx context.Context, o Options) (*Report, error) {
-	o.Capture = orCapture(o.Capture)
-	if o.Consumer == "" {
-		o.Consumer = "mirror"
-	}
-	if o.LagGrace == 0 {
-		o.LagGrace = 30 * time.Second
-	}
-	if o.DateTolerance == 0 {
-		o.DateTolerance = time.Second
-	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -137,8 +124,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	r := &Report{StartedAt: o.Now(), Scope: o.Scope, Counts: map[string]int64{}, ExpectedByRule: map[string]int64{}}
-	q := newQueries(&o)
-	conn, err := o.Pool.Acquire(ctx)
+	q, err := newQueries(&o)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := o.Store.Pool().Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("error connecting: %w", err)
 	}
@@ -167,19 +157,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	c.finish()
 	if o.Persist {
-		if err := persist(ctx, o.Pool, q.schema, r); err != nil {
+		if err := persist(ctx, o.Store, r); err != nil {
 			return nil, err
 		}
 	}
 	r.FinishedAt = o.Now()
 	return r, nil
-}
-
-func orCapture(c *adapter.CaptureConfig) *adapter.CaptureConfig {
-	if c == nil {
-		return &adapter.CaptureConfig{}
-	}
-	return c
 }
 
 // run is the state of one reconcile run.
@@ -224,37 +207,20 @@ func (c *run) lag(ctx context.Context) error {
 			c.behindSince[k] = since
 		}
 	}
-	rows, err := c.tx.Query(ctx, c.q.pending, c.q.args)
+	st := c.o.Store.On(c.tx)
+	pending, err := st.PendingByReport(ctx, store.MirrorConsumer, c.o.Table.Columns.Cycle, c.o.Table.Columns.Report)
 	if err != nil {
-		return fmt.Errorf("error reading the change backlog: %w", err)
-	}
-	for rows.Next() {
-		var k dtetype.Key
-		var since time.Time
-		if err := rows.Scan(&k.CycleID, &k.ReportID, &since); err != nil {
-			rows.Close()
-			return err
-		}
-		add(k, since)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("error reading the change backlog: %w", err)
-	}
-	rows, err = c.tx.Query(ctx, c.q.unapplied, c.q.args)
-	if err != nil {
-		return fmt.Errorf("error reading the mirror watermark: %w", err)
-	}
-	for rows.Next() {
-		var k dtetype.Key
-		var since time.Time
-		if err := rows.Scan(&k.CycleID, &k.ReportID, &since); err != nil {
-			rows.Close()
-			return err
-		}
-		add(k, since)
-	}
-	if err := rows.Err(); err != nil {
 		return err
+	}
+	for k, since := range pending {
+		add(k, since)
+	}
+	behind, err := st.BehindReports(ctx)
+	if err != nil {
+		return err
+	}
+	for _, b := range behind {
+		add(b.Key, b.Since)
 	}
 	// Reports behind within the grace period are in flight, every phase.
 	var cycles, reports []int64
@@ -270,7 +236,7 @@ func (c *run) lag(ctx context.Context) error {
 	for k, v := range c.q.args {
 		args[k] = v
 	}
-	rows, err = c.tx.Query(ctx, c.q.phasesOf, args)
+	rows, err := c.tx.Query(ctx, c.q.phasesOf, args)
 	if err != nil {
 		return fmt.Errorf("error reading in-flight reports: %w", err)
 	}
@@ -287,21 +253,9 @@ func (c *run) lag(ctx context.Context) error {
 }
 
 func (c *run) quarantine(ctx context.Context) error {
-	c.quarantined = map[dtetype.Key]string{}
-	rows, err := c.tx.Query(ctx, c.q.quarantined, c.q.args)
-	if err != nil {
-		return fmt.Errorf("error reading quarantine: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var k dtetype.Key
-		var reasons string
-		if err := rows.Scan(&k.CycleID, &k.ReportID, &reasons); err != nil {
-			return err
-		}
-		c.quarantined[k] = reasons
-	}
-	return rows.Err()
+	var err error
+	c.quarantined, err = c.o.Store.On(c.tx).QuarantinedReports(ctx)
+	return err
 }
 
 // checksums compares a checksum per (cycle, phase) of each side and keeps
@@ -330,7 +284,7 @@ func (c *run) checksums(ctx context.Context) error {
 	shadowErr := make(chan error, 1)
 	go func() {
 		shadowErr <- func() error {
-			conn, err := c.o.Pool.Acquire(ctx)
+			conn, err := c.o.Store.Pool().Acquire(ctx)
 			if err != nil {
 				return err
 			}
@@ -342,7 +296,7 @@ func (c *run) checksums(ctx context.Context) error {
 				if _, err := tx.Exec(ctx, "SET LOCAL timezone = 'UTC'"); err != nil {
 					return err
 				}
-				rows, err := tx.Query(ctx, c.q.sumsShadow, c.q.args)
+				rows, err := tx.Query(ctx, c.q.SumsShadow, c.q.args)
 				if err != nil {
 					return err
 				}
@@ -359,7 +313,7 @@ func (c *run) checksums(ctx context.Context) error {
 			})
 		}()
 	}()
-	rows, err := c.tx.Query(ctx, c.q.sumsLegacy, c.q.args)
+	rows, err := c.tx.Query(ctx, c.q.SumsLegacy, c.q.args)
 	if err != nil {
 		<-shadowErr
 		return fmt.Errorf("error summing legacy rows: %w", err)
@@ -420,7 +374,7 @@ func (c *run) compare(ctx context.Context) error {
 	for _, n := range c.legacyRows {
 		total += n
 	}
-	if _, err := c.tx.Exec(ctx, "DECLARE reconcile NO SCROLL CURSOR FOR "+c.q.compare, c.q.args); err != nil {
+	if _, err := c.tx.Exec(ctx, "DECLARE reconcile NO SCROLL CURSOR FOR "+c.q.Compare, c.q.args); err != nil {
 		return fmt.Errorf("error comparing: %w", err)
 	}
 	var done int64
@@ -482,15 +436,15 @@ func (c *run) behind(k dtetype.Key) (behind, stale bool, since time.Time) {
 
 // add records a divergence, unless the key is in flight or its phase is
 // excluded.
-func (c *run) add(k3 key3, d Divergence) {
+func (c *run) add(k3 key3, d dtetype.Divergence) {
 	if c.inFlight[k3] || slices.Contains(c.o.Exclude, k3.p) {
 		return
 	}
 	if behind, stale, since := c.behind(k3.k); behind && stale {
-		d = Divergence{Key: k3.k, Phase: k3.p, Kind: KindStale, Legacy: d.Legacy, Shadow: d.Shadow,
+		d = dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindStale, Legacy: d.Legacy, Shadow: d.Shadow,
 			Detail: fmt.Sprintf("the shadow has been behind since %s, longer than the %s grace", since.Format(time.RFC3339), c.o.LagGrace)}
-	} else if reasons, ok := c.quarantined[k3.k]; ok && d.Kind != KindDuplicateRows {
-		d.Kind, d.Detail = KindQuarantined, "the report has changes in quarantine ("+reasons+"); the shadow waits behind them"
+	} else if reasons, ok := c.quarantined[k3.k]; ok && d.Kind != dtetype.KindDuplicateRows {
+		d.Kind, d.Detail = dtetype.KindQuarantined, "the report has changes in quarantine ("+reasons+"); the shadow waits behind them"
 	}
 	id := divKey{k3, d.Kind}
 	if c.seen[id] {
@@ -517,32 +471,32 @@ type divKey struct {
 func (c *run) classify(k3 key3, hasLegacy, hasShadow bool, nrows int64, l, s *sides) {
 	if nrows > 1 {
 		c.dupExtra[k3.p] += nrows - 1
-		c.add(k3, Divergence{Key: k3.k, Phase: k3.p, Kind: KindDuplicateRows, Legacy: fmt.Sprintf("%d rows", nrows), Shadow: "follows the oldest",
+		c.add(k3, dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindDuplicateRows, Legacy: fmt.Sprintf("%d rows", nrows), Shadow: "follows the oldest",
 			Detail: fmt.Sprintf("legacy has %d rows for this phase; the application and the shadow use the oldest", nrows)})
 	}
 	switch {
 	case !hasShadow:
-		c.add(k3, Divergence{Key: k3.k, Phase: k3.p, Kind: KindMissingInShadow, Legacy: string(l.State), Shadow: "-",
+		c.add(k3, dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindMissingInShadow, Legacy: string(l.State), Shadow: "-",
 			Detail: "legacy has this phase; the shadow projection does not"})
 		return
 	case !hasLegacy:
 		c.orphans[k3.p]++
-		c.add(k3, Divergence{Key: k3.k, Phase: k3.p, Kind: KindOrphanInShadow, Legacy: "-", Shadow: string(s.State),
+		c.add(k3, dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindOrphanInShadow, Legacy: "-", Shadow: string(s.State),
 			Detail: "the shadow projection has this phase; legacy has no row for it"})
 		return
 	}
 	if l.State != s.State {
-		c.add(k3, Divergence{Key: k3.k, Phase: k3.p, Kind: KindStateMismatch, Legacy: string(l.State), Shadow: string(s.State), Detail: fieldDiff(l, s)})
+		c.add(k3, dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindStateMismatch, Legacy: string(l.State), Shadow: string(s.State), Detail: fieldDiff(l, s)})
 	}
 	if l.Status != s.Status {
-		c.add(k3, Divergence{Key: k3.k, Phase: k3.p, Kind: KindStatusMismatch, Legacy: string(l.Status), Shadow: string(s.Status), Detail: fieldDiff(l, s)})
+		c.add(k3, dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindStatusMismatch, Legacy: string(l.Status), Shadow: string(s.Status), Detail: fieldDiff(l, s)})
 	}
 	if !sameTime(l.PlannedStart, s.PlannedStart, c.o.DateTolerance) || !sameTime(l.PlannedEnd, s.PlannedEnd, c.o.DateTolerance) ||
 		!sameTime(l.ActualStart, s.ActualStart, c.o.DateTolerance) || !sameTime(l.ActualEnd, s.ActualEnd, c.o.DateTolerance) {
-		c.add(k3, Divergence{Key: k3.k, Phase: k3.p, Kind: KindDatesMismatch, Legacy: dates(l), Shadow: dates(s), Detail: fieldDiff(l, s)})
+		c.add(k3, dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindDatesMismatch, Legacy: dates(l), Shadow: dates(s), Detail: fieldDiff(l, s)})
 	}
 	if l.StartedBy != s.StartedBy || l.CompletedBy != s.CompletedBy {
-		c.add(k3, Divergence{Key: k3.k, Phase: k3.p, Kind: KindActorMismatch, Legacy: actors(l), Shadow: actors(s), Detail: fieldDiff(l, s)})
+		c.add(k3, dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindActorMismatch, Legacy: actors(l), Shadow: actors(s), Detail: fieldDiff(l, s)})
 	}
 }
 
@@ -629,7 +583,7 @@ func shown(v reflect.Value) string {
 
 // violations carries the shadow's recorded rule violations.
 func (c *run) violations(ctx context.Context) error {
-	rows, err := c.tx.Query(ctx, c.q.violations, c.q.args)
+	rows, err := c.tx.Query(ctx, c.q.Violations, c.q.args)
 	if err != nil {
 		return fmt.Errorf("error reading rule violations: %w", err)
 	}
@@ -640,7 +594,7 @@ func (c *run) violations(ctx context.Context) error {
 		if err := rows.Scan(&k.CycleID, &k.ReportID, &phase, &rule, &detail, &event); err != nil {
 			return err
 		}
-		c.add(key3{k, dtetype.Phase(phase)}, Divergence{Key: k, Phase: dtetype.Phase(phase), Kind: KindRuleViolation, Legacy: "allowed", Shadow: rule,
+		c.add(key3{k, dtetype.Phase(phase)}, dtetype.Divergence{Key: k, Phase: dtetype.Phase(phase), Kind: dtetype.KindRuleViolation, Legacy: "allowed", Shadow: rule,
 			Detail: rule + ": " + detail + " (change " + event + ")"})
 	}
 	return rows.Err()
@@ -700,7 +654,7 @@ func (c *run) finish() {
 		}
 		return cmpInt(a.ReportID, b.ReportID)
 	})
-	slices.SortFunc(r.Divergences, func(a, b Divergence) int {
+	slices.SortFunc(r.Divergences, func(a, b dtetype.Divergence) int {
 		switch {
 		case a.Key.CycleID != b.Key.CycleID:
 			return cmpInt(a.Key.CycleID, b.Key.CycleID)
@@ -712,7 +666,7 @@ func (c *run) finish() {
 		return strings.Compare(a.Kind, b.Kind)
 	})
 	if r.Divergences == nil {
-		r.Divergences = []Divergence{}
+		r.Divergences = []dtetype.Divergence{}
 	}
 }
 

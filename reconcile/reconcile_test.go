@@ -13,8 +13,8 @@ import (
 
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
+	"github.com/synapsedte/dtebridge/internal/legacysim"
 	"github.com/synapsedte/dtebridge/internal/testenv"
-	"github.com/synapsedte/dtebridge/legacy"
 	"github.com/synapsedte/dtebridge/reconcile"
 )
 
@@ -47,7 +47,7 @@ func kinds(r *reconcile.Report, expected bool) map[string]int {
 // unexpected divergence in either profile.
 func TestNoFalsePositives(t *testing.T) {
 	t.Parallel()
-	for _, p := range legacy.Profiles() {
+	for _, p := range legacysim.Profiles() {
 		t.Run(p.Name, func(t *testing.T) {
 			t.Parallel()
 			b := bridgetest.New(t, p, nil)
@@ -80,7 +80,7 @@ func TestNoFalsePositives(t *testing.T) {
 // is found and classified.
 func TestEveryKindDetected(t *testing.T) {
 	t.Parallel()
-	b := bridgetest.New(t, legacy.Production, nil)
+	b := bridgetest.New(t, legacysim.Production, nil)
 	b.Simulate(12, 300, 41)
 	b.Quiescent(90 * time.Second)
 	ctx := context.Background()
@@ -98,8 +98,8 @@ func TestEveryKindDetected(t *testing.T) {
 	// where selects a phase's row whatever label (or alias) it carries.
 	where := func(k dtetype.Key, label string) string {
 		var labels []string
-		for l, p := range b.Cfg.Legacy.Phases {
-			if p == b.Cfg.Legacy.Phases[label] {
+		for l, p := range b.Cfg.Legacy.Phases.All() {
+			if p == b.Cfg.Legacy.Phases.Value(label) {
 				labels = append(labels, "'"+l+"'")
 			}
 		}
@@ -129,38 +129,38 @@ func TestEveryKindDetected(t *testing.T) {
 
 	r := run(t, b, func(o *reconcile.Options) { o.Expected = nil })
 	got := kinds(r, false)
-	for _, k := range []string{reconcile.KindStateMismatch, reconcile.KindStatusMismatch, reconcile.KindDatesMismatch, reconcile.KindActorMismatch,
-		reconcile.KindOrphanInShadow, reconcile.KindDuplicateRows, reconcile.KindMissingInShadow, reconcile.KindQuarantined, reconcile.KindRuleViolation} {
+	for _, k := range []string{dtetype.KindStateMismatch, dtetype.KindStatusMismatch, dtetype.KindDatesMismatch, dtetype.KindActorMismatch,
+		dtetype.KindOrphanInShadow, dtetype.KindDuplicateRows, dtetype.KindMissingInShadow, dtetype.KindQuarantined, dtetype.KindRuleViolation} {
 		if got[k] == 0 {
 			t.Errorf("no %s found; found %v", k, got)
 		}
 	}
-	find := func(k dtetype.Key, phase dtetype.Phase, kind string) *reconcile.Divergence {
+	find := func(k dtetype.Key, phase dtetype.Phase, kind string) *dtetype.Divergence {
 		for i, d := range r.Divergences {
 			if d.Key == k && d.Phase == phase && d.Kind == kind {
 				return &r.Divergences[i]
 			}
 		}
 		t.Errorf("no %s for %s %s", kind, k, phase)
-		return &reconcile.Divergence{}
+		return &dtetype.Divergence{}
 	}
-	if d := find(keys[0], "request_info", reconcile.KindStateMismatch); d.Legacy == d.Shadow || !strings.Contains(d.Detail, "State") {
+	if d := find(keys[0], "request_info", dtetype.KindStateMismatch); d.Legacy == d.Shadow || !strings.Contains(d.Detail, "State") {
 		t.Errorf("state mismatch: %+v", d)
 	}
-	find(keys[1], "observations", reconcile.KindStatusMismatch)
-	find(keys[2], "request_info", reconcile.KindDatesMismatch)
-	if d := find(keys[3], "request_info", reconcile.KindActorMismatch); !strings.Contains(d.Legacy, "4242") {
+	find(keys[1], "observations", dtetype.KindStatusMismatch)
+	find(keys[2], "request_info", dtetype.KindDatesMismatch)
+	if d := find(keys[3], "request_info", dtetype.KindActorMismatch); !strings.Contains(d.Legacy, "4242") {
 		t.Errorf("actor mismatch: %+v", d)
 	}
-	find(keys[4], "finalize_test_report", reconcile.KindOrphanInShadow)
-	find(keys[5], "testing", reconcile.KindDuplicateRows)
-	find(keys[6], "testing", reconcile.KindMissingInShadow)
-	find(keys[7], "planning", reconcile.KindQuarantined)
+	find(keys[4], "finalize_test_report", dtetype.KindOrphanInShadow)
+	find(keys[5], "testing", dtetype.KindDuplicateRows)
+	find(keys[6], "testing", dtetype.KindMissingInShadow)
+	find(keys[7], "planning", dtetype.KindQuarantined)
 
 	// The same run with the shipped rules: duplicates and rule violations
 	// are accepted, the rest is not.
 	r2 := run(t, b, nil)
-	if exp := kinds(r2, true); exp[reconcile.KindDuplicateRows] == 0 || exp[reconcile.KindRuleViolation] == 0 {
+	if exp := kinds(r2, true); exp[dtetype.KindDuplicateRows] == 0 || exp[dtetype.KindRuleViolation] == 0 {
 		t.Errorf("shipped rules did not accept duplicates and rule violations: %v", exp)
 	}
 	if r2.Consistency >= 1 {
@@ -177,7 +177,7 @@ func itoa(n int64) string {
 // flight, not divergent, until the grace period passes; then it is stale.
 func TestLagGrace(t *testing.T) {
 	t.Parallel()
-	b := bridgetest.New(t, legacy.Seed, nil)
+	b := bridgetest.New(t, legacysim.Seed, nil)
 	b.Simulate(5, 100, 51)
 	b.Quiescent(60 * time.Second)
 	b.Srv.Stop() // the shadow stops following
@@ -196,7 +196,7 @@ func TestLagGrace(t *testing.T) {
 	}
 	time.Sleep(1500 * time.Millisecond)
 	r = run(t, b, func(o *reconcile.Options) { o.LagGrace = time.Second })
-	if got := kinds(r, false); got[reconcile.KindStale] == 0 || r.InFlight != 0 {
+	if got := kinds(r, false); got[dtetype.KindStale] == 0 || r.InFlight != 0 {
 		t.Errorf("after the grace: %v, %d in flight; want stale and none in flight", got, r.InFlight)
 	}
 }
@@ -206,7 +206,7 @@ func TestLagGrace(t *testing.T) {
 // it resolved.
 func TestPersistenceAndRepair(t *testing.T) {
 	t.Parallel()
-	b := bridgetest.New(t, legacy.Seed, nil)
+	b := bridgetest.New(t, legacysim.Seed, nil)
 	b.Simulate(20, 150, 61)
 	b.Quiescent(60 * time.Second)
 	ctx := context.Background()
@@ -215,7 +215,7 @@ func TestPersistenceAndRepair(t *testing.T) {
 	// its state.
 	var cycle int64
 	b.DB.Pool.QueryRow(ctx, `SELECT min(cycle_id) FROM workflow_phases`).Scan(&cycle)
-	if _, err := legacy.NewModel(b.DB.Pool, legacy.Seed, nil).BulkReschedule(ctx, cycle, 120); err != nil {
+	if _, err := legacysim.NewModel(b.DB.Pool, legacysim.Seed, nil).BulkReschedule(ctx, cycle, 120); err != nil {
 		t.Fatal(err)
 	}
 	b.Quiescent(30 * time.Second)
@@ -228,7 +228,7 @@ func TestPersistenceAndRepair(t *testing.T) {
 	}
 	b.Bypass(`UPDATE workflow_phases SET state = 'Completed', state_override = NULL
 		WHERE cycle_id = $1 AND report_id = $2 AND phase_name::text = $3`, k.CycleID, k.ReportID, label)
-	phase := b.Cfg.Legacy.Phases[label]
+	phase := b.Cfg.Legacy.Phases.Value(label)
 	persist := func(o *reconcile.Options) { o.Persist = true }
 
 	r1 := run(t, b, persist)
@@ -243,13 +243,8 @@ func TestPersistenceAndRepair(t *testing.T) {
 		t.Fatalf("run 2: %d new, %d resolved, first_seen %v (was %v)", r2.New, r2.Resolved, d2.FirstSeen, first)
 	}
 
-	_, def, err := b.Cfg.LoadDefinitions()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, _ := b.Cfg.Translator(def.PhaseIDs())
 	o := b.Cfg.ReconcileOptions(b.DB.Pool)
-	to := reconcile.TemporalOptions{Client: b.TC, Definition: def, Translator: tr, TaskQueue: b.Cfg.Shadow.TaskQueue, WorkflowIDPrefix: b.Cfg.Shadow.WorkflowIDPrefix}
+	to := reconcile.TemporalOptions{Client: b.TC, WorkflowIDPrefix: b.Cfg.Shadow.WorkflowIDPrefix}
 	if err := reconcile.Repair(ctx, o, to, r2); err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +279,7 @@ func indexUnexpected(r *reconcile.Report) int {
 // a projection that no longer follows legacy; the deep check says so.
 func TestDeepCheckFindsTerminatedWorkflow(t *testing.T) {
 	t.Parallel()
-	b := bridgetest.New(t, legacy.Seed, nil)
+	b := bridgetest.New(t, legacysim.Seed, nil)
 	b.Simulate(4, 60, 71)
 	b.Quiescent(60 * time.Second)
 	ctx := context.Background()
@@ -293,15 +288,13 @@ func TestDeepCheckFindsTerminatedWorkflow(t *testing.T) {
 	if err := b.TC.TerminateWorkflow(ctx, b.Cfg.Shadow.WorkflowIDPrefix+itoa(k.CycleID)+"-"+itoa(k.ReportID), "", "test"); err != nil {
 		t.Fatal(err)
 	}
-	_, def, _ := b.Cfg.LoadDefinitions()
-	tr, _ := b.Cfg.Translator(def.PhaseIDs())
 	o := b.Cfg.ReconcileOptions(b.DB.Pool)
-	to := reconcile.TemporalOptions{Client: b.TC, Definition: def, Translator: tr, TaskQueue: b.Cfg.Shadow.TaskQueue, WorkflowIDPrefix: b.Cfg.Shadow.WorkflowIDPrefix}
+	to := reconcile.TemporalOptions{Client: b.TC, WorkflowIDPrefix: b.Cfg.Shadow.WorkflowIDPrefix}
 	r := run(t, b, nil)
 	if err := reconcile.Deep(ctx, o, to, 0, r); err != nil {
 		t.Fatal(err)
 	}
-	if r.Deep.Queried != 4 || r.Deep.Disagreed != 1 || kinds(r, false)[reconcile.KindProjectionMismatch] != 1 {
+	if r.Deep.Queried != 4 || r.Deep.Disagreed != 1 || kinds(r, false)[dtetype.KindProjectionMismatch] != 1 {
 		t.Fatalf("deep: %+v, kinds %v", r.Deep, kinds(r, false))
 	}
 	// A legacy change now starts a new workflow with only that change: the
@@ -309,7 +302,7 @@ func TestDeepCheckFindsTerminatedWorkflow(t *testing.T) {
 	b.Exec(`UPDATE workflow_phases SET notes = 'touched' WHERE cycle_id = $1 AND report_id = $2 AND phase_name = 'Testing'`, k.CycleID, k.ReportID)
 	b.Quiescent(30 * time.Second)
 	r = run(t, b, nil)
-	if kinds(r, false)[reconcile.KindMissingInShadow] == 0 {
+	if kinds(r, false)[dtetype.KindMissingInShadow] == 0 {
 		t.Fatalf("after the restart: %v", kinds(r, false))
 	}
 	if err := reconcile.Repair(ctx, o, to, r); err != nil {
@@ -324,13 +317,13 @@ func TestDeepCheckFindsTerminatedWorkflow(t *testing.T) {
 // deep check against the documented schema.
 func TestJSONMatchesSchema(t *testing.T) {
 	t.Parallel()
-	b := bridgetest.New(t, legacy.Seed, nil)
+	b := bridgetest.New(t, legacysim.Seed, nil)
 	b.Simulate(4, 80, 81)
 	b.Quiescent(60 * time.Second)
 	b.Bypass(`UPDATE workflow_phases SET started_by = 999 WHERE phase_id = (SELECT min(phase_id) FROM workflow_phases)`)
 	r := run(t, b, func(o *reconcile.Options) { o.Persist = true })
 	r.Deep = &reconcile.DeepReport{Queried: 1}
-	r.Repair = &reconcile.RepairReport{Remaining: []reconcile.Divergence{}}
+	r.Repair = &reconcile.RepairReport{Remaining: []dtetype.Divergence{}}
 	var buf bytes.Buffer
 	if err := r.WriteJSON(&buf); err != nil {
 		t.Fatal(err)
@@ -352,7 +345,7 @@ func TestJSONMatchesSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := sch.Validate(doc); err != nil {
-		t.Fatalf("report does not match its schema: %v", err)
+		t.Fatalf("report does not match its schema: %v\n%s", err, buf.String())
 	}
 	if r.Unexpected == 0 {
 		t.Error("the report should carry the actor divergence")

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/synapsedte/dtebridge/dtetype"
 )
 
 //go:embed report.schema.json
@@ -69,7 +71,7 @@ func (r *Report) WriteText(w io.Writer, listLimit int) error {
 			return err
 		}
 	}
-	var unexpected []Divergence
+	var unexpected []dtetype.Divergence
 	for _, d := range r.Divergences {
 		if !d.Expected {
 			unexpected = append(unexpected, d)
@@ -130,7 +132,7 @@ func (r *Report) WriteMarkdown(w io.Writer, listLimit int) error {
 		fmt.Fprintf(w, "| %s | %d | %d | %s | %d | %d | %d |\n", p.Phase, p.Compared, p.Consistent, pct(p.Consistency), p.InFlight, un, p.Expected)
 	}
 	if len(r.Counts)+len(r.ExpectedByRule) > 0 {
-		fmt.Fprintf(w, "\n| Divergence | Count |\n|---|---:|\n")
+		fmt.Fprintf(w, "\n| dtetype.Divergence | Count |\n|---|---:|\n")
 		for _, k := range slices.Sorted(maps.Keys(r.Counts)) {
 			fmt.Fprintf(w, "| %s | %d |\n", k, r.Counts[k])
 		}

@@ -4,51 +4,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/synapsedte/dtebridge/dtetype"
 )
-
-// Divergence kinds.
-const (
-	KindMissingInShadow = "missing_in_shadow"
-	KindOrphanInShadow  = "orphan_in_shadow"
-	KindStateMismatch   = "state_mismatch"
-	KindStatusMismatch  = "status_mismatch"
-	KindDatesMismatch   = "dates_mismatch"
-	KindActorMismatch   = "actor_mismatch"
-	KindRuleViolation   = "rule_violation"
-	KindDuplicateRows   = "duplicate_legacy_rows"
-	KindQuarantined     = "quarantined"
-	KindStale           = "stale"
-	// KindProjectionMismatch is found by the deep check: a workflow's own
-	// state disagrees with its projection.
-	KindProjectionMismatch = "projection_mismatch"
-)
-
-// Kinds returns every divergence kind.
-func Kinds() []string {
-	return []string{KindMissingInShadow, KindOrphanInShadow, KindStateMismatch, KindStatusMismatch, KindDatesMismatch,
-		KindActorMismatch, KindRuleViolation, KindDuplicateRows, KindQuarantined, KindStale, KindProjectionMismatch}
-}
-
-// Divergence is one difference between legacy and the shadow for one
-// (cycle, report, phase).
-type Divergence struct {
-	Key    dtetype.Key   `json:"key"`
-	Phase  dtetype.Phase `json:"phase"`
-	Kind   string        `json:"kind"`
-	Legacy string        `json:"legacy"`
-	Shadow string        `json:"shadow"`
-	// Detail explains it; for mismatches, the per-field differences.
-	Detail string `json:"detail,omitempty"`
-	// Rule names the expected-divergence rule it matches; Expected is true
-	// then, and it does not count against consistency.
-	Rule     string `json:"rule,omitempty"`
-	Expected bool   `json:"expected"`
-	// FirstSeen is when a run first found it (persisted runs only).
-	FirstSeen *time.Time `json:"first_seen,omitempty"`
-}
 
 // Rule is an expected divergence: a known, accepted difference (Scientist's
 // ignore blocks are the model). A divergence matches when every condition
@@ -78,14 +36,14 @@ func (r *Rule) Validate() error {
 	if r.Reason == "" {
 		return fmt.Errorf("expected-divergence rule %q has no reason: say why the difference is accepted", r.Name)
 	}
-	if r.Kind != "" && !slices.Contains(Kinds(), r.Kind) {
-		return fmt.Errorf("expected-divergence rule %q: unknown kind %q (one of %v)", r.Name, r.Kind, Kinds())
+	if r.Kind != "" && !slices.Contains(dtetype.Kinds(), r.Kind) {
+		return fmt.Errorf("expected-divergence rule %q: unknown kind %q (one of %v)", r.Name, r.Kind, dtetype.Kinds())
 	}
 	return nil
 }
 
 // Matches reports whether d is the accepted difference r describes.
-func (r *Rule) Matches(d *Divergence) bool {
+func (r *Rule) Matches(d *dtetype.Divergence) bool {
 	return (r.Kind == "" || r.Kind == d.Kind) &&
 		(len(r.Phases) == 0 || slices.Contains(r.Phases, d.Phase)) &&
 		(r.Legacy == "" || r.Legacy == d.Legacy) &&

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/synapsedte/dtebridge/adapter"
+	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/testenv"
 	"github.com/synapsedte/dtebridge/shadow"
@@ -28,10 +29,14 @@ func TestProjectIsIdempotentByVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := adapter.Install(ctx, conn, nil, false); err != nil {
+	cfg, err := config.Example("seed")
+	if err != nil {
 		t.Fatal(err)
 	}
-	a := &shadow.Activities{Pool: db.Pool}
+	if _, err := adapter.Install(ctx, conn, cfg.CaptureConfig(), false); err != nil {
+		t.Fatal(err)
+	}
+	a := &shadow.Activities{Store: cfg.Store(db.Pool)}
 	key := dtetype.Key{CycleID: 4, ReportID: 9}
 	proj := func(version int64, phases ...shadow.PhaseState) shadow.Projection {
 		return shadow.Projection{Key: key, DefinitionID: "w", DefinitionVersion: "1", Version: version, AppliedSeq: version * 10,

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/synapsedte/dtebridge/adapter"
+	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/testenv"
 	"github.com/synapsedte/dtebridge/shadow"
@@ -61,11 +62,15 @@ func recordHistories(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := adapter.Install(ctx, conn, nil, false); err != nil {
+	cfg, err := config.Example("seed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adapter.Install(ctx, conn, cfg.CaptureConfig(), false); err != nil {
 		t.Fatal(err)
 	}
 	c := testenv.TemporalClient(t)
-	w := shadow.NewWorker(c, db.Pool, &shadow.WorkerConfig{TaskQueue: "replay-" + db.Name})
+	w := shadow.NewWorker(c, cfg.Store(db.Pool), shadow.WorkerConfig{TaskQueue: "replay-" + db.Name})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,28 +1,24 @@
 package shadow
 
 import (
-	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/synapsedte/dtebridge/store"
 )
 
-// WorkerConfig configures a shadow worker. A nil config is ready to use.
+// WorkerConfig configures a shadow worker.
 type WorkerConfig struct {
-	// TaskQueue is the queue to poll. Default: DefaultTaskQueue.
+	// TaskQueue is the queue to poll; required.
 	TaskQueue string
-	// Schema is the bridge schema the projection goes to. Default: dtebridge.
-	Schema string
 	// Options are passed to the Temporal worker.
 	Options worker.Options
 }
 
 // NewWorker returns a worker that runs shadow workflows and their
-// activities. Start it with Start or Run.
-func NewWorker(c client.Client, pool *pgxpool.Pool, cfg *WorkerConfig) worker.Worker {
-	if cfg == nil {
-		cfg = &WorkerConfig{}
-	}
+// activities, projecting into st. Start it with Start or Run.
+func NewWorker(c client.Client, st *store.Store, cfg WorkerConfig) worker.Worker {
 	opts := cfg.Options
 	if opts.MaxConcurrentWorkflowTaskPollers == 0 && opts.WorkflowTaskPollerBehavior == nil {
 		// Each report is its own workflow, so many small workflow tasks wait
@@ -35,8 +31,8 @@ func NewWorker(c client.Client, pool *pgxpool.Pool, cfg *WorkerConfig) worker.Wo
 		opts.WorkflowTaskPollerBehavior = worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{
 			InitialNumberOfPollers: 8, MinimumNumberOfPollers: 2, MaximumNumberOfPollers: 32})
 	}
-	w := worker.New(c, orDefault(cfg.TaskQueue, DefaultTaskQueue), opts)
-	Register(w, &Activities{Pool: pool, Schema: cfg.Schema})
+	w := worker.New(c, cfg.TaskQueue, opts)
+	Register(w, &Activities{Store: st})
 	return w
 }
 

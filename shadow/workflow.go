@@ -18,10 +18,6 @@ const (
 	SignalChanges = "changes"
 	// QueryState returns the workflow's State.
 	QueryState = "state"
-	// DefaultTaskQueue is the task queue shadow workers poll.
-	DefaultTaskQueue = "dtebridge-shadow"
-	// DefaultWorkflowIDPrefix prefixes workflow ids: shadow-<cycle>-<report>.
-	DefaultWorkflowIDPrefix = "shadow-"
 )
 
 // WorkflowID returns the stable workflow id of key.
@@ -63,8 +59,12 @@ type Input struct {
 type Signal struct {
 	Changes []dtetype.PhaseChange `json:"changes"`
 	// Resync replaces the workflow's rows with Changes, a report's full
-	// legacy rows: reconcile's repair sends it. Violations stay recorded.
+	// legacy rows: a re-drive sends it. Violations stay recorded.
 	Resync bool `json:"resync,omitempty"`
+	// Seq, if set, is the sequence number a re-drive was delivered under:
+	// the workflow has applied everything up to it once it has applied the
+	// signal, rows or none.
+	Seq int64 `json:"seq,omitempty"`
 }
 
 // ShadowWorkflow follows one report's legacy workflow: it applies each change
@@ -115,6 +115,9 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 		}
 		for _, c := range sig.Changes {
 			changed = e.apply(c) || changed
+		}
+		if sig.Seq > s.AppliedSeq {
+			s.AppliedSeq, changed = sig.Seq, true
 		}
 		return changed
 	}

@@ -16,8 +16,9 @@ import (
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/internal/legacysim"
 	"github.com/synapsedte/dtebridge/internal/localpg"
-	"github.com/synapsedte/dtebridge/legacy"
+	"github.com/synapsedte/dtebridge/store"
 )
 
 // CaptureOptions sizes the capture benchmarks. Zero fields take defaults.
@@ -82,7 +83,7 @@ func legacyDB(ctx context.Context, c *localpg.Cluster, name string, n int, mode 
 	if err != nil {
 		return nil, err
 	}
-	if err := legacy.Init(ctx, pool, legacy.Production); err != nil {
+	if err := legacysim.Init(ctx, pool, legacysim.Production); err != nil {
 		return nil, err
 	}
 	// Rows shaped like the model's, generated in SQL for speed.
@@ -110,7 +111,13 @@ func legacyDB(ctx context.Context, c *localpg.Cluster, name string, n int, mode 
 			return nil, err
 		}
 		defer conn.Close(ctx)
-		if _, err := adapter.Install(ctx, conn, &adapter.CaptureConfig{Trigger: mode}, false); err != nil {
+		cfg, err := config.Example("production")
+		if err != nil {
+			return nil, err
+		}
+		cc := cfg.CaptureConfig()
+		cc.Trigger = mode
+		if _, err := adapter.Install(ctx, conn, cc, false); err != nil {
 			return nil, err
 		}
 	}
@@ -234,7 +241,7 @@ func singleRowUpdates(ctx context.Context, pool *pgxpool.Pool, rows, clients int
 // and clear-override: read the row for update, then update it) from
 // clients for d, and returns transactions per second.
 func modelOperations(ctx context.Context, pool *pgxpool.Pool, rows, clients int, d time.Duration) (float64, error) {
-	m := legacy.NewModel(pool, legacy.Production, nil)
+	m := legacysim.NewModel(pool, legacysim.Production, nil)
 	var keys []dtetype.Key
 	r, err := pool.Query(ctx, `SELECT DISTINCT cycle_id, report_id FROM workflow_phases WHERE phase_name = 'Testing'`)
 	if err != nil {
@@ -261,10 +268,10 @@ func modelOperations(ctx context.Context, pool *pgxpool.Pool, rows, clients int,
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
 			for i := 0; time.Now().Before(deadline); i++ {
-				ref := legacy.Ref{Key: keys[rng.IntN(len(keys))], Phase: "Testing"}
+				ref := legacysim.Ref{Key: keys[rng.IntN(len(keys))], Phase: "Testing"}
 				var err error
 				if i%2 == 0 {
-					_, err = m.Override(ctx, ref, 7, legacy.OverrideOptions{State: &state, Reason: "bench"})
+					_, err = m.Override(ctx, ref, 7, legacysim.OverrideOptions{State: &state, Reason: "bench"})
 				} else {
 					_, err = m.ClearOverride(ctx, ref)
 				}
@@ -346,7 +353,7 @@ func startReader(ctx context.Context, pool *pgxpool.Pool, batch int, c adapter.C
 	rc.PollInterval = 100 * time.Millisecond
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- adapter.NewReader(pool, tr, rc).Run(rctx, c) }()
+	go func() { done <- adapter.NewReader(cfg.Store(pool), tr, rc).Run(rctx, c) }()
 	return func() error {
 		cancel()
 		if err := <-done; err != nil && err != context.Canceled {
@@ -391,7 +398,7 @@ func ReaderThroughput(ctx context.Context, c *localpg.Cluster, o CaptureOptions)
 		// Wait for the backfill to be checkpointed, not just delivered: a
 		// reader stopped in between backfills again on its next start.
 		if err := waitUntil(ctx, time.Minute, func() bool {
-			cps, err := adapter.Checkpoints(ctx, pool, nil)
+			cps, err := store.New(pool, config.DefaultSchema).Checkpoints(ctx)
 			return err == nil && len(cps) == 1 && cps[0].BackfilledAt != nil
 		}); err != nil {
 			return nil, fmt.Errorf("backfill: %w", err)

@@ -16,9 +16,10 @@ import (
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/internal/legacysim"
 	"github.com/synapsedte/dtebridge/internal/localpg"
-	"github.com/synapsedte/dtebridge/legacy"
 	"github.com/synapsedte/dtebridge/shadow"
+	"github.com/synapsedte/dtebridge/store"
 )
 
 // MirrorOptions sizes the mirror benchmarks. Zero fields take defaults.
@@ -57,7 +58,7 @@ func (o *MirrorOptions) defaults() {
 // plain loop of workers, each signalling its own workflows, while a shadow
 // worker processes them. It returns signals per second.
 func RawSignalRate(ctx context.Context, tc client.Client, pool *pgxpool.Pool, def *dtetype.Definition, queue string, n, workers int) (float64, error) {
-	w := shadow.NewWorker(tc, pool, &shadow.WorkerConfig{TaskQueue: queue})
+	w := shadow.NewWorker(tc, store.New(pool, config.DefaultSchema), shadow.WorkerConfig{TaskQueue: queue})
 	if err := w.Start(); err != nil {
 		return 0, err
 	}
@@ -193,7 +194,7 @@ func MirrorBench(ctx context.Context, c *localpg.Cluster, tc client.Client, o Mi
 	if err := rowUpdates(ctx, lpool, o.Changes, 0); err != nil {
 		return nil, err
 	}
-	backlog, err := adapter.BacklogOf(ctx, lpool, cfg.CaptureConfig(), "mirror")
+	backlog, err := cfg.Store(lpool).BacklogOf(ctx, store.MirrorConsumer)
 	if err != nil {
 		return nil, err
 	}
@@ -259,10 +260,10 @@ func seedLegacy(ctx context.Context, c *localpg.Cluster, name string, cfg *confi
 	if err != nil {
 		return nil, err
 	}
-	if err := legacy.Init(ctx, pool, legacy.Seed); err != nil {
+	if err := legacysim.Init(ctx, pool, legacysim.Seed); err != nil {
 		return nil, err
 	}
-	if _, err := legacy.Simulate(ctx, pool, &legacy.SimConfig{Profile: legacy.Seed, Reports: reports, ReportsPerCycle: 50, Ops: 1, Rate: 0, Concurrency: 4}); err != nil {
+	if _, err := legacysim.Simulate(ctx, pool, &legacysim.SimConfig{Profile: legacysim.Seed, Reports: reports, ReportsPerCycle: 50, Ops: 1, Rate: 0, Concurrency: 4}); err != nil {
 		return nil, err
 	}
 	conn, err := pool.Acquire(ctx)
@@ -297,7 +298,7 @@ type drainResult struct {
 // runMirror runs a reader, the mirror and a shadow worker until done says
 // so, and times how long the acknowledgements and the projections took.
 func runMirror(ctx context.Context, pool *pgxpool.Pool, tc client.Client, cfg *config.Config, def *dtetype.Definition, queue string, conc int, done func(*timing) bool) (*drainResult, error) {
-	w := shadow.NewWorker(tc, pool, &shadow.WorkerConfig{TaskQueue: queue})
+	w := shadow.NewWorker(tc, store.New(pool, config.DefaultSchema), shadow.WorkerConfig{TaskQueue: queue})
 	if err := w.Start(); err != nil {
 		return nil, err
 	}
@@ -307,14 +308,14 @@ func runMirror(ctx context.Context, pool *pgxpool.Pool, tc client.Client, cfg *c
 		return nil, err
 	}
 	mm := adapter.NewMirrorMetrics(nil)
-	t := &timing{next: adapter.NewMirror(adapter.MirrorConfig{Client: tc, Definition: def, Pool: pool, TaskQueue: queue,
+	t := &timing{next: adapter.NewMirror(adapter.MirrorConfig{Client: tc, Definition: def, Store: cfg.Store(pool), TaskQueue: queue,
 		WorkflowIDPrefix: queue + "-", Concurrency: conc, Metrics: mm})}
 	rc := cfg.ReaderConfig()
 	rc.PollInterval = 100 * time.Millisecond
 	rctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	began := time.Now()
-	go func() { errc <- adapter.NewReader(pool, tr, rc).Run(rctx, t) }()
+	go func() { errc <- adapter.NewReader(cfg.Store(pool), tr, rc).Run(rctx, t) }()
 	res := &drainResult{}
 	for !done(t) {
 		select {
@@ -326,7 +327,7 @@ func runMirror(ctx context.Context, pool *pgxpool.Pool, tc client.Client, cfg *c
 	}
 	res.acked = time.Since(began)
 	for {
-		behind, err := adapter.ReportsBehind(ctx, pool, &adapter.CaptureConfig{})
+		behind, err := cfg.Store(pool).ReportsBehind(ctx)
 		if err != nil {
 			cancel()
 			return nil, err

@@ -22,10 +22,11 @@ import (
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/internal/legacysim"
 	"github.com/synapsedte/dtebridge/internal/serve"
 	"github.com/synapsedte/dtebridge/internal/testenv"
-	"github.com/synapsedte/dtebridge/legacy"
 	"github.com/synapsedte/dtebridge/shadow"
+	"github.com/synapsedte/dtebridge/store"
 )
 
 // Bridge is a served bridge on a test database.
@@ -33,7 +34,7 @@ type Bridge struct {
 	T       testing.TB
 	DB      *testenv.DB
 	Cfg     *config.Config
-	Profile *legacy.Profile
+	Profile *legacysim.Profile
 	Srv     *serve.Server
 	TC      client.Client
 
@@ -63,14 +64,14 @@ type Options struct {
 // New creates a legacy database of profile p with the bridge installed and
 // served. Its workflows are kept apart from other tests' by task queue and
 // workflow id prefix.
-func New(t testing.TB, p *legacy.Profile, o *Options) *Bridge {
+func New(t testing.TB, p *legacysim.Profile, o *Options) *Bridge {
 	t.Helper()
 	if o == nil {
 		o = &Options{}
 	}
 	db := testenv.NewDB(t)
 	ctx := context.Background()
-	if err := legacy.Init(ctx, db.Pool, p); err != nil {
+	if err := legacysim.Init(ctx, db.Pool, p); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Example(p.Name)
@@ -130,9 +131,9 @@ func (b *Bridge) Start() *serve.Server {
 }
 
 // Simulate runs simulator traffic as fast as it goes.
-func (b *Bridge) Simulate(reports int, ops int64, seed uint64) *legacy.Summary {
+func (b *Bridge) Simulate(reports int, ops int64, seed uint64) *legacysim.Summary {
 	b.T.Helper()
-	s, err := legacy.Simulate(context.Background(), b.DB.Pool, &legacy.SimConfig{Profile: b.Profile, Reports: reports, Ops: ops, Rate: 0, Concurrency: 3, Seed: seed})
+	s, err := legacysim.Simulate(context.Background(), b.DB.Pool, &legacysim.SimConfig{Profile: b.Profile, Reports: reports, Ops: ops, Rate: 0, Concurrency: 3, Seed: seed})
 	if err != nil {
 		b.T.Fatal(err)
 	}
@@ -170,16 +171,17 @@ func (b *Bridge) Quiescent(timeout time.Duration) {
 	b.T.Helper()
 	ctx := context.Background()
 	deadline := time.Now().Add(timeout)
+	st := b.Store()
 	for {
-		backlog, err := adapter.BacklogOf(ctx, b.DB.Pool, b.Cfg.CaptureConfig(), "mirror")
+		backlog, err := st.BacklogOf(ctx, store.MirrorConsumer)
 		if err != nil {
 			b.T.Fatal(err)
 		}
-		behind, err := adapter.ReportsBehind(ctx, b.DB.Pool, b.Cfg.CaptureConfig())
+		behind, err := st.ReportsBehind(ctx)
 		if err != nil {
 			b.T.Fatal(err)
 		}
-		cps, _ := adapter.Checkpoints(ctx, b.DB.Pool, b.Cfg.CaptureConfig())
+		cps, _ := st.Checkpoints(ctx)
 		if backlog.Changes == 0 && behind == 0 && len(cps) > 0 && cps[0].BackfilledAt != nil {
 			return
 		}
@@ -202,31 +204,9 @@ func (b *Bridge) Quiescent(timeout time.Duration) {
 func (b *Bridge) explainBehind() {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	rows, err := b.DB.Pool.Query(ctx, `SELECT m.cycle_id, m.report_id, m.delivered_seq, m.delivered_at, s.applied_seq, s.version, s.updated_at
-		FROM dtebridge.mirror_keys m LEFT JOIN dtebridge.shadow_keys s USING (cycle_id, report_id)
-		WHERE s.applied_seq IS NULL OR s.applied_seq < m.delivered_seq`)
+	bs, err := b.Store().BehindReports(ctx)
 	if err != nil {
 		b.T.Logf("explain: %v", err)
-		return
-	}
-	type behind struct {
-		k                dtetype.Key
-		delivered        int64
-		deliveredAt      time.Time
-		applied, version *int64
-		updatedAt        *time.Time
-	}
-	var bs []behind
-	for rows.Next() {
-		var x behind
-		if err := rows.Scan(&x.k.CycleID, &x.k.ReportID, &x.delivered, &x.deliveredAt, &x.applied, &x.version, &x.updatedAt); err != nil {
-			b.T.Logf("explain: %v", err)
-			return
-		}
-		bs = append(bs, x)
-	}
-	if rows.Err() != nil {
-		b.T.Logf("explain: %v", rows.Err())
 		return
 	}
 	if len(bs) > 0 {
@@ -244,9 +224,9 @@ func (b *Bridge) explainBehind() {
 		}
 	}
 	for _, x := range bs {
-		id := shadow.WorkflowID(b.Cfg.Shadow.WorkflowIDPrefix, x.k)
-		b.T.Logf("behind: %s delivered_seq %d at %s; projected applied_seq %v version %v at %v", id, x.delivered,
-			x.deliveredAt.Format(time.RFC3339Nano), deref(x.applied), deref(x.version), deref(x.updatedAt))
+		id := shadow.WorkflowID(b.Cfg.Shadow.WorkflowIDPrefix, x.Key)
+		b.T.Logf("behind: %s delivered_seq %d at %s; projected applied_seq %v version %v at %v", id, x.DeliveredSeq,
+			x.DeliveredAt.Format(time.RFC3339Nano), deref(x.AppliedSeq), deref(x.Version), deref(x.UpdatedAt))
 		d, err := b.TC.DescribeWorkflowExecution(ctx, id, "")
 		if err != nil {
 			b.T.Logf("  describe: %v", err)
@@ -272,19 +252,12 @@ func (b *Bridge) explainBehind() {
 				b.logHistory(ctx, id, r.GetExecution().GetRunId())
 			}
 		}
-		changes, err := b.DB.Pool.Query(ctx, `SELECT id, op::text, coalesce(origin::text, ''), captured_at FROM dtebridge.changes
-			WHERE (new_row->>'cycle_id')::bigint = $1 AND (new_row->>'report_id')::bigint = $2
-			   OR (old_row->>'cycle_id')::bigint = $1 AND (old_row->>'report_id')::bigint = $2 ORDER BY id`, x.k.CycleID, x.k.ReportID)
-		if err == nil {
-			for changes.Next() {
-				var cid int64
-				var op, origin string
-				var at time.Time
-				if err := changes.Scan(&cid, &op, &origin, &at); err == nil {
-					b.T.Logf("  captured change %d: %s origin %s at %s", cid, op, origin, at.Format("15:04:05.000"))
-				}
-			}
-			changes.Close()
+		changes, err := b.Store().ReportChanges(ctx, x.Key, b.Cfg.Legacy.Columns.Cycle, b.Cfg.Legacy.Columns.Report)
+		if err != nil {
+			b.T.Logf("  changes: %v", err)
+		}
+		for _, c := range changes {
+			b.T.Logf("  captured change %d: %s origin %s at %s", c.ID, c.Op, c.Origin, c.CapturedAt.Format("15:04:05.000"))
 		}
 		v, err := b.TC.QueryWorkflow(ctx, id, "", shadow.QueryState)
 		if err != nil {
@@ -358,11 +331,13 @@ func (b *Bridge) LegacyView() map[string]PhaseView {
 		if err := rows.Scan(&c, &r, &phase, &state, &status, &n); err != nil {
 			b.T.Fatal(err)
 		}
-		k := fmt.Sprintf("%d/%d/%s", c, r, b.Cfg.Legacy.Phases[phase])
+		p, _ := b.Cfg.Legacy.Phases.Get(phase)
+		k := fmt.Sprintf("%d/%d/%s", c, r, p)
 		v := out[k]
 		v.Rows += n
 		if v.State == "" {
-			v.State, v.Status = b.Cfg.Legacy.States[state], b.Cfg.Legacy.Statuses[status]
+			v.State, _ = b.Cfg.Legacy.States.Get(state)
+			v.Status, _ = b.Cfg.Legacy.Statuses.Get(status)
 		}
 		out[k] = v
 	}
@@ -372,23 +347,19 @@ func (b *Bridge) LegacyView() map[string]PhaseView {
 // ShadowView reads the shadow projection the same way.
 func (b *Bridge) ShadowView() map[string]PhaseView {
 	b.T.Helper()
-	rows, err := b.DB.Pool.Query(context.Background(), `SELECT cycle_id, report_id, phase, state, legacy_status, rows FROM dtebridge.shadow_phases`)
+	states, err := b.Store().ShadowPhaseStates(context.Background())
 	if err != nil {
 		b.T.Fatal(err)
 	}
-	defer rows.Close()
 	out := map[string]PhaseView{}
-	for rows.Next() {
-		var c, r int64
-		var phase, state, status string
-		var n int
-		if err := rows.Scan(&c, &r, &phase, &state, &status, &n); err != nil {
-			b.T.Fatal(err)
-		}
-		out[fmt.Sprintf("%d/%d/%s", c, r, phase)] = PhaseView{dtetype.State(state), dtetype.Status(status), n}
+	for _, p := range states {
+		out[fmt.Sprintf("%d/%d/%s", p.Key.CycleID, p.Key.ReportID, p.Phase)] = PhaseView{p.State, p.LegacyStatus, p.Rows}
 	}
 	return out
 }
+
+// Store returns the bridge schema of the test database.
+func (b *Bridge) Store() *store.Store { return b.Cfg.Store(b.DB.Pool) }
 
 // CompareViews fails t unless the two views are equal.
 func CompareViews(t testing.TB, want, got map[string]PhaseView) {

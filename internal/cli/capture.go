@@ -16,25 +16,25 @@ import (
 
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/config"
+	"github.com/synapsedte/dtebridge/legacy"
 	"github.com/synapsedte/dtebridge/reconcile"
+	"github.com/synapsedte/dtebridge/store"
 )
 
-// loadConfig reads --config. Without one it returns the example config of
-// fallback ("" means a config is required).
-func (g *globals) loadConfig(fallback string) (*config.Config, error) {
+// loadConfig reads --config, which every command that touches the bridge
+// needs: without it the bridge cannot know the legacy table, its labels or
+// its own schema, and guessing would act on the wrong ones.
+func (g *globals) loadConfig() (*config.Config, error) {
 	if g.ConfigPath != "" {
 		return config.Load(g.ConfigPath)
 	}
-	if fallback != "" {
-		return config.Example(fallback)
-	}
-	return nil, usagef("no configuration: pass --config FILE or set DTEBRIDGE_CONFIG (start from `dtebridge config example`)")
+	return nil, usagef("no configuration: pass --config FILE or set DTEBRIDGE_CONFIG (start from `dtebridge config example --profile seed|production`)")
 }
 
-// open loads the configuration (as loadConfig does) and connects to the
-// database; the caller closes the pool.
-func (g *globals) open(ctx context.Context, fallback string) (*config.Config, *pgxpool.Pool, error) {
-	cfg, err := g.loadConfig(fallback)
+// open loads the configuration and connects to the database; the caller
+// closes the pool.
+func (g *globals) open(ctx context.Context) (*config.Config, *pgxpool.Pool, error) {
+	cfg, err := g.loadConfig()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -47,7 +47,7 @@ func (g *globals) open(ctx context.Context, fallback string) (*config.Config, *p
 
 // translatorFor returns the config's translator, which quarantines changes
 // to phases the selected workflow definition does not know, as serve does.
-func translatorFor(cfg *config.Config) (*adapter.Translator, error) {
+func translatorFor(cfg *config.Config) (*legacy.Translator, error) {
 	_, def, err := cfg.LoadDefinitions()
 	if err != nil {
 		return nil, err
@@ -132,7 +132,7 @@ func installCommand(g *globals) *cli.Command {
 		Flags:  []cli.Flag{&cli.BoolFlag{Name: "dry-run", Usage: "print the SQL instead of running it", Destination: &o.DryRun}},
 		Before: noArgs,
 		Action: func(c *cli.Context) error {
-			cfg, err := g.loadConfig("seed")
+			cfg, err := g.loadConfig()
 			if err != nil {
 				return err
 			}
@@ -149,19 +149,11 @@ func installCommand(g *globals) *cli.Command {
 				fmt.Fprintln(g.Stdout, strings.Join(res.SQL, "\n\n"))
 				return nil
 			}
-			cc := cfg.CaptureConfig()
 			fmt.Fprintf(g.Stdout, "Installed: schema %s at version %d (was %d); capturing %s with %s triggers.\n",
-				orDefault(cc.Schema, "dtebridge"), res.ToVersion, res.FromVersion, orDefault(cc.Table, "public.workflow_phases"), orDefault(cc.Trigger, "row"))
+				cfg.Capture.Schema, res.ToVersion, res.FromVersion, cfg.Legacy.Name, cfg.Capture.Trigger)
 			return nil
 		},
 	}
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 type uninstallOptions struct {
@@ -182,7 +174,7 @@ func uninstallCommand(g *globals) *cli.Command {
 			if !o.DryRun && !o.Yes {
 				return usagef("uninstall drops the bridge schema with its captured changes, checkpoints and quarantine: pass --yes to confirm, or --dry-run to see the SQL")
 			}
-			cfg, err := g.loadConfig("seed")
+			cfg, err := g.loadConfig()
 			if err != nil {
 				return err
 			}
@@ -218,18 +210,19 @@ func backfillCommand(g *globals) *cli.Command {
 		Description: "The leading capture reader takes the snapshot, emits every row, and joins the change stream at\n" +
 			"that snapshot, so nothing is missed or applied twice. A reader's first start backfills by itself.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "consumer", Usage: "the stream consumer to backfill", Value: "mirror", Destination: &o.Consumer},
+			&cli.StringFlag{Name: "consumer", Usage: "the stream consumer to backfill", Value: store.MirrorConsumer, Destination: &o.Consumer},
 			&cli.DurationFlag{Name: "wait", Usage: "wait up to this long for the backfill to finish (0: do not wait)", Destination: &o.Wait},
 		},
 		Before: noArgs,
 		Action: func(c *cli.Context) error {
-			cfg, pool, err := g.open(c.Context, "seed")
+			cfg, pool, err := g.open(c.Context)
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
 			requested := time.Now()
-			if err := adapter.RequestBackfill(c.Context, pool, cfg.CaptureConfig(), o.Consumer); err != nil {
+			st := cfg.Store(pool)
+			if err := st.RequestBackfill(c.Context, o.Consumer); err != nil {
 				return err
 			}
 			if o.Wait <= 0 {
@@ -238,7 +231,7 @@ func backfillCommand(g *globals) *cli.Command {
 			}
 			deadline := time.Now().Add(o.Wait)
 			for time.Now().Before(deadline) {
-				cps, err := adapter.Checkpoints(c.Context, pool, cfg.CaptureConfig())
+				cps, err := st.Checkpoints(c.Context)
 				if err != nil {
 					return err
 				}
@@ -281,19 +274,16 @@ func quarantineCommand(g *globals) *cli.Command {
 				if err := checkFormat(format); err != nil {
 					return err
 				}
-				cfg, pool, err := g.open(c.Context, "seed")
+				cfg, pool, err := g.open(c.Context)
 				if err != nil {
 					return err
 				}
 				defer pool.Close()
-				entries, err := adapter.ListQuarantine(c.Context, pool, cfg.CaptureConfig(), all)
+				entries, err := cfg.Store(pool).ListQuarantine(c.Context, all)
 				if err != nil {
 					return err
 				}
 				if format == "json" {
-					if entries == nil {
-						entries = []adapter.QuarantineEntry{}
-					}
 					return writeJSON(g.Stdout, entries)
 				}
 				if len(entries) == 0 {
@@ -322,7 +312,7 @@ func quarantineCommand(g *globals) *cli.Command {
 				if err := checkFormat(format); err != nil {
 					return err
 				}
-				cfg, pool, err := g.open(c.Context, "")
+				cfg, pool, err := g.open(c.Context)
 				if err != nil {
 					return err
 				}
@@ -331,7 +321,7 @@ func quarantineCommand(g *globals) *cli.Command {
 				if err != nil {
 					return err
 				}
-				res, err := adapter.RetryQuarantine(c.Context, pool, cfg.CaptureConfig(), tr)
+				res, err := adapter.RetryQuarantine(c.Context, cfg.Store(pool), tr)
 				if err != nil {
 					return err
 				}
@@ -369,10 +359,10 @@ func captureCommand(g *globals) *cli.Command {
 			},
 			Before: noArgs,
 			Action: func(c *cli.Context) error {
-				if o.Consumer == "mirror" {
+				if o.Consumer == store.MirrorConsumer {
 					return usagef("--consumer mirror belongs to dtebridge serve; tail under another name")
 				}
-				cfg, pool, err := g.open(c.Context, "")
+				cfg, pool, err := g.open(c.Context)
 				if err != nil {
 					return err
 				}
@@ -384,7 +374,7 @@ func captureCommand(g *globals) *cli.Command {
 				rc := cfg.ReaderConfig()
 				rc.Consumer, rc.Logger = o.Consumer, g.Logger
 				enc := json.NewEncoder(g.Stdout)
-				err = adapter.NewReader(pool, tr, rc).Run(c.Context, adapter.ConsumerFunc(func(_ context.Context, b adapter.Batch) error {
+				err = adapter.NewReader(cfg.Store(pool), tr, rc).Run(c.Context, adapter.ConsumerFunc(func(_ context.Context, b adapter.Batch) error {
 					for i := range b.Changes {
 						if err := enc.Encode(&b.Changes[i]); err != nil {
 							return err
@@ -393,7 +383,7 @@ func captureCommand(g *globals) *cli.Command {
 					return nil
 				}))
 				if !o.Keep {
-					if derr := adapter.DropCheckpoint(context.Background(), pool, cfg.CaptureConfig(), o.Consumer); derr != nil {
+					if derr := cfg.Store(pool).DropCheckpoint(context.Background(), o.Consumer); derr != nil {
 						g.Logger.Warn("could not remove the tail checkpoint", "error", derr)
 					}
 				}
@@ -417,7 +407,7 @@ func statusCommand(g *globals) *cli.Command {
 			if err := checkFormat(format); err != nil {
 				return err
 			}
-			cfg, pool, err := g.open(c.Context, "seed")
+			cfg, pool, err := g.open(c.Context)
 			if err != nil {
 				return err
 			}
@@ -468,39 +458,39 @@ type statusReport struct {
 }
 
 type consumerStatusLine struct {
-	adapter.Checkpoint
+	store.CheckpointStatus
 	Backlog           int64   `json:"backlog"`
 	BacklogAgeSeconds float64 `json:"backlog_age_seconds"`
 }
 
 func captureStatus(ctx context.Context, pool *pgxpool.Pool, cfg *config.Config) (*statusReport, error) {
-	cc := cfg.CaptureConfig()
-	cps, err := adapter.Checkpoints(ctx, pool, cc)
+	st := cfg.Store(pool)
+	cps, err := st.Checkpoints(ctx)
 	if err != nil {
 		return nil, err
 	}
-	st := &statusReport{Consumers: []consumerStatusLine{}}
+	out := &statusReport{Consumers: []consumerStatusLine{}}
 	for _, cp := range cps {
-		b, err := adapter.BacklogOf(ctx, pool, cc, cp.Consumer)
+		b, err := st.BacklogOf(ctx, cp.Consumer)
 		if err != nil {
 			return nil, err
 		}
-		st.Consumers = append(st.Consumers, consumerStatusLine{Checkpoint: cp, Backlog: b.Changes, BacklogAgeSeconds: b.Age.Seconds()})
+		out.Consumers = append(out.Consumers, consumerStatusLine{CheckpointStatus: cp, Backlog: b.Changes, BacklogAgeSeconds: b.Age.Seconds()})
 	}
-	q, err := adapter.ListQuarantine(ctx, pool, cc, false)
+	q, err := st.ListQuarantine(ctx, false)
 	if err != nil {
 		return nil, err
 	}
-	st.QuarantinePending = len(q)
-	if st.Changes, err = adapter.ChangeCount(ctx, pool, cc); err != nil {
+	out.QuarantinePending = len(q)
+	if out.Changes, err = st.ChangeCount(ctx); err != nil {
 		return nil, err
 	}
-	runs, err := reconcile.Runs(ctx, pool, cc.Schema, 1)
+	runs, err := reconcile.Runs(ctx, st, 1)
 	if err != nil {
 		return nil, err
 	}
 	if len(runs) > 0 {
-		st.LastReconcile = &runs[0]
+		out.LastReconcile = &runs[0]
 	}
-	return st, nil
+	return out, nil
 }

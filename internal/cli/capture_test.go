@@ -42,10 +42,20 @@ func TestInstallStatusUninstall(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewDB(t)
 	ctx := context.Background()
-	u := []string{"--database-url", db.URL}
-	if r := runCLI(t, append(u, "legacy", "init")...); r.code != 0 {
+	if r := runCLI(t, "--database-url", db.URL, "legacy", "init"); r.code != 0 {
 		t.Fatal(r.stderr)
 	}
+	// Without a configuration the bridge cannot know the legacy table or its
+	// own schema: every command that touches the database refuses.
+	for _, args := range [][]string{{"install"}, {"uninstall", "--yes"}, {"backfill"}, {"status"}, {"quarantine", "retry"}, {"reconcile"},
+		{"cutover", "set", "--phase", "planning", "--mode", "shadow", "--actor", "a", "--reason", "r"}} {
+		r := runCLI(t, append([]string{"--database-url", db.URL}, args...)...)
+		if r.code != 2 {
+			t.Errorf("%v without --config: exit %d, want 2", args, r.code)
+		}
+		r.oneLine(t, "no configuration: pass --config FILE")
+	}
+	u := []string{"--database-url", db.URL, "--config", exampleConfig(t, "seed")}
 	r := runCLI(t, append(u, "install", "--dry-run")...)
 	if r.code != 0 || !strings.Contains(r.stdout, "CREATE TABLE \"dtebridge\".changes") || !strings.Contains(r.stdout, "CREATE TRIGGER") {
 		t.Fatalf("install --dry-run: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)

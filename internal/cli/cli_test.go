@@ -14,8 +14,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/synapsedte/dtebridge/config"
+	"github.com/synapsedte/dtebridge/internal/legacysim"
 	"github.com/synapsedte/dtebridge/internal/testenv"
-	"github.com/synapsedte/dtebridge/legacy"
 )
 
 var binary string // the dtebridge binary, built once for subprocess tests
@@ -47,6 +48,21 @@ func runCLI(t *testing.T, args ...string) result {
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), append([]string{"dtebridge"}, args...), &stdout, &stderr)
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// exampleConfig writes the shipped example config of profile to a file and
+// returns its path, for commands that need --config.
+func exampleConfig(t *testing.T, profile string) string {
+	t.Helper()
+	b, err := config.ExampleYAML(profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), profile+".yaml")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // oneLine checks that stderr is exactly one line containing all of want.
@@ -162,7 +178,7 @@ func TestRedact(t *testing.T) {
 
 func TestLegacyInitAndSimulate(t *testing.T) {
 	t.Parallel()
-	for _, p := range legacy.Profiles() {
+	for _, p := range legacysim.Profiles() {
 		t.Run(p.Name, func(t *testing.T) {
 			t.Parallel()
 			db := testenv.NewDB(t)
@@ -180,7 +196,7 @@ func TestLegacyInitAndSimulate(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("simulate: exit %d: %s", r.code, r.stderr)
 			}
-			var s legacy.Summary
+			var s legacysim.Summary
 			if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
 				t.Fatalf("simulate --format json printed %q: %v", r.stdout, err)
 			}

@@ -7,14 +7,14 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
-	"github.com/synapsedte/dtebridge/config"
+	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/cutover"
 	"github.com/synapsedte/dtebridge/dtetype"
-	"github.com/synapsedte/dtebridge/reconcile"
+	"github.com/synapsedte/dtebridge/legacy"
 	"github.com/synapsedte/dtebridge/shadow"
+	"github.com/synapsedte/dtebridge/store"
 )
 
 type cutoverSetOptions struct {
@@ -39,7 +39,7 @@ func cutoverCommand(g *globals) *cli.Command {
 				if err := checkFormat(format); err != nil {
 					return err
 				}
-				cfg, pool, err := g.open(c.Context, "seed")
+				cfg, pool, err := g.open(c.Context)
 				if err != nil {
 					return err
 				}
@@ -48,13 +48,13 @@ func cutoverCommand(g *globals) *cli.Command {
 				if err != nil {
 					return err
 				}
-				store := cutover.NewStore(pool, cfg.Capture.Schema)
+				store := cutover.NewStore(cfg.Store(pool))
 				modes, err := store.Modes(c.Context)
 				if err != nil {
 					return err
 				}
 				type line struct {
-					cutover.Mode
+					dtetype.Mode
 					Gate *cutover.GateResult `json:"gate"`
 				}
 				var lines []line
@@ -63,7 +63,7 @@ func cutoverCommand(g *globals) *cli.Command {
 					if err != nil {
 						return err
 					}
-					lines = append(lines, line{Mode: cutover.ModeOf(modes, p.ID), Gate: gate})
+					lines = append(lines, line{Mode: dtetype.ModeOf(modes, p.ID), Gate: gate})
 				}
 				if format == "json" {
 					return writeJSON(g.Stdout, lines)
@@ -76,7 +76,7 @@ func cutoverCommand(g *globals) *cli.Command {
 						verdict = "refuses (" + l.Gate.Why[0] + ")"
 					}
 					changed := "-"
-					if !l.UpdatedAt.IsZero() {
+					if l.UpdatedAt != nil {
 						changed = l.UpdatedAt.Format(time.RFC3339) + " by " + l.UpdatedBy
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", l.Phase, l.Mode.Mode, l.Percent, verdict, changed)
@@ -100,7 +100,7 @@ func cutoverCommand(g *globals) *cli.Command {
 			},
 			Before: noArgs,
 			Action: func(c *cli.Context) error {
-				cfg, pool, err := g.open(c.Context, "seed")
+				cfg, pool, err := g.open(c.Context)
 				if err != nil {
 					return err
 				}
@@ -109,13 +109,13 @@ func cutoverCommand(g *globals) *cli.Command {
 				if err != nil {
 					return err
 				}
-				if set.Mode == cutover.ModeNew && !c.IsSet("percent") {
+				if set.Mode == dtetype.ModeNew && !c.IsSet("percent") {
 					set.Percent = 100
 				}
 				if def.Phase(dtetype.Phase(set.Phase)) == nil {
 					return usagef("phase %q is not in %s (phases: %v)", set.Phase, def.Key(), def.PhaseIDs())
 				}
-				res, err := cutover.NewStore(pool, cfg.Capture.Schema).Set(c.Context, cutover.Change{Phase: dtetype.Phase(set.Phase), Mode: set.Mode,
+				res, err := cutover.NewStore(cfg.Store(pool)).Set(c.Context, cutover.Change{Phase: dtetype.Phase(set.Phase), Mode: set.Mode,
 					Percent: set.Percent, Actor: set.Actor, Reason: set.Reason, Force: set.Force}, cfg.GateConfig())
 				if errors.Is(err, cutover.ErrInvalidChange) {
 					return usagef("%v", err)
@@ -128,11 +128,7 @@ func cutoverCommand(g *globals) *cli.Command {
 					fmt.Fprintf(g.Stdout, "Forced past the gate: %s\n", res.Gate)
 				}
 				if len(res.Released) > 0 {
-					n, err := resync(c.Context, g, cfg, pool, res.Released)
-					if err != nil {
-						return fmt.Errorf("rolled back, but the shadow could not resync %d reports: %w (run dtebridge reconcile --repair)", len(res.Released), err)
-					}
-					fmt.Fprintf(g.Stdout, "Rolled back: %d reports resynced from legacy.\n", n)
+					return reportRollback(c.Context, g, cfg.Store(pool), res)
 				}
 				return nil
 			},
@@ -145,18 +141,18 @@ func cutoverCommand(g *globals) *cli.Command {
 				if err := checkFormat(format); err != nil {
 					return err
 				}
-				cfg, pool, err := g.open(c.Context, "seed")
+				cfg, pool, err := g.open(c.Context)
 				if err != nil {
 					return err
 				}
 				defer pool.Close()
-				entries, err := cutover.NewStore(pool, cfg.Capture.Schema).History(c.Context, dtetype.Phase(phase), limit)
+				entries, err := cutover.NewStore(cfg.Store(pool)).History(c.Context, dtetype.Phase(phase), limit)
 				if err != nil {
 					return err
 				}
 				if format == "json" {
 					if entries == nil {
-						entries = []cutover.LogEntry{}
+						entries = []store.LogEntry{}
 					}
 					return writeJSON(g.Stdout, entries)
 				}
@@ -171,18 +167,31 @@ func cutoverCommand(g *globals) *cli.Command {
 	}
 }
 
-// resync re-drives released reports from legacy truth after a rollback.
-func resync(ctx context.Context, g *globals, cfg *config.Config, pool *pgxpool.Pool, keys []dtetype.Key) (int, error) {
-	tc, err := g.dialTemporal(ctx, g.TemporalAddress)
+// reportRollback waits for the released reports' re-drives, which the
+// rollback requested in its own transaction, and says how far they got:
+// the running bridge finishes whatever is left by itself.
+func reportRollback(ctx context.Context, g *globals, st *store.Store, res *cutover.Result) error {
+	alive, err := st.LeaderAlive(ctx, store.MirrorConsumer)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	defer tc.Close()
-	to, err := temporalOptions(cfg, tc)
+	if !alive {
+		fmt.Fprintf(g.Stdout, "Rolled back: %d reports released; no dtebridge serve is running, so their shadows are re-driven from legacy when it starts.\n", len(res.Released))
+		return nil
+	}
+	rr, err := adapter.AwaitRedrives(ctx, st, res.Redrives, time.Minute)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	return len(keys), reconcile.Resync(ctx, cfg.ReconcileOptions(pool), to, keys)
+	fmt.Fprintf(g.Stdout, "Rolled back: %d reports released and resynced from legacy", len(rr.Applied))
+	if len(rr.Pending) > 0 {
+		fmt.Fprintf(g.Stdout, "; %d still being re-driven by the running bridge", len(rr.Pending))
+	}
+	fmt.Fprintln(g.Stdout, ".")
+	for k, why := range rr.Failed {
+		fmt.Fprintf(g.Stdout, "Not resynced: %s: %s\n", k, why)
+	}
+	return nil
 }
 
 type phaseCommandOptions struct {
@@ -199,7 +208,7 @@ func phaseCommand(g *globals) *cli.Command {
 			&cli.Int64Flag{Name: "report", Required: true, Destination: &o.Report},
 			&cli.StringFlag{Name: "phase", Usage: "canonical phase id", Required: true, Destination: &o.Phase},
 			&cli.StringFlag{Name: "actor", Usage: "legacy user id acting", Required: true, Destination: &o.Actor},
-			&cli.StringFlag{Name: "role", Usage: "the role they act in", Required: true, Destination: &o.Role},
+			&cli.StringFlag{Name: "role", Usage: "the role they act in; with legacy.users configured the users table decides, and a stated role must agree", Destination: &o.Role},
 			&cli.StringFlag{Name: "reason", Usage: "why", Required: true, Destination: &o.Reason},
 			&cli.StringFlag{Name: "id", Usage: "command id, to retry a command exactly once (default: new)", Destination: &o.ID},
 			formatFlag(&o.Format),
@@ -221,7 +230,7 @@ func phaseCommand(g *globals) *cli.Command {
 				if err := checkFormat(o.Format); err != nil {
 					return err
 				}
-				cfg, pool, err := g.open(c.Context, "seed")
+				cfg, pool, err := g.open(c.Context)
 				if err != nil {
 					return err
 				}
@@ -231,8 +240,14 @@ func phaseCommand(g *globals) *cli.Command {
 					return err
 				}
 				defer tc.Close()
-				x := &cutover.Executor{Client: tc, Store: cutover.NewStore(pool, cfg.Capture.Schema),
-					WorkflowIDPrefix: orDefault(cfg.Shadow.WorkflowIDPrefix, shadow.DefaultWorkflowIDPrefix)}
+				_, def, err := cfg.LoadDefinitions()
+				if err != nil {
+					return err
+				}
+				x := &cutover.Executor{Client: tc, Store: cutover.NewStore(cfg.Store(pool)), WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Definition: def}
+				if cfg.Legacy.Users != nil {
+					x.Users = legacy.NewUsers(pool, *cfg.Legacy.Users)
+				}
 				res, err := x.Execute(c.Context, dtetype.Key{CycleID: o.Cycle, ReportID: o.Report}, shadow.Command{ID: o.ID, Action: action,
 					Phase: dtetype.Phase(o.Phase), Actor: o.Actor, Role: o.Role, Reason: o.Reason, State: dtetype.State(o.State), Status: dtetype.Status(o.Status)})
 				var rej *cutover.RejectedError

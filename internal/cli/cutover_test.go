@@ -11,7 +11,8 @@ import (
 	"github.com/synapsedte/dtebridge/cutover"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
-	"github.com/synapsedte/dtebridge/legacy"
+	"github.com/synapsedte/dtebridge/internal/legacysim"
+	"github.com/synapsedte/dtebridge/store"
 )
 
 // TestCutoverCommands drives cutover from the command line: the gate
@@ -20,7 +21,7 @@ import (
 // resyncs and leaves reconcile clean.
 func TestCutoverCommands(t *testing.T) {
 	t.Parallel()
-	b := bridgetest.New(t, legacy.Seed, nil)
+	b := bridgetest.New(t, legacysim.Seed, nil)
 	b.Simulate(15, 150, 93)
 	b.Quiescent(60 * time.Second)
 	base := bridgeFlags(t, b)
@@ -65,7 +66,7 @@ func TestCutoverCommands(t *testing.T) {
 
 	// A fresh report; commands through the CLI.
 	ctx := context.Background()
-	m := legacy.NewModel(b.DB.Pool, legacy.Seed, nil)
+	m := legacysim.NewModel(b.DB.Pool, legacysim.Seed, nil)
 	var cycle int64
 	b.DB.Pool.QueryRow(ctx, `SELECT min(cycle_id) FROM test_cycles`).Scan(&cycle)
 	id, err := m.CreateReport(ctx, "cli", "FRB")
@@ -73,16 +74,16 @@ func TestCutoverCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := dtetype.Key{CycleID: cycle, ReportID: id}
-	if _, err := m.AddReport(ctx, k, legacy.AddOptions{Tester: 11}); err != nil {
+	if _, err := m.AddReport(ctx, k, legacysim.AddOptions{Tester: 11}); err != nil {
 		t.Fatal(err)
 	}
 	b.Quiescent(30 * time.Second)
 	who := []string{"--cycle", fmt.Sprint(k.CycleID), "--report", fmt.Sprint(k.ReportID), "--phase", "planning"}
-	r = cli(append(append([]string{"phase", "start"}, who...), "--actor", "11", "--role", "Report Owner", "--reason", "x")...)
+	r = cli(append(append([]string{"phase", "start"}, who...), "--actor", "14", "--role", "Report Owner", "--reason", "x")...)
 	if r.code != exitDivergent || !strings.Contains(r.stderr, "role_not_allowed") || !strings.Contains(r.stderr, "nothing was written") {
 		t.Errorf("refused command: exit %d, %q", r.code, r.stderr)
 	}
-	r = cli(append(append([]string{"phase", "start"}, who...), "--actor", "11", "--role", "Tester", "--reason", "kick-off", "--format", "json")...)
+	r = cli(append(append([]string{"phase", "start"}, who...), "--actor", "12", "--role", "Tester", "--reason", "kick-off", "--format", "json")...)
 	var res struct {
 		State dtetype.State `json:"state"`
 		Rows  int           `json:"rows"`
@@ -95,13 +96,13 @@ func TestCutoverCommands(t *testing.T) {
 	if state != "In Progress" {
 		t.Errorf("legacy Planning after start: %q", state)
 	}
-	r = cli(append(append([]string{"phase", "override"}, who...), "--actor", "12", "--role", "Test Executive", "--reason", "escalated", "--status", "at_risk")...)
+	r = cli(append(append([]string{"phase", "override"}, who...), "--actor", "13", "--role", "Test Executive", "--reason", "escalated", "--status", "at_risk")...)
 	if r.code != 0 || !strings.Contains(r.stdout, "now in_progress, at_risk") {
 		t.Errorf("override: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 	// The shadow is told of commands to phases it does not own.
 	r = cli(append([]string{"phase", "start", "--cycle", fmt.Sprint(k.CycleID), "--report", fmt.Sprint(k.ReportID), "--phase", "testing"},
-		"--actor", "11", "--role", "Tester", "--reason", "x")...)
+		"--actor", "12", "--role", "Tester", "--reason", "x")...)
 	if r.code == 0 || !strings.Contains(r.stderr, "legacy is authoritative") {
 		t.Errorf("command to a shadow phase: exit %d, %q", r.code, r.stderr)
 	}
@@ -116,7 +117,7 @@ func TestCutoverCommands(t *testing.T) {
 		t.Errorf("forced: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 	r = cli("cutover", "set", "--phase", "planning", "--mode", "shadow", "--actor", "alice", "--reason", "roll back")
-	if r.code != 0 || !strings.Contains(r.stdout, "Rolled back: 16 reports resynced from legacy.") {
+	if r.code != 0 || !strings.Contains(r.stdout, "Rolled back: 16 reports released and resynced from legacy.") {
 		t.Fatalf("rollback: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 	b.Quiescent(30 * time.Second)
@@ -126,7 +127,7 @@ func TestCutoverCommands(t *testing.T) {
 		t.Errorf("reconcile after rollback: %d %q", r.code, r.stdout)
 	}
 	r = cli("cutover", "history", "--format", "json")
-	var hist []cutover.LogEntry
+	var hist []store.LogEntry
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &hist) != nil || len(hist) != 3 || !hist[1].Forced || hist[1].Actor != "bob" || hist[0].ToMode != "shadow" {
 		t.Errorf("history: exit %d, %q", r.code, r.stdout)
 	}

@@ -22,11 +22,11 @@ import (
 	"github.com/synapsedte/dtebridge/cutover"
 	"github.com/synapsedte/dtebridge/dashboards"
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/internal/legacysim"
 	"github.com/synapsedte/dtebridge/internal/localprom"
 	"github.com/synapsedte/dtebridge/internal/serve"
-	"github.com/synapsedte/dtebridge/legacy"
 	"github.com/synapsedte/dtebridge/reconcile"
-	"github.com/synapsedte/dtebridge/shadow"
+	"github.com/synapsedte/dtebridge/store"
 )
 
 type demoOptions struct {
@@ -80,7 +80,7 @@ func demoCommand(g *globals) *cli.Command {
 type demo struct {
 	g     *globals
 	o     *demoOptions
-	p     *legacy.Profile
+	p     *legacysim.Profile
 	cfg   *config.Config
 	pool  *pgxpool.Pool
 	srv   *serve.Server
@@ -98,11 +98,20 @@ type demo struct {
 
 func (d *demo) step(format string, args ...any) { fmt.Fprintf(d.out, "==> "+format+"\n", args...) }
 
-func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacy.Profile) error {
+// demoConfig is --config if given, else the shipped example of the demo's
+// profile: the demo runs on local defaults.
+func demoConfig(g *globals, p *legacysim.Profile) (*config.Config, error) {
+	if g.ConfigPath != "" {
+		return config.Load(g.ConfigPath)
+	}
+	return config.Example(p.Name)
+}
+
+func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacysim.Profile) error {
 	ctx := c.Context
 	d := &demo{g: g, o: o, p: p, out: g.Stdout, injected: map[string]int{}, found: map[string]int{}, commands: map[string]int{}}
 	fmt.Fprintf(d.out, "dtebridge %s demo, %s profile\n", Version(), p.Name)
-	cfg, err := g.loadConfig(p.Name)
+	cfg, err := demoConfig(g, p)
 	if err != nil {
 		return err
 	}
@@ -131,7 +140,7 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacy.Profile) erro
 	}
 	defer d.pool.Close()
 	d.step("Applying the %s legacy schema", p.Name)
-	if err := legacy.Init(ctx, d.pool, p); err != nil {
+	if err := legacysim.Init(ctx, d.pool, p); err != nil {
 		return fmt.Errorf("%w (the demo needs an empty database)", err)
 	}
 	conn, err := connectOne(ctx, svc.DatabaseURL)
@@ -143,7 +152,7 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacy.Profile) erro
 	if err != nil {
 		return err
 	}
-	d.step("Installed the bridge (schema version %d) and attached capture to %s", res.ToVersion, orDefault(cfg.Legacy.Table, "public.workflow_phases"))
+	d.step("Installed the bridge (schema version %d) and attached capture to %s", res.ToVersion, cfg.Legacy.Name)
 
 	// A throwaway bearer token for the command API, only in memory: it
 	// dies with the demo's services.
@@ -203,7 +212,7 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacy.Profile) erro
 		return err
 	}
 	if svc.TemporalUI != "" {
-		fmt.Fprintf(d.out, "Temporal Web UI: %s (shadow workflows are %s<cycle>-<report>)\n", svc.TemporalUI, orDefault(cfg.Shadow.WorkflowIDPrefix, shadow.DefaultWorkflowIDPrefix))
+		fmt.Fprintf(d.out, "Temporal Web UI: %s (shadow workflows are %s<cycle>-<report>)\n", svc.TemporalUI, cfg.Shadow.WorkflowIDPrefix)
 	}
 	fmt.Fprintf(d.out, "Temporal frontend: %s (namespace %s)\n", svc.TemporalAddress, svc.TemporalNamespace)
 	if prom != nil {
@@ -232,7 +241,7 @@ func (d *demo) simulate(ctx context.Context, o simulateOptions, what string) err
 	d.step("Simulating legacy traffic, %s: %d reports, %s at %g operations/s", what, o.Reports, o.Duration, o.Rate)
 	before := counterValue(d.srv.Metrics.Delivered)
 	began := time.Now()
-	s, err := legacy.Simulate(ctx, d.pool, o.config(d.p, bar.update))
+	s, err := legacysim.Simulate(ctx, d.pool, o.config(d.p, bar.update))
 	bar.finish()
 	if err != nil {
 		return err
@@ -330,8 +339,8 @@ func (d *demo) fault(ctx context.Context) error {
 // through the gate, and sends it commands.
 func (d *demo) cutover(ctx context.Context) error {
 	phase := dtetype.Phase(d.o.Phase)
-	store := cutover.NewStore(d.pool, d.cfg.Capture.Schema)
-	gate := d.cfg.GateConfig().WithDefaults()
+	store := cutover.NewStore(d.cfg.Store(d.pool))
+	gate := d.cfg.GateConfig()
 	d.step("Reconciling %d times: the gate to move %s needs %d clean runs", gate.Runs, phase, gate.Runs)
 	for range gate.Runs {
 		rep, err := d.reconcile(ctx)
@@ -341,7 +350,7 @@ func (d *demo) cutover(ctx context.Context) error {
 		fmt.Fprintf(d.out, "    run %d: %.2f%% consistent, %d unexpected divergences\n", rep.RunID, rep.Consistency*100, rep.Unexpected)
 	}
 	d.step("Moving %s to the new engine for %d%% of reports", phase, d.o.Percent)
-	res, err := store.Set(ctx, cutover.Change{Phase: phase, Mode: cutover.ModeNew, Percent: d.o.Percent, Actor: "demo",
+	res, err := store.Set(ctx, cutover.Change{Phase: phase, Mode: dtetype.ModeNew, Percent: d.o.Percent, Actor: "demo",
 		Reason: "demo: the new engine takes a share of " + string(phase)}, gate)
 	if err != nil {
 		return err
@@ -357,7 +366,7 @@ func (d *demo) cutover(ctx context.Context) error {
 	if err := d.pool.QueryRow(ctx, `SELECT max(cycle_id) FROM test_cycles`).Scan(&cycle); err != nil {
 		return err
 	}
-	model := legacy.NewModel(d.pool, d.p, nil)
+	model := legacysim.NewModel(d.pool, d.p, nil)
 	var keys []dtetype.Key
 	for i := range 6 {
 		id, err := model.CreateReport(ctx, fmt.Sprintf("cutover demo %d", i+1), "FRB")
@@ -365,7 +374,7 @@ func (d *demo) cutover(ctx context.Context) error {
 			return err
 		}
 		k := dtetype.Key{CycleID: cycle, ReportID: id}
-		if _, err := model.AddReport(ctx, k, legacy.AddOptions{Tester: 100}); err != nil {
+		if _, err := model.AddReport(ctx, k, legacysim.AddOptions{Tester: 100}); err != nil {
 			return err
 		}
 		keys = append(keys, k)
@@ -373,12 +382,7 @@ func (d *demo) cutover(ctx context.Context) error {
 	if err := waitQuiescent(ctx, d.pool, d.cfg, d.srv, time.Minute); err != nil {
 		return err
 	}
-	label := ""
-	for l, p := range d.cfg.Legacy.Mapping.Resolved().Phases {
-		if p == phase && (label == "" || l < label) {
-			label = l
-		}
-	}
+	label := d.cfg.Legacy.Phases.LabelOf(phase)
 	d.step("Sending engine commands over the API (POST /api/v1/cycles/{c}/reports/{r}/phases/%s/{action}, bearer token)", phase)
 	for _, k := range keys {
 		code, body, err := d.command(ctx, k, phase, "start", `{"actor": "100", "role": "Tester", "reason": "demo: kick-off"}`)
@@ -387,7 +391,7 @@ func (d *demo) cutover(ctx context.Context) error {
 		}
 		if code == 409 && strings.Contains(body, "not_on_new") {
 			d.commands["legacy"]++
-			if _, err := model.Start(ctx, legacy.Ref{Key: k, Phase: label}, 100, legacy.StartOptions{}); err != nil {
+			if _, err := model.Start(ctx, legacysim.Ref{Key: k, Phase: label}, 100, legacysim.StartOptions{}); err != nil {
 				return err
 			}
 			fmt.Fprintf(d.out, "    %s: legacy is authoritative (not in the %d%%), so the legacy app starts it\n", k, d.o.Percent)
@@ -475,14 +479,14 @@ func (d *demo) report(ctx context.Context, rep *reconcile.Report) error {
 	fmt.Fprintf(d.out, "Commands: %d accepted and written back to legacy, %d refused by the definition (nothing written), %d left to legacy (report not on new).\n",
 		d.commands["accepted"], d.commands["refused"], d.commands["legacy"])
 	fmt.Fprintln(d.out, "Cutover:")
-	modes, err := cutover.NewStore(d.pool, d.cfg.Capture.Schema).Modes(ctx)
+	modes, err := d.cfg.Store(d.pool).Modes(ctx)
 	if err != nil {
 		return err
 	}
 	for _, p := range d.srv.Definition().PhaseIDs() {
-		m := cutover.ModeOf(modes, p)
+		m := dtetype.ModeOf(modes, p)
 		pct := ""
-		if m.Mode == cutover.ModeNew {
+		if m.Mode == dtetype.ModeNew {
 			pct = fmt.Sprintf(" %d%%", m.Percent)
 		}
 		fmt.Fprintf(d.out, "    %-18s %s%s\n", p, m.Mode, pct)
@@ -499,11 +503,12 @@ func waitQuiescent(ctx context.Context, pool *pgxpool.Pool, cfg *config.Config, 
 		if err := srv.Err(); err != nil {
 			return err
 		}
-		b, err := adapter.BacklogOf(ctx, pool, cfg.CaptureConfig(), "mirror")
+		st := cfg.Store(pool)
+		b, err := st.BacklogOf(ctx, store.MirrorConsumer)
 		if err != nil {
 			return err
 		}
-		behind, err := adapter.ReportsBehind(ctx, pool, cfg.CaptureConfig())
+		behind, err := st.ReportsBehind(ctx)
 		if err != nil {
 			return err
 		}
@@ -521,11 +526,12 @@ func waitQuiescent(ctx context.Context, pool *pgxpool.Pool, cfg *config.Config, 
 
 // writeBridgeReport prints what capture and the shadow did.
 func writeBridgeReport(ctx context.Context, w io.Writer, pool *pgxpool.Pool, cfg *config.Config, srv *serve.Server) error {
-	changes, err := adapter.ChangeCount(ctx, pool, cfg.CaptureConfig())
+	st := cfg.Store(pool)
+	changes, err := st.ChangeCount(ctx)
 	if err != nil {
 		return err
 	}
-	q, err := adapter.ListQuarantine(ctx, pool, cfg.CaptureConfig(), false)
+	q, err := st.ListQuarantine(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -535,11 +541,7 @@ func writeBridgeReport(ctx context.Context, w io.Writer, pool *pgxpool.Pool, cfg
 	fmt.Fprintf(w, "Mirror: %.0f signals to Temporal (%.1f changes per signal).\n", counterValue(srv.MirrorMetrics.Signals),
 		counterValue(m.Delivered)/max(1, counterValue(srv.MirrorMetrics.Signals)))
 
-	var workflows, agree, phases int
-	var counts []byte
-	err = pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM dtebridge.shadow_keys),
-		(SELECT coalesce(jsonb_object_agg(rule, n), '{}') FROM (SELECT key AS rule, sum(value::int) AS n
-			FROM dtebridge.shadow_keys, jsonb_each_text(violation_counts) GROUP BY key) r)`).Scan(&workflows, &counts)
+	workflows, counts, err := st.ShadowSummary(ctx)
 	if err != nil {
 		return err
 	}
@@ -547,25 +549,22 @@ func writeBridgeReport(ctx context.Context, w io.Writer, pool *pgxpool.Pool, cfg
 	if err != nil {
 		return err
 	}
-	rows, err := pool.Query(ctx, `SELECT cycle_id, report_id, phase, state FROM dtebridge.shadow_phases`)
+	projected, err := st.ShadowPhaseStates(ctx)
 	if err != nil {
 		return err
 	}
-	for rows.Next() {
-		var c, r int64
-		var phase, state string
-		if err := rows.Scan(&c, &r, &phase, &state); err != nil {
-			rows.Close()
-			return err
-		}
-		if legacyStates[fmt.Sprintf("%d/%d/%s", c, r, phase)] == state {
+	agree := 0
+	for _, p := range projected {
+		if legacyStates[fmt.Sprintf("%d/%d/%s", p.Key.CycleID, p.Key.ReportID, p.Phase)] == string(p.State) {
 			agree++
 		}
 	}
-	rows.Close()
-	phases = len(legacyStates)
-	fmt.Fprintf(w, "Shadow: %d workflows on %s; phase states agree with legacy for %d of %d phases.\n", workflows, srv.Definition().Key(), agree, phases)
-	fmt.Fprintf(w, "Rule violations legacy let through, by rule: %s\n", strings.Trim(string(counts), "{}"))
+	var rules []string
+	for _, r := range slices.Sorted(maps.Keys(counts)) {
+		rules = append(rules, fmt.Sprintf("%s %d", r, counts[r]))
+	}
+	fmt.Fprintf(w, "Shadow: %d workflows on %s; phase states agree with legacy for %d of %d phases.\n", workflows, srv.Definition().Key(), agree, len(legacyStates))
+	fmt.Fprintf(w, "Rule violations legacy let through, by rule: %s\n", strings.Join(rules, ", "))
 	return nil
 }
 
@@ -585,7 +584,9 @@ func effectiveStates(ctx context.Context, pool *pgxpool.Pool, cfg *config.Config
 		if err := rows.Scan(&c, &r, &phase, &state); err != nil {
 			return nil, err
 		}
-		out[fmt.Sprintf("%d/%d/%s", c, r, cfg.Legacy.Phases[phase])] = string(cfg.Legacy.States[state])
+		p, _ := cfg.Legacy.Phases.Get(phase)
+		st, _ := cfg.Legacy.States.Get(state)
+		out[fmt.Sprintf("%d/%d/%s", c, r, p)] = string(st)
 	}
 	return out, rows.Err()
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
-	"github.com/synapsedte/dtebridge/legacy"
+	"github.com/synapsedte/dtebridge/internal/legacysim"
 )
 
 func legacyCommand(g *globals) *cli.Command {
@@ -42,7 +42,7 @@ func legacyInitCommand(g *globals) *cli.Command {
 		Flags:     []cli.Flag{profileFlag(&o.Profile)},
 		Before:    noArgs,
 		Action: func(c *cli.Context) error {
-			p, err := legacy.ProfileByName(o.Profile)
+			p, err := legacysim.ProfileByName(o.Profile)
 			if err != nil {
 				return usagef("%v", err)
 			}
@@ -51,7 +51,7 @@ func legacyInitCommand(g *globals) *cli.Command {
 				return err
 			}
 			defer pool.Close()
-			if err := legacy.Init(c.Context, pool, p); err != nil {
+			if err := legacysim.Init(c.Context, pool, p); err != nil {
 				return fmt.Errorf("%w (use an empty database)", err)
 			}
 			fmt.Fprintf(g.Stdout, "Applied the %s legacy schema.\n", p.Name)
@@ -86,8 +86,8 @@ func (o *simulateOptions) flags() []cli.Flag {
 	}
 }
 
-func (o *simulateOptions) validate() (*legacy.Profile, error) {
-	p, err := legacy.ProfileByName(o.Profile)
+func (o *simulateOptions) validate() (*legacysim.Profile, error) {
+	p, err := legacysim.ProfileByName(o.Profile)
 	if err != nil {
 		return nil, usagef("%v", err)
 	}
@@ -110,8 +110,8 @@ func (o *simulateOptions) validate() (*legacy.Profile, error) {
 	return p, nil
 }
 
-func (o *simulateOptions) config(p *legacy.Profile, progress func(done, total int64)) *legacy.SimConfig {
-	return &legacy.SimConfig{Profile: p, Reports: o.Reports, Rate: o.Rate, Duration: o.Duration, Ops: o.Ops,
+func (o *simulateOptions) config(p *legacysim.Profile, progress func(done, total int64)) *legacysim.SimConfig {
+	return &legacysim.SimConfig{Profile: p, Reports: o.Reports, Rate: o.Rate, Duration: o.Duration, Ops: o.Ops,
 		Seed: o.Seed, Concurrency: o.Concurrency, Progress: progress}
 }
 
@@ -139,7 +139,7 @@ func legacySimulateCommand(g *globals) *cli.Command {
 			}
 			defer pool.Close()
 			bar := newProgress(g.Stderr, !o.NoProgress, "simulating")
-			s, err := legacy.Simulate(c.Context, pool, o.config(p, bar.update))
+			s, err := legacysim.Simulate(c.Context, pool, o.config(p, bar.update))
 			bar.finish()
 			if err != nil {
 				return err
@@ -149,7 +149,7 @@ func legacySimulateCommand(g *globals) *cli.Command {
 	}
 }
 
-func writeSummary(w io.Writer, format string, s *legacy.Summary, p *legacy.Profile) error {
+func writeSummary(w io.Writer, format string, s *legacysim.Summary, p *legacysim.Profile) error {
 	if format == "json" {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")

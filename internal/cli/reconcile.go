@@ -97,14 +97,14 @@ func reconcileCommand(g *globals) *cli.Command {
 			if err != nil {
 				return err
 			}
-			cfg, pool, err := g.open(c.Context, "seed")
+			cfg, pool, err := g.open(c.Context)
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
 			// Phases in legacy mode are not compared, and repair leaves alone
 			// what the new engine owns.
-			auth := cutover.NewAuthority(cutover.NewStore(pool, cfg.Capture.Schema))
+			auth := cutover.NewAuthority(cutover.NewStore(cfg.Store(pool)))
 			if err := auth.Refresh(c.Context); err != nil {
 				return err
 			}
@@ -169,14 +169,5 @@ func reconcileCommand(g *globals) *cli.Command {
 
 // temporalOptions is how reconcile reaches the shadow workflows.
 func temporalOptions(cfg *config.Config, tc client.Client) (reconcile.TemporalOptions, error) {
-	_, def, err := cfg.LoadDefinitions()
-	if err != nil {
-		return reconcile.TemporalOptions{}, err
-	}
-	tr, err := cfg.Translator(def.PhaseIDs())
-	if err != nil {
-		return reconcile.TemporalOptions{}, err
-	}
-	return reconcile.TemporalOptions{Client: tc, Definition: def, Translator: tr, TaskQueue: cfg.Shadow.TaskQueue,
-		WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix}, nil
+	return reconcile.TemporalOptions{Client: tc, WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Actor: "reconcile --repair"}, nil
 }

@@ -12,13 +12,13 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
-	"github.com/synapsedte/dtebridge/legacy"
+	"github.com/synapsedte/dtebridge/internal/legacysim"
 	"github.com/synapsedte/dtebridge/reconcile"
 )
 
 func TestReconcileCommand(t *testing.T) {
 	t.Parallel()
-	b := bridgetest.New(t, legacy.Seed, nil)
+	b := bridgetest.New(t, legacysim.Seed, nil)
 	b.Simulate(15, 200, 91)
 	b.Quiescent(60 * time.Second)
 	base := bridgeFlags(t, b)

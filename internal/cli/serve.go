@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,7 +54,7 @@ func serveCommand(g *globals) *cli.Command {
 		},
 		Before: noArgs,
 		Action: func(c *cli.Context) error {
-			cfg, pool, err := g.open(c.Context, "")
+			cfg, pool, err := g.open(c.Context)
 			if err != nil {
 				return err
 			}
@@ -69,7 +70,7 @@ func serveCommand(g *globals) *cli.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.Stdout, "dtebridge serving %s; HTTP on %s. Ctrl-C stops.\n", srv.Definition().Key(), orDefault(srv.Addr(), "(off)"))
+			fmt.Fprintf(g.Stdout, "dtebridge serving %s; HTTP on %s. Ctrl-C stops.\n", srv.Definition().Key(), cmp.Or(srv.Addr(), "(off)"))
 			select {
 			case <-c.Context.Done():
 			case <-srv.Done():
@@ -94,7 +95,19 @@ func definitionsCommand(g *globals) *cli.Command {
 			}
 			return defs, sel, err
 		}
-		cfg, err := g.loadConfig("seed")
+		if g.ConfigPath == "" {
+			// No configuration and no files: the shipped definitions.
+			defs, err := shadow.LoadDefinitions(shadow.BuiltinDefinitionFiles()...)
+			if err != nil {
+				return nil, nil, err
+			}
+			sel, err := config.Select(defs, which)
+			if which == "" {
+				sel, err = nil, nil
+			}
+			return defs, sel, err
+		}
+		cfg, err := g.loadConfig()
 		if err != nil {
 			return nil, nil, err
 		}

@@ -8,10 +8,10 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
+	"github.com/synapsedte/dtebridge/internal/legacysim"
 	"github.com/synapsedte/dtebridge/internal/localtemporal"
-	"github.com/synapsedte/dtebridge/legacy"
+	"github.com/synapsedte/dtebridge/store"
 )
 
 // TestTemporalRestart stops the Temporal server in the middle of simulator
@@ -35,18 +35,18 @@ func TestTemporalRestart(t *testing.T) {
 	}
 	defer tc.Close()
 
-	b := bridgetest.New(t, legacy.Production, &bridgetest.Options{Temporal: tc, SignalTimeout: time.Second})
+	b := bridgetest.New(t, legacysim.Production, &bridgetest.Options{Temporal: tc, SignalTimeout: time.Second})
 	db, cfg, p := b.DB, b.Cfg, b.Profile
 	simDone := make(chan error, 1)
 	go func() {
-		_, err := legacy.Simulate(ctx, db.Pool, &legacy.SimConfig{Profile: p, Reports: 12, Ops: 600, Rate: 100, Concurrency: 2, Seed: 21})
+		_, err := legacysim.Simulate(ctx, db.Pool, &legacysim.SimConfig{Profile: p, Reports: 12, Ops: 600, Rate: 100, Concurrency: 2, Seed: 21})
 		simDone <- err
 	}()
 	time.Sleep(2 * time.Second)
 	ts.Stop()
 	t.Log("Temporal stopped mid-stream")
 	time.Sleep(3 * time.Second)
-	backlog, err := adapter.BacklogOf(ctx, db.Pool, cfg.CaptureConfig(), "mirror")
+	backlog, err := cfg.Store(db.Pool).BacklogOf(ctx, store.MirrorConsumer)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,9 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	dto "github.com/prometheus/client_model/go"
-	"go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
@@ -36,8 +33,10 @@ import (
 	"github.com/synapsedte/dtebridge/cutover"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/telemetry"
+	"github.com/synapsedte/dtebridge/legacy"
 	"github.com/synapsedte/dtebridge/reconcile"
 	"github.com/synapsedte/dtebridge/shadow"
+	"github.com/synapsedte/dtebridge/store"
 )
 
 // Options configures a Server. Config, Pool and Temporal are required.
@@ -71,6 +70,12 @@ type Options struct {
 	Mirror func(*adapter.MirrorConfig)
 }
 
+// Store returns the bridge schema the server works on.
+func (s *Server) Store() *store.Store { return s.st }
+
+// Leading reports whether this process leads capture.
+func (s *Server) Leading() bool { return s.reader.Leading() }
+
 // Server is a running bridge process.
 type Server struct {
 	opts          Options
@@ -87,6 +92,8 @@ type Server struct {
 	err           error
 	lastReconcile *reconcile.Report
 	temporalAddr  string
+	st            *store.Store
+	reader        *adapter.Reader
 	store         *cutover.Store
 	authority     *cutover.Authority
 	executor      *cutover.Executor
@@ -114,11 +121,12 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := adapter.Checkpoints(ctx, o.Pool, cfg.CaptureConfig()); err != nil {
+	st := cfg.Store(o.Pool)
+	if _, err := st.Checkpoints(ctx); err != nil {
 		return nil, err
 	}
 	s := &Server{opts: o, log: log, registry: prometheus.NewRegistry(), defs: defs, definition: def, done: make(chan struct{}),
-		temporalAddr: o.TemporalAddress}
+		temporalAddr: o.TemporalAddress, st: st}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.Metrics = adapter.NewMetrics(s.registry)
 	s.MirrorMetrics = adapter.NewMirrorMetrics(s.registry)
@@ -141,7 +149,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	o.Temporal = tc
 	s.opts.Temporal = tc
 	phases := def.PhaseIDs()
-	s.registry.MustRegister(&dbCollector{pool: o.Pool, schema: orDefault(cfg.Capture.Schema, "dtebridge"), phases: phases, log: log, cacheFor: 2 * time.Second})
+	s.registry.MustRegister(reconcile.NewCollector(st, phases, log), adapter.NewQuarantineCollector(st, log))
 
 	if s.token, err = cfg.Token(); err != nil {
 		return nil, err
@@ -149,35 +157,35 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if o.Token != "" {
 		s.token = o.Token
 	}
-	profile, err := cfg.LegacyProfile()
-	if err != nil {
-		return nil, err
-	}
-	s.store = cutover.NewStore(o.Pool, cfg.Capture.Schema)
+	s.store = cutover.NewStore(st)
 	s.authority = cutover.NewAuthority(s.store)
 	if err := s.authority.Refresh(ctx); err != nil {
 		return nil, err
 	}
-	cm := newCutoverMetrics(s.registry, s.authority, phases, cfg.GateConfig().WithDefaults())
-	s.executor = &cutover.Executor{Client: o.Temporal, Store: s.store, WorkflowIDPrefix: orDefault(cfg.Shadow.WorkflowIDPrefix, shadow.DefaultWorkflowIDPrefix),
-		Commands: cm.commands}
+	cm := cutover.NewMetrics(s.registry, s.authority, phases, cfg.GateConfig())
+	var users *legacy.Users
+	if cfg.Legacy.Users != nil {
+		users = legacy.NewUsers(o.Pool, *cfg.Legacy.Users)
+	}
+	s.executor = &cutover.Executor{Client: o.Temporal, Store: s.store, WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Definition: def,
+		Users: users, Commands: cm.Commands}
+	writer, err := legacy.NewWriter(o.Pool, &cfg.Legacy, nil)
+	if err != nil {
+		return nil, err
+	}
 
-	sa := ensureSearchAttributes(ctx, o.Temporal, o.Namespace, log)
-	s.worker = shadow.NewWorker(o.Temporal, o.Pool, &shadow.WorkerConfig{TaskQueue: cfg.Shadow.TaskQueue, Schema: cfg.Capture.Schema})
-	wb := &cutover.WriteBack{Pool: o.Pool, Profile: profile, Mapping: cfg.Legacy.Mapping, Translator: tr, Capture: cfg.CaptureConfig()}
+	sa := shadow.EnsureSearchAttributes(ctx, o.Temporal, o.Namespace, log)
+	s.worker = shadow.NewWorker(o.Temporal, st, shadow.WorkerConfig{TaskQueue: cfg.Shadow.TaskQueue})
+	wb := &cutover.WriteBack{Writer: writer, Store: st}
 	s.worker.RegisterActivityWithOptions(wb.WriteBack, activity.RegisterOptions{Name: shadow.WriteBackActivity})
 	if err := s.worker.Start(); err != nil {
 		return nil, fmt.Errorf("error starting the shadow worker: %w", err)
 	}
-	mc := adapter.MirrorConfig{Client: o.Temporal, Definition: def, Pool: o.Pool, Schema: cfg.Capture.Schema,
-		TaskQueue: cfg.Shadow.TaskQueue, WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Concurrency: cfg.Shadow.Concurrency,
-		SearchAttributes: sa, Logger: log, Metrics: s.MirrorMetrics}
-	if cfg.Legacy.Users != nil {
-		mc.Roles = adapter.NewRoleResolver(o.Pool, *cfg.Legacy.Users)
-	}
-	mc.Authority = s.authority
+	mc := adapter.MirrorConfig{Client: o.Temporal, Definition: def, Store: st, TaskQueue: cfg.Shadow.TaskQueue,
+		WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Concurrency: cfg.Shadow.Concurrency, SearchAttributes: sa, Logger: log,
+		Metrics: s.MirrorMetrics, Users: users, Authority: s.authority}
 	conflicts := &cutover.Conflicts{Store: s.store, Policy: cfg.Cutover.ConflictPolicy, Client: o.Temporal,
-		WorkflowIDPrefix: s.executor.WorkflowIDPrefix, Counter: cm.conflicts, Logger: log}
+		WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Counter: cm.Conflicts, Logger: log}
 	mc.OnConflict = conflicts.Handle
 	if o.Mirror != nil {
 		o.Mirror(&mc)
@@ -187,11 +195,11 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if o.Reader != nil {
 		o.Reader(rc)
 	}
-	reader := adapter.NewReader(o.Pool, tr, rc)
+	s.reader = adapter.NewReader(st, tr, rc)
 
 	listen := o.Listen
 	if listen == "" {
-		listen = cfg.Listen()
+		listen = cfg.HTTP.Listen
 	}
 	if listen != "-" {
 		ln, err := net.Listen("tcp", listen)
@@ -212,7 +220,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.cancel = cancel
 	go func() {
 		defer close(s.done)
-		err := reader.Run(rctx, adapter.NewMirror(mc))
+		err := s.reader.Run(rctx, adapter.NewMirror(mc))
 		if err != nil && !errors.Is(err, context.Canceled) {
 			s.fail(err)
 		}
@@ -245,7 +253,7 @@ func (s *Server) reconcileLoop(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		if testutilGauge(s.Metrics.Leader) != 1 {
+		if !s.reader.Leading() {
 			continue
 		}
 		o := s.opts.Config.ReconcileOptions(s.opts.Pool)
@@ -274,14 +282,6 @@ func (s *Server) LastReconcile() *reconcile.Report {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.lastReconcile
-}
-
-func testutilGauge(g prometheus.Gauge) float64 {
-	var m dto.Metric
-	if err := g.Write(&m); err != nil {
-		return 0
-	}
-	return m.GetGauge().GetValue()
 }
 
 func (s *Server) fail(err error) {
@@ -330,33 +330,6 @@ func (s *Server) Stop() {
 	s.temporal.Close()
 }
 
-// ensureSearchAttributes makes sure the shadow's search attributes exist,
-// registering them if the server lets us, and reports whether they do.
-func ensureSearchAttributes(ctx context.Context, c client.Client, ns string, log *slog.Logger) bool {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: ns})
-	if err != nil {
-		log.Warn("cannot list search attributes; running without them", "error", err)
-		return false
-	}
-	missing := map[string]enums.IndexedValueType{}
-	for name, typ := range shadow.SearchAttributeTypes() {
-		if _, ok := resp.GetCustomAttributes()[name]; !ok {
-			missing[name] = map[string]enums.IndexedValueType{"Int": enums.INDEXED_VALUE_TYPE_INT, "Keyword": enums.INDEXED_VALUE_TYPE_KEYWORD,
-				"Bool": enums.INDEXED_VALUE_TYPE_BOOL}[typ]
-		}
-	}
-	if len(missing) == 0 {
-		return true
-	}
-	if _, err := c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{Namespace: ns, SearchAttributes: missing}); err != nil {
-		log.Warn("cannot register search attributes; running without them", "error", err)
-		return false
-	}
-	return true
-}
-
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -396,14 +369,9 @@ func (s *Server) routes() http.Handler {
 		writeJSON(w, out)
 	})
 	mux.HandleFunc("GET /api/v1/cutover", func(w http.ResponseWriter, r *http.Request) {
-		modes := []cutover.Mode{}
-		for _, d := range s.defs {
-			if d != s.definition {
-				continue
-			}
-			for _, p := range d.Phases {
-				modes = append(modes, s.authority.Mode(p.ID))
-			}
+		modes := []dtetype.Mode{}
+		for _, p := range s.definition.Phases {
+			modes = append(modes, s.authority.Mode(p.ID))
 		}
 		writeJSON(w, modes)
 	})
@@ -495,13 +463,6 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 func phaseStrings(ps []dtetype.Phase) []string {

@@ -13,8 +13,8 @@ import (
 
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
+	"github.com/synapsedte/dtebridge/internal/legacysim"
 	"github.com/synapsedte/dtebridge/internal/testenv"
-	"github.com/synapsedte/dtebridge/legacy"
 	"github.com/synapsedte/dtebridge/shadow"
 )
 
@@ -26,7 +26,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 // and the workflows themselves agree with their projection.
 func TestSimulatorEndToEnd(t *testing.T) {
 	t.Parallel()
-	for _, p := range legacy.Profiles() {
+	for _, p := range legacysim.Profiles() {
 		t.Run(p.Name, func(t *testing.T) {
 			t.Parallel()
 			b := bridgetest.New(t, p, nil)
@@ -85,7 +85,7 @@ func TestSimulatorEndToEnd(t *testing.T) {
 
 func TestHTTP(t *testing.T) {
 	t.Parallel()
-	b := bridgetest.New(t, legacy.Seed, nil)
+	b := bridgetest.New(t, legacysim.Seed, nil)
 	base := "http://" + b.Srv.Addr()
 	get := func(path string) (int, string) {
 		resp, err := http.Get(base + path)
@@ -127,7 +127,7 @@ func TestHTTP(t *testing.T) {
 // TestScheduledReconcile: serve --reconcile-every records runs by itself.
 func TestScheduledReconcile(t *testing.T) {
 	t.Parallel()
-	b := bridgetest.New(t, legacy.Seed, &bridgetest.Options{ReconcileEvery: 300 * time.Millisecond})
+	b := bridgetest.New(t, legacysim.Seed, &bridgetest.Options{ReconcileEvery: 300 * time.Millisecond})
 	b.Simulate(3, 40, 5)
 	b.Quiescent(60 * time.Second)
 	deadline := time.Now().Add(30 * time.Second)

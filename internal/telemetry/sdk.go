@@ -1,5 +1,6 @@
 // Package telemetry carries the Temporal SDK's metrics into the bridge's
-// Prometheus registry.
+// Prometheus registry, and gives the parts that export figures read from
+// the bridge schema at scrape time one cached collector (Cached).
 //
 // The SDK emits counters, gauges and timers through a client.MetricsHandler
 // with free-form tags. SDKMetrics is such a handler and, at the same time, a

@@ -1,4 +1,4 @@
-package adapter
+package legacy
 
 import (
 	"bytes"
@@ -10,84 +10,6 @@ import (
 
 	"github.com/synapsedte/dtebridge/dtetype"
 )
-
-// Columns names the legacy table's columns by role. Empty optional columns
-// are absent from the table.
-type Columns struct {
-	Cycle          string `yaml:"cycle"`
-	Report         string `yaml:"report"`
-	Phase          string `yaml:"phase"`
-	State          string `yaml:"state"`
-	Status         string `yaml:"status"`
-	LegacyStatus   string `yaml:"legacy_status"`
-	StateOverride  string `yaml:"state_override"`
-	StatusOverride string `yaml:"status_override"`
-	OverrideReason string `yaml:"override_reason"`
-	OverrideBy     string `yaml:"override_by"`
-	OverrideAt     string `yaml:"override_at"`
-	PlannedStart   string `yaml:"planned_start"`
-	PlannedEnd     string `yaml:"planned_end"`
-	ActualStart    string `yaml:"actual_start"`
-	ActualEnd      string `yaml:"actual_end"`
-	StartedBy      string `yaml:"started_by"`
-	CompletedBy    string `yaml:"completed_by"`
-	UpdatedAt      string `yaml:"updated_at"`
-}
-
-// DefaultColumns are the column names of the SynapseDTE schema. The legacy
-// status column is absent by default.
-var DefaultColumns = Columns{
-	Cycle: "cycle_id", Report: "report_id", Phase: "phase_name", State: "state", Status: "schedule_status",
-	StateOverride: "state_override", StatusOverride: "status_override", OverrideReason: "override_reason",
-	OverrideBy: "override_by", OverrideAt: "override_at", PlannedStart: "planned_start_date",
-	PlannedEnd: "planned_end_date", ActualStart: "actual_start_date", ActualEnd: "actual_end_date",
-	StartedBy: "started_by", CompletedBy: "completed_by", UpdatedAt: "updated_at",
-}
-
-// Mapping translates legacy labels to canonical values. It is configuration
-// (the legacy section of the config file): labels are data, and the same
-// bridge reads every label profile.
-type Mapping struct {
-	// Columns names the columns by role. Unset roles take DefaultColumns.
-	Columns Columns `yaml:"columns"`
-	// Phases maps phase labels, aliases included, to canonical phase ids.
-	Phases map[string]dtetype.Phase `yaml:"phases"`
-	// States maps state labels to canonical states.
-	States map[string]dtetype.State `yaml:"states"`
-	// Statuses maps schedule-status labels to canonical statuses.
-	Statuses map[string]dtetype.Status `yaml:"statuses"`
-	// IgnorePhases lists phase labels the bridge skips on purpose.
-	IgnorePhases []string `yaml:"ignore_phases"`
-}
-
-// Resolved returns the mapping with every unset column role filled from
-// DefaultColumns.
-func (m Mapping) Resolved() Mapping {
-	fill := func(dst *string, def string) {
-		if *dst == "" {
-			*dst = def
-		}
-	}
-	c, d := &m.Columns, DefaultColumns
-	fill(&c.Cycle, d.Cycle)
-	fill(&c.Report, d.Report)
-	fill(&c.Phase, d.Phase)
-	fill(&c.State, d.State)
-	fill(&c.Status, d.Status)
-	fill(&c.StateOverride, d.StateOverride)
-	fill(&c.StatusOverride, d.StatusOverride)
-	fill(&c.OverrideReason, d.OverrideReason)
-	fill(&c.OverrideBy, d.OverrideBy)
-	fill(&c.OverrideAt, d.OverrideAt)
-	fill(&c.PlannedStart, d.PlannedStart)
-	fill(&c.PlannedEnd, d.PlannedEnd)
-	fill(&c.ActualStart, d.ActualStart)
-	fill(&c.ActualEnd, d.ActualEnd)
-	fill(&c.StartedBy, d.StartedBy)
-	fill(&c.CompletedBy, d.CompletedBy)
-	fill(&c.UpdatedAt, d.UpdatedAt)
-	return m
-}
 
 // Quarantine reasons.
 const (
@@ -128,46 +50,35 @@ type RawChange struct {
 
 // Translator turns raw changes into canonical phase changes.
 type Translator struct {
-	m      Mapping
+	m      *Table
 	key    []string
 	ignore map[string]bool
 	known  map[dtetype.Phase]bool
 }
 
-// NewTranslator returns a translator for mapping. key lists the legacy
-// table's primary-key columns. known, if not empty, lists the phases the
-// workflow definitions know; a change to any other phase is quarantined.
-func NewTranslator(m Mapping, key []string, known []dtetype.Phase) (*Translator, error) {
-	t := &Translator{m: m.Resolved(), key: key, ignore: map[string]bool{}}
-	if len(key) == 0 {
-		t.key = []string{"phase_id"}
+// NewTranslator returns a translator for the table t. known, if not empty,
+// lists the phases the workflow definitions know; a change to any other
+// phase is quarantined.
+func NewTranslator(t *Table, known []dtetype.Phase) (*Translator, error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
 	}
-	for _, l := range m.IgnorePhases {
-		t.ignore[l] = true
-	}
-	for label, s := range m.States {
-		if !s.Valid() {
-			return nil, fmt.Errorf("legacy.states: %q maps to %q, which is not one of %v", label, s, dtetype.States())
-		}
-	}
-	for label, s := range m.Statuses {
-		if !s.Valid() {
-			return nil, fmt.Errorf("legacy.statuses: %q maps to %q, which is not one of %v", label, s, dtetype.Statuses())
-		}
-	}
-	for label, p := range m.Phases {
-		if p == "" {
-			return nil, fmt.Errorf("legacy.phases: %q maps to an empty phase id", label)
-		}
+	t = t.Clone()
+	tr := &Translator{m: t, key: t.Key, ignore: map[string]bool{}}
+	for _, l := range t.IgnorePhases {
+		tr.ignore[l] = true
 	}
 	if len(known) > 0 {
-		t.known = map[dtetype.Phase]bool{}
+		tr.known = map[dtetype.Phase]bool{}
 		for _, p := range known {
-			t.known[p] = true
+			tr.known[p] = true
 		}
 	}
-	return t, nil
+	return tr, nil
 }
+
+// Table returns the table the translator reads.
+func (t *Translator) Table() *Table { return t.m }
 
 // rowJSON is the row a change is about: the new row, or the old one for a
 // delete.
@@ -276,7 +187,7 @@ func (t *Translator) translate(raw *RawChange, row map[string]any) (*dtetype.Pha
 		return nil, err
 	}
 	pc.LegacyPhase = phase
-	p, ok := t.m.Phases[phase]
+	p, ok := t.m.Phases.Get(phase)
 	if !ok {
 		return nil, &TranslateError{ReasonUnknownLabel, fmt.Sprintf("phase label %q is not in legacy.phases: add it to the mapping (or to legacy.ignore_phases)", phase)}
 	}
@@ -351,7 +262,7 @@ func (t *Translator) state(row map[string]any, col string, required bool) (dtety
 	if err != nil || l == "" {
 		return "", err
 	}
-	s, ok := t.m.States[l]
+	s, ok := t.m.States.Get(l)
 	if !ok {
 		return "", &TranslateError{ReasonUnknownLabel, fmt.Sprintf("%s label %q is not in legacy.states: add it to the mapping", col, l)}
 	}
@@ -363,7 +274,7 @@ func (t *Translator) status(row map[string]any, col string, required bool) (dtet
 	if err != nil || l == "" {
 		return "", err
 	}
-	s, ok := t.m.Statuses[l]
+	s, ok := t.m.Statuses.Get(l)
 	if !ok {
 		return "", &TranslateError{ReasonUnknownLabel, fmt.Sprintf("%s label %q is not in legacy.statuses: add it to the mapping", col, l)}
 	}

@@ -1,4 +1,4 @@
-package adapter_test
+package legacy_test
 
 import (
 	"encoding/json"
@@ -8,12 +8,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/legacy"
 )
 
-func productionTranslator(t *testing.T, known ...dtetype.Phase) *adapter.Translator {
+func productionTranslator(t *testing.T, known ...dtetype.Phase) *legacy.Translator {
 	t.Helper()
 	cfg, err := config.Example("production")
 	if err != nil {
@@ -48,7 +48,7 @@ func TestTranslate(t *testing.T) {
 	t.Parallel()
 	tr := productionTranslator(t)
 	tx := time.Date(2026, 1, 17, 8, 0, 0, 0, time.UTC)
-	got := tr.Translate(&adapter.RawChange{ID: 9, Op: "U", Source: "public.workflow_phases", New: row(nil), Origin: "legacy", TxTime: tx, CapturedAt: tx})
+	got := tr.Translate(&legacy.RawChange{ID: 9, Op: "U", Source: "public.workflow_phases", New: row(nil), Origin: "legacy", TxTime: tx, CapturedAt: tx})
 	if got.Err != nil || got.Change == nil {
 		t.Fatalf("translate: %+v", got.Err)
 	}
@@ -73,7 +73,7 @@ func TestTranslate(t *testing.T) {
 func TestTranslateOverridesAreEffective(t *testing.T) {
 	t.Parallel()
 	tr := productionTranslator(t)
-	got := tr.Translate(&adapter.RawChange{Op: "U", New: row(map[string]any{
+	got := tr.Translate(&legacy.RawChange{Op: "U", New: row(map[string]any{
 		"state_override": "In Progress", "status_override": "On Track", "override_reason": "rework",
 		"override_by": 5, "override_at": "2026-01-18T10:00:00+00:00"})})
 	if got.Err != nil {
@@ -88,7 +88,7 @@ func TestTranslateOverridesAreEffective(t *testing.T) {
 		t.Errorf("override %+v", c.Override)
 	}
 	// Only a status override: the state stays the base state.
-	got = tr.Translate(&adapter.RawChange{Op: "U", New: row(map[string]any{"status_override": "At Risk"})})
+	got = tr.Translate(&legacy.RawChange{Op: "U", New: row(map[string]any{"status_override": "At Risk"})})
 	if got.Change.State != dtetype.StateCompleted || got.Change.Status != dtetype.StatusAtRisk {
 		t.Errorf("status-only override: %s/%s", got.Change.State, got.Change.Status)
 	}
@@ -97,7 +97,7 @@ func TestTranslateOverridesAreEffective(t *testing.T) {
 func TestTranslateDeleteUsesOldRow(t *testing.T) {
 	t.Parallel()
 	tr := productionTranslator(t)
-	got := tr.Translate(&adapter.RawChange{Op: "D", Old: row(nil), New: json.RawMessage("null")})
+	got := tr.Translate(&legacy.RawChange{Op: "D", Old: row(nil), New: json.RawMessage("null")})
 	if got.Err != nil || got.Change.Op != dtetype.OpDelete || got.Change.RowID != "17" {
 		t.Fatalf("delete: %+v %+v", got.Err, got.Change)
 	}
@@ -107,25 +107,25 @@ func TestTranslateQuarantineReasons(t *testing.T) {
 	t.Parallel()
 	tr := productionTranslator(t, "planning", "sample_selection", "testing")
 	cases := map[string]struct {
-		raw    adapter.RawChange
+		raw    legacy.RawChange
 		reason string
 		detail string
 		hasKey bool
 	}{
-		"UnknownPhaseLabel": {adapter.RawChange{Op: "U", New: row(map[string]any{"phase_name": "Audit"})}, adapter.ReasonUnknownLabel, `phase label "Audit" is not in legacy.phases`, true},
-		"UnknownState":      {adapter.RawChange{Op: "U", New: row(map[string]any{"state": "Escalated"})}, adapter.ReasonUnknownLabel, `state label "Escalated" is not in legacy.states`, true},
-		"UnknownStatus":     {adapter.RawChange{Op: "U", New: row(map[string]any{"schedule_status": "Late"})}, adapter.ReasonUnknownLabel, `schedule_status label "Late"`, true},
-		"UnknownOverride":   {adapter.RawChange{Op: "U", New: row(map[string]any{"state_override": "done"})}, adapter.ReasonUnknownLabel, `state_override label "done"`, true},
-		"NullCycle":         {adapter.RawChange{Op: "U", New: row(map[string]any{"cycle_id": nil})}, adapter.ReasonNullKey, "cycle_id or report_id is NULL", false},
-		"MissingReport":     {adapter.RawChange{Op: "U", New: json.RawMessage(`{"phase_id": 1, "cycle_id": 1}`)}, adapter.ReasonNullKey, "NULL or missing", false},
-		"NullPrimaryKey":    {adapter.RawChange{Op: "U", New: row(map[string]any{"phase_id": nil})}, adapter.ReasonNullKey, "primary-key column phase_id", true},
-		"TextCycle":         {adapter.RawChange{Op: "U", New: row(map[string]any{"cycle_id": "three"})}, adapter.ReasonUnparseable, "cycle_id holds three, not an integer", false},
-		"BadDate":           {adapter.RawChange{Op: "U", New: row(map[string]any{"planned_end_date": "someday"})}, adapter.ReasonUnparseable, `planned_end_date holds "someday"`, true},
-		"NotAnObject":       {adapter.RawChange{Op: "U", New: json.RawMessage(`[1, 2]`)}, adapter.ReasonUnparseable, "not a JSON object", false},
-		"NoRows":            {adapter.RawChange{Op: "U"}, adapter.ReasonUnparseable, "neither an old nor a new row", false},
-		"UnknownOp":         {adapter.RawChange{Op: "T", New: row(nil)}, adapter.ReasonUnparseable, `unknown operation "T"`, true},
-		"NullState":         {adapter.RawChange{Op: "U", New: row(map[string]any{"state": nil})}, adapter.ReasonUnparseable, "column state is NULL", true},
-		"NotInDefinition":   {adapter.RawChange{Op: "U", New: row(map[string]any{"phase_name": "Observations"})}, adapter.ReasonUnknownPhase, `phase "observations" (label "Observations") is not in the workflow definitions`, true},
+		"UnknownPhaseLabel": {legacy.RawChange{Op: "U", New: row(map[string]any{"phase_name": "Audit"})}, legacy.ReasonUnknownLabel, `phase label "Audit" is not in legacy.phases`, true},
+		"UnknownState":      {legacy.RawChange{Op: "U", New: row(map[string]any{"state": "Escalated"})}, legacy.ReasonUnknownLabel, `state label "Escalated" is not in legacy.states`, true},
+		"UnknownStatus":     {legacy.RawChange{Op: "U", New: row(map[string]any{"schedule_status": "Late"})}, legacy.ReasonUnknownLabel, `schedule_status label "Late"`, true},
+		"UnknownOverride":   {legacy.RawChange{Op: "U", New: row(map[string]any{"state_override": "done"})}, legacy.ReasonUnknownLabel, `state_override label "done"`, true},
+		"NullCycle":         {legacy.RawChange{Op: "U", New: row(map[string]any{"cycle_id": nil})}, legacy.ReasonNullKey, "cycle_id or report_id is NULL", false},
+		"MissingReport":     {legacy.RawChange{Op: "U", New: json.RawMessage(`{"phase_id": 1, "cycle_id": 1}`)}, legacy.ReasonNullKey, "NULL or missing", false},
+		"NullPrimaryKey":    {legacy.RawChange{Op: "U", New: row(map[string]any{"phase_id": nil})}, legacy.ReasonNullKey, "primary-key column phase_id", true},
+		"TextCycle":         {legacy.RawChange{Op: "U", New: row(map[string]any{"cycle_id": "three"})}, legacy.ReasonUnparseable, "cycle_id holds three, not an integer", false},
+		"BadDate":           {legacy.RawChange{Op: "U", New: row(map[string]any{"planned_end_date": "someday"})}, legacy.ReasonUnparseable, `planned_end_date holds "someday"`, true},
+		"NotAnObject":       {legacy.RawChange{Op: "U", New: json.RawMessage(`[1, 2]`)}, legacy.ReasonUnparseable, "not a JSON object", false},
+		"NoRows":            {legacy.RawChange{Op: "U"}, legacy.ReasonUnparseable, "neither an old nor a new row", false},
+		"UnknownOp":         {legacy.RawChange{Op: "T", New: row(nil)}, legacy.ReasonUnparseable, `unknown operation "T"`, true},
+		"NullState":         {legacy.RawChange{Op: "U", New: row(map[string]any{"state": nil})}, legacy.ReasonUnparseable, "column state is NULL", true},
+		"NotInDefinition":   {legacy.RawChange{Op: "U", New: row(map[string]any{"phase_name": "Observations"})}, legacy.ReasonUnknownPhase, `phase "observations" (label "Observations") is not in the workflow definitions`, true},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -146,7 +146,7 @@ func TestTranslateQuarantineReasons(t *testing.T) {
 func TestTranslateIgnoredPhase(t *testing.T) {
 	t.Parallel()
 	tr := productionTranslator(t)
-	got := tr.Translate(&adapter.RawChange{Op: "U", New: row(map[string]any{"phase_name": "Data Profiling"})})
+	got := tr.Translate(&legacy.RawChange{Op: "U", New: row(map[string]any{"phase_name": "Data Profiling"})})
 	if !got.Ignored || got.Change != nil || got.Err != nil {
 		t.Errorf("Data Profiling is ignored: %+v", got)
 	}
@@ -154,13 +154,18 @@ func TestTranslateIgnoredPhase(t *testing.T) {
 
 func TestNewTranslatorRejectsBadMapping(t *testing.T) {
 	t.Parallel()
-	cases := map[string]adapter.Mapping{
-		`"Done" maps to "finished"`: {States: map[string]dtetype.State{"Done": "finished"}},
-		`"Late" maps to "late"`:     {Statuses: map[string]dtetype.Status{"Late": "late"}},
-		`"X" maps to an empty`:      {Phases: map[string]dtetype.Phase{"X": ""}},
+	cases := map[string]func(*legacy.Table){
+		`"Done" maps to "finished"`: func(t *legacy.Table) { t.States.Set("Done", "finished") },
+		`"Late" maps to "late"`:     func(t *legacy.Table) { t.Statuses.Set("Late", "late") },
+		`"X" maps to an empty`:      func(t *legacy.Table) { t.Phases.Set("X", "") },
 	}
-	for want, m := range cases {
-		if _, err := adapter.NewTranslator(m, nil, nil); err == nil || !strings.Contains(err.Error(), want) {
+	for want, breakIt := range cases {
+		cfg, err := config.Example("seed")
+		if err != nil {
+			t.Fatal(err)
+		}
+		breakIt(&cfg.Legacy)
+		if _, err := legacy.NewTranslator(&cfg.Legacy, nil); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error = %v, want %q", err, want)
 		}
 	}
@@ -181,11 +186,11 @@ func FuzzTranslate(f *testing.F) {
 		f.Fatal(err)
 	}
 	reasons := map[string]bool{}
-	for _, r := range adapter.Reasons() {
+	for _, r := range legacy.Reasons() {
 		reasons[r] = true
 	}
 	f.Fuzz(func(t *testing.T, b []byte, op string) {
-		got := tr.Translate(&adapter.RawChange{Op: op, New: b, Old: b})
+		got := tr.Translate(&legacy.RawChange{Op: op, New: b, Old: b})
 		if got.Err != nil && !reasons[got.Err.Reason] {
 			t.Errorf("unknown reason %q", got.Err.Reason)
 		}

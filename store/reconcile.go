@@ -1,0 +1,236 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/synapsedte/dtebridge/dtetype"
+)
+
+// LegacySide is the legacy half of reconcile's comparison, built from the
+// configuration by reconcile (see sql/reconcile.sql.tmpl).
+type LegacySide struct {
+	// Legacy defines the CTEs mp, ms, mt and lw, without WITH.
+	Legacy string
+	// LegacyOrder lists lw's key columns, for the oldest row.
+	LegacyOrder string
+	// LegacyChanged selects the reports legacy changed since @since.
+	LegacyChanged string
+}
+
+// ReconcileSQL are reconcile's comparison queries.
+type ReconcileSQL struct {
+	SumsLegacy, SumsShadow, Compare, Violations string
+}
+
+// ReconcileQueries renders the comparison queries around the legacy side.
+func (s *Store) ReconcileQueries(l LegacySide) (*ReconcileSQL, error) {
+	text, err := sqlFiles.ReadFile("sql/reconcile.sql.tmpl")
+	if err != nil {
+		return nil, err
+	}
+	t, err := template.New("reconcile").Parse(string(text))
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, map[string]string{"Schema": s.quoted, "Legacy": l.Legacy, "LegacyOrder": l.LegacyOrder,
+		"LegacyChanged": l.LegacyChanged}); err != nil {
+		return nil, err
+	}
+	named := splitNamed(buf.String())
+	out := &ReconcileSQL{SumsLegacy: named["SumsLegacy"], SumsShadow: named["SumsShadow"], Compare: named["Compare"], Violations: named["Violations"]}
+	if out.SumsLegacy == "" || out.SumsShadow == "" || out.Compare == "" || out.Violations == "" {
+		return nil, fmt.Errorf("store: reconcile.sql.tmpl lacks a query")
+	}
+	return out, nil
+}
+
+// splitNamed splits rendered text into its "-- name: X" sections.
+func splitNamed(text string) map[string]string {
+	out := map[string]string{}
+	var name string
+	var body strings.Builder
+	flush := func() {
+		if name != "" {
+			out[name] = strings.TrimRight(strings.TrimSpace(body.String()), ";")
+		}
+	}
+	for _, line := range strings.SplitAfter(text, "\n") {
+		if n, ok := strings.CutPrefix(strings.TrimSpace(line), "-- name:"); ok {
+			flush()
+			name, body = strings.TrimSpace(n), strings.Builder{}
+			continue
+		}
+		if name != "" {
+			body.WriteString(line)
+		}
+	}
+	flush()
+	return out
+}
+
+// Run is a reconcile run as recorded.
+type Run struct {
+	StartedAt, FinishedAt time.Time
+	// Scope, Counts and Phases are JSON.
+	Scope, Counts, Phases []byte
+	Compared, Consistent  int64
+	InFlight              int64
+	Unexpected, Expected  int64
+}
+
+// RunScope is what a run looked at, for resolving divergences it no longer
+// finds.
+type RunScope struct {
+	Cycle *int64
+	Phase dtetype.Phase
+	// Keys, if set, limits the run to these reports.
+	Keys []dtetype.Key
+	// InFlight are reports the run did not look at.
+	InFlight []dtetype.Key
+}
+
+// Recorded is what recording a run did.
+type Recorded struct {
+	RunID         int64
+	New, Resolved int64
+	// FirstSeen is when each divergence found was first seen.
+	FirstSeen map[DivergenceKey]time.Time
+}
+
+// DivergenceKey identifies an open divergence.
+type DivergenceKey struct {
+	Key   dtetype.Key
+	Phase dtetype.Phase
+	Kind  string
+}
+
+// RecordRun records a run and tracks divergences across runs, in one
+// transaction: one still found keeps its first_seen, one no longer found
+// in the run's scope gets resolved_at.
+func (s *Store) RecordRun(ctx context.Context, run Run, scope RunScope, found []dtetype.Divergence) (*Recorded, error) {
+	rec := &Recorded{FirstSeen: map[DivergenceKey]time.Time{}}
+	err := s.InTx(ctx, func(tx *Store) error {
+		now := time.Now()
+		if err := tx.db.QueryRow(ctx, tx.sql("InsertRun"), run.StartedAt, now, run.Scope, run.Compared, run.Consistent, run.InFlight,
+			run.Unexpected, run.Expected, run.Counts, run.Phases).Scan(&rec.RunID); err != nil {
+			return &NotInstalledError{fmt.Errorf("error recording the run: %w", err)}
+		}
+		if _, err := tx.db.Exec(ctx, tx.sql("CreateFound")); err != nil {
+			return err
+		}
+		rows := make([][]any, 0, len(found))
+		for _, d := range found {
+			rows = append(rows, []any{d.Key.CycleID, d.Key.ReportID, string(d.Phase), d.Kind, d.Legacy, d.Shadow, d.Detail, nullable(d.Rule)})
+		}
+		if _, err := tx.db.CopyFrom(ctx, pgx.Identifier{"found"}, []string{"cycle_id", "report_id", "phase", "kind", "legacy_value",
+			"shadow_value", "detail", "rule"}, pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("error recording divergences: %w", err)
+		}
+		if _, err := tx.db.Exec(ctx, tx.sql("RefreshOpen"), now, rec.RunID); err != nil {
+			return err
+		}
+		tag, err := tx.db.Exec(ctx, tx.sql("InsertNew"), now, rec.RunID)
+		if err != nil {
+			return err
+		}
+		rec.New = tag.RowsAffected()
+		var scopeC, scopeR []int64
+		if len(scope.Keys) > 0 {
+			scopeC, scopeR = splitKeys(scope.Keys)
+		}
+		flightC, flightR := splitKeys(scope.InFlight)
+		tag, err = tx.db.Exec(ctx, tx.sql("ResolveGone"), now, rec.RunID, scope.Cycle, nullable(string(scope.Phase)), scopeC, scopeR, flightC, flightR)
+		if err != nil {
+			return err
+		}
+		rec.Resolved = tag.RowsAffected()
+		fs, err := tx.db.Query(ctx, tx.sql("FirstSeen"), rec.RunID)
+		if err != nil {
+			return err
+		}
+		defer fs.Close()
+		for fs.Next() {
+			var k DivergenceKey
+			var t time.Time
+			if err := fs.Scan(&k.Key.CycleID, &k.Key.ReportID, &k.Phase, &k.Kind, &t); err != nil {
+				return err
+			}
+			rec.FirstSeen[k] = t
+		}
+		if err := fs.Err(); err != nil {
+			return err
+		}
+		_, err = tx.db.Exec(ctx, tx.sql("FinishRun"), rec.RunID, rec.New, rec.Resolved, time.Now())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// RunRow is a recorded run as read back; Scope and Phases are JSON.
+type RunRow struct {
+	RunID                 int64
+	StartedAt, FinishedAt time.Time
+	Scope, Phases         []byte
+	Compared, Consistent  int64
+	Unexpected, Expected  int64
+	New, Resolved         int64
+}
+
+// Runs returns the most recent recorded runs, newest first.
+func (s *Store) Runs(ctx context.Context, limit int) ([]RunRow, error) {
+	rows, err := s.db.Query(ctx, s.sql("Runs"), limit)
+	if err != nil {
+		return nil, &NotInstalledError{fmt.Errorf("error reading reconcile runs: %w", err)}
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (RunRow, error) {
+		var x RunRow
+		err := r.Scan(&x.RunID, &x.StartedAt, &x.FinishedAt, &x.Scope, &x.Compared, &x.Consistent, &x.Unexpected, &x.Expected, &x.New, &x.Resolved, &x.Phases)
+		return x, err
+	})
+}
+
+// RunTotals sums every recorded run.
+type RunTotals struct {
+	Runs, Compared, New, Resolved int64
+}
+
+// ReconcileTotals sums every recorded run.
+func (s *Store) ReconcileTotals(ctx context.Context) (RunTotals, error) {
+	var t RunTotals
+	err := s.db.QueryRow(ctx, s.sql("RunTotals")).Scan(&t.Runs, &t.Compared, &t.New, &t.Resolved)
+	return t, err
+}
+
+// OpenCount is a number of open divergences of one phase, kind and
+// expectedness.
+type OpenCount struct {
+	Phase    dtetype.Phase
+	Kind     string
+	Expected bool
+	N        int64
+}
+
+// OpenDivergenceCounts counts open divergences by phase, kind and whether an
+// expected rule accepts them.
+func (s *Store) OpenDivergenceCounts(ctx context.Context) ([]OpenCount, error) {
+	rows, err := s.db.Query(ctx, s.sql("OpenDivergenceCounts"))
+	if err != nil {
+		return nil, fmt.Errorf("error reading divergences: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (OpenCount, error) {
+		var c OpenCount
+		err := r.Scan(&c.Phase, &c.Kind, &c.Expected, &c.N)
+		return c, err
+	})
+}
