@@ -66,7 +66,7 @@ func (h *Conflicts) Handle(ctx context.Context, changes []dtetype.PhaseChange) e
 		if h.Policy != PolicyRevert {
 			continue
 		}
-		cmd := shadow.Command{ID: "revert-" + c.EventID, Action: shadow.ActionRestore, Phase: c.Phase, Actor: "dtebridge",
+		cmd := shadow.Command{ID: "revert-" + c.EventID, Action: dtetype.ActionRestore, Phase: c.Phase, Actor: "dtebridge",
 			Reason: "revert a legacy write to a phase the new engine owns"}
 		handle, err := h.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: shadow.WorkflowID(h.WorkflowIDPrefix, c.Key),
 			UpdateID: cmd.ID, UpdateName: shadow.UpdateCommand, Args: []any{cmd}, WaitForStage: client.WorkflowUpdateStageCompleted})

@@ -182,7 +182,7 @@ func TestLifecycle(t *testing.T) {
 	if after["state"] != "In Progress" || after["started_by"] != 12.0 || after["actual_start_date"] == nil || before["actual_start_date"] != nil {
 		t.Errorf("legacy row after start: %v", after)
 	}
-	got, err = e.x.Execute(ctx, k, shadow.Command{Action: shadow.ActionComplete, Phase: phase, Actor: "13", Role: "Test Executive", Reason: "plan approved"})
+	got, err = e.x.Execute(ctx, k, shadow.Command{Action: dtetype.ActionComplete, Phase: phase, Actor: "13", Role: "Test Executive", Reason: "plan approved"})
 	if err != nil || got.State != dtetype.StateCompleted || got.Rows != 2 {
 		t.Fatalf("complete: %v %+v", err, got)
 	}
@@ -270,10 +270,10 @@ func TestRejections(t *testing.T) {
 		cmd  shadow.Command
 		rule string
 	}{
-		{"WrongRole", shadow.Command{Action: shadow.ActionStart, Phase: "planning", Actor: "14", Role: "Report Owner", Reason: "x"}, shadow.RuleRoleNotAllowed},
-		{"UnmetDependency", shadow.Command{Action: shadow.ActionStart, Phase: "scoping", Actor: "12", Role: "Tester", Reason: "x"}, shadow.RuleDependencyUnmet},
-		{"InvalidTransition", shadow.Command{Action: shadow.ActionComplete, Phase: "planning", Actor: "12", Role: "Tester", Reason: "x"}, shadow.RuleInvalidTransition},
-		{"NoReason", shadow.Command{Action: shadow.ActionStart, Phase: "planning", Actor: "12", Role: "Tester"}, "missing_actor_or_reason"},
+		{"WrongRole", shadow.Command{Action: dtetype.ActionStart, Phase: "planning", Actor: "14", Role: "Report Owner", Reason: "x"}, shadow.RuleRoleNotAllowed},
+		{"UnmetDependency", shadow.Command{Action: dtetype.ActionStart, Phase: "scoping", Actor: "12", Role: "Tester", Reason: "x"}, shadow.RuleDependencyUnmet},
+		{"InvalidTransition", shadow.Command{Action: dtetype.ActionComplete, Phase: "planning", Actor: "12", Role: "Tester", Reason: "x"}, shadow.RuleInvalidTransition},
+		{"NoReason", shadow.Command{Action: dtetype.ActionStart, Phase: "planning", Actor: "12", Role: "Tester"}, "missing_actor_or_reason"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := e.x.Execute(ctx, k, tc.cmd)
@@ -287,7 +287,7 @@ func TestRejections(t *testing.T) {
 		t.Error("a rejected command wrote something")
 	}
 	// A phase not on new takes no commands.
-	_, err := e.x.Execute(ctx, k, shadow.Command{Action: shadow.ActionStart, Phase: "testing", Actor: "12", Role: "Tester", Reason: "x"})
+	_, err := e.x.Execute(ctx, k, shadow.Command{Action: dtetype.ActionStart, Phase: "testing", Actor: "12", Role: "Tester", Reason: "x"})
 	if !errors.Is(err, cutover.ErrNotOnNew) {
 		t.Errorf("command to a shadow phase: %v", err)
 	}
@@ -387,7 +387,7 @@ func TestRevertPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := e.coveredReport(100)
-	if _, err := e.x.Execute(ctx, k, shadow.Command{Action: shadow.ActionStart, Phase: "planning", Actor: "12", Role: "Tester", Reason: "go"}); err != nil {
+	if _, err := e.x.Execute(ctx, k, shadow.Command{Action: dtetype.ActionStart, Phase: "planning", Actor: "12", Role: "Tester", Reason: "go"}); err != nil {
 		t.Fatal(err)
 	}
 	e.Quiescent(30 * time.Second)
@@ -432,7 +432,7 @@ func TestConcurrentCommands(t *testing.T) {
 	results := make(chan result, 2)
 	for _, actor := range []string{"100", "102"} {
 		go func() {
-			_, err := e.x.Execute(ctx, k, shadow.Command{Action: shadow.ActionStart, Phase: "planning", Actor: actor, Role: "Tester", Reason: "race"})
+			_, err := e.x.Execute(ctx, k, shadow.Command{Action: dtetype.ActionStart, Phase: "planning", Actor: actor, Role: "Tester", Reason: "race"})
 			results <- result{actor, err}
 		}()
 	}
@@ -460,11 +460,11 @@ func TestConcurrentCommands(t *testing.T) {
 	// The same command id for another report: refused, nothing written.
 	other := e.coveredReport(100)
 	id := "cmd-reused-0001"
-	if _, err := e.x.Execute(ctx, k, shadow.Command{ID: id, Action: shadow.ActionComplete, Phase: "planning", Actor: "13", Role: "Test Executive", Reason: "done"}); err != nil {
+	if _, err := e.x.Execute(ctx, k, shadow.Command{ID: id, Action: dtetype.ActionComplete, Phase: "planning", Actor: "13", Role: "Test Executive", Reason: "done"}); err != nil {
 		t.Fatal(err)
 	}
 	before := e.row(other, "Planning")
-	_, err := e.x.Execute(ctx, other, shadow.Command{ID: id, Action: shadow.ActionStart, Phase: "planning", Actor: "100", Role: "Tester", Reason: "go"})
+	_, err := e.x.Execute(ctx, other, shadow.Command{ID: id, Action: dtetype.ActionStart, Phase: "planning", Actor: "100", Role: "Tester", Reason: "go"})
 	var rej *cutover.RejectedError
 	if !errors.As(err, &rej) || rej.Rule != "bad_command" {
 		t.Errorf("reused id: %v", err)
@@ -488,7 +488,7 @@ func TestWriteBackChecksOwnership(t *testing.T) {
 	}
 	wb := &cutover.WriteBack{Writer: writer, Store: e.Store()}
 	before := e.row(k, "Planning")
-	_, err = wb.WriteBack(ctx, shadow.WriteBackRequest{Key: k, Command: shadow.Command{ID: "cmd-after-rollback", Action: shadow.ActionStart,
+	_, err = wb.WriteBack(ctx, shadow.WriteBackRequest{Key: k, Command: shadow.Command{ID: "cmd-after-rollback", Action: dtetype.ActionStart,
 		Phase: "planning", Actor: "100", Role: "Tester", Reason: "late retry"}, At: time.Now()})
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != "not_on_new" || !appErr.NonRetryable() {

@@ -45,7 +45,7 @@ func owned(ctx context.Context, st *store.Store, k dtetype.Key, phase dtetype.Ph
 func (w *WriteBack) WriteBack(ctx context.Context, req shadow.WriteBackRequest) ([]dtetype.PhaseChange, error) {
 	cmd := req.Command
 	op := legacy.Op{Action: cmd.Action, Key: req.Key, Phase: cmd.Phase, Actor: cmd.Actor, Reason: cmd.Reason, State: cmd.State, Status: cmd.Status}
-	if cmd.Action == shadow.ActionRestore {
+	if cmd.Action == dtetype.ActionRestore {
 		v := req.View
 		if v == nil {
 			return nil, temporal.NewNonRetryableApplicationError("nothing to restore: the engine has no state for the phase", "bad_command", nil)

@@ -39,30 +39,17 @@ func (e *GateError) Error() string {
 // Unwrap returns ErrGate.
 func (e *GateError) Unwrap() error { return ErrGate }
 
-// Actions the writer performs, as the legacy application does them.
-const (
-	// ActionStart sets the state (and the legacy status) in progress, the
-	// actual start and who started; legacy's gates apply.
-	ActionStart = "start"
-	// ActionComplete sets the state (and the legacy status) completed, the
-	// actual end and who completed, and starts the phase legacy starts on
-	// completion.
-	ActionComplete = "complete"
-	// ActionOverride sets the state and/or status override with reason,
-	// actor and time; the base state is untouched.
-	ActionOverride = "override"
-	// ActionClearOverride nulls the five override columns.
-	ActionClearOverride = "clear-override"
-	// ActionReopen sets the state back in progress and clears the actual
-	// end and who completed (legacy's state reopen).
-	ActionReopen = "reopen"
-	// ActionRestore writes given values over the row: state, legacy status,
-	// actual dates and actors (the revert conflict policy).
-	ActionRestore = "restore"
-)
-
 // Op is one legacy write: an action on one phase of one report.
 type Op struct {
+	// Action is what the legacy application does (dtetype.Action*): start
+	// sets the state (and the legacy status) in progress, the actual start
+	// and who started, legacy's gates applying; complete sets them
+	// completed, the actual end and who completed, and starts the phase
+	// legacy starts on completion; override sets the overrides with reason,
+	// actor and time, leaving the base state; clear-override nulls the five
+	// override columns; reopen is legacy's state reopen (in progress, actual
+	// end and who completed cleared); restore writes given values over the
+	// row (the revert conflict policy).
 	Action string
 	Key    dtetype.Key
 	Phase  dtetype.Phase
@@ -77,7 +64,7 @@ type Op struct {
 	Restore *Restore
 }
 
-// Restore is what ActionRestore writes.
+// Restore is what dtetype.ActionRestore writes.
 type Restore struct {
 	State                  dtetype.State
 	ActualStart, ActualEnd *time.Time
@@ -217,7 +204,7 @@ func (w *Writer) Apply(ctx context.Context, op Op, h Hooks) ([]Written, error) {
 			return err
 		}
 		out = append(out, *wr)
-		if next, ok := w.t.Write.StartOnComplete[op.Phase]; ok && op.Action == ActionComplete {
+		if next, ok := w.t.Write.StartOnComplete[op.Phase]; ok && op.Action == dtetype.ActionComplete {
 			n, err := w.lock(ctx, tx, op.Key, next)
 			switch {
 			case errors.Is(err, ErrNoRow):
@@ -282,12 +269,12 @@ func (w *Writer) decide(ctx context.Context, tx pgx.Tx, op Op, r *row, now time.
 	c := w.t.Columns
 	var s set
 	switch op.Action {
-	case ActionStart:
+	case dtetype.ActionStart:
 		if err := w.checkGate(ctx, tx, op.Key, op.Phase); err != nil {
 			return nil, err
 		}
 		return w.start(r, op.Actor, now)
-	case ActionComplete:
+	case dtetype.ActionComplete:
 		if err := w.state(&s, dtetype.StateCompleted); err != nil {
 			return nil, err
 		}
@@ -296,7 +283,7 @@ func (w *Writer) decide(ctx context.Context, tx pgx.Tx, op Op, r *row, now time.
 		if err := w.schedule(&s, r, dtetype.StateCompleted, now); err != nil {
 			return nil, err
 		}
-	case ActionOverride:
+	case dtetype.ActionOverride:
 		if op.State == "" && op.Status == "" {
 			return nil, fmt.Errorf("%w: an override needs a state, a status or both", ErrUnwritable)
 		}
@@ -317,11 +304,11 @@ func (w *Writer) decide(ctx context.Context, tx pgx.Tx, op Op, r *row, now time.
 		s.put(c.OverrideReason, text(op.Reason))
 		s.put(c.OverrideBy, text(op.Actor))
 		s.put(c.OverrideAt, now)
-	case ActionClearOverride:
+	case dtetype.ActionClearOverride:
 		for _, col := range []string{c.StateOverride, c.StatusOverride, c.OverrideReason, c.OverrideBy, c.OverrideAt} {
 			s.put(col, nil)
 		}
-	case ActionReopen:
+	case dtetype.ActionReopen:
 		if err := w.baseState(&s, dtetype.StateInProgress); err != nil {
 			return nil, err
 		}
@@ -330,7 +317,7 @@ func (w *Writer) decide(ctx context.Context, tx pgx.Tx, op Op, r *row, now time.
 		if err := w.schedule(&s, r, dtetype.StateInProgress, now); err != nil {
 			return nil, err
 		}
-	case ActionRestore:
+	case dtetype.ActionRestore:
 		v := op.Restore
 		if v == nil {
 			return nil, fmt.Errorf("%w: nothing to restore", ErrUnwritable)

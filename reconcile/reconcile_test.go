@@ -10,12 +10,14 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"go.temporal.io/api/enums/v1"
 
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
 	"github.com/synapsedte/dtebridge/internal/legacysim"
 	"github.com/synapsedte/dtebridge/internal/testenv"
 	"github.com/synapsedte/dtebridge/reconcile"
+	"github.com/synapsedte/dtebridge/shadow"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
@@ -358,5 +360,61 @@ func TestJSONMatchesSchema(t *testing.T) {
 		if err := f(&out); err != nil || !strings.Contains(out.String(), "actor_mismatch") {
 			t.Errorf("rendering lacks the divergence: %v\n%s", err, out.String())
 		}
+	}
+}
+
+// TestRepairRestartsTerminatedWorkflow: repairing a report whose shadow
+// workflow was terminated starts a new run the way the mirror does, with
+// its search attributes, and under the stream's own sequence numbers, so
+// the report is not left looking behind (once it would stay behind for
+// ever and turn stale after the grace).
+func TestRepairRestartsTerminatedWorkflow(t *testing.T) {
+	t.Parallel()
+	b := bridgetest.New(t, legacysim.Seed, nil)
+	b.Simulate(4, 60, 73)
+	b.Quiescent(60 * time.Second)
+	ctx := context.Background()
+	keys, err := b.Store().ProjectedKeys(ctx, nil, 1)
+	if err != nil || len(keys) != 1 {
+		t.Fatal(err, keys)
+	}
+	k := keys[0]
+	id := shadow.WorkflowID(b.Cfg.Shadow.WorkflowIDPrefix, k)
+	if err := b.TC.TerminateWorkflow(ctx, id, "", "test"); err != nil {
+		t.Fatal(err)
+	}
+	// A legacy fix-up the trigger does not see.
+	b.Bypass(`UPDATE workflow_phases SET started_by = 4242 WHERE cycle_id = $1 AND report_id = $2 AND phase_name = 'Planning'`, k.CycleID, k.ReportID)
+	r := run(t, b, nil)
+	if kinds(r, false)[dtetype.KindActorMismatch] != 1 {
+		t.Fatalf("before repair: %v", kinds(r, false))
+	}
+	o := b.Cfg.ReconcileOptions(b.DB.Pool)
+	if err := reconcile.Repair(ctx, o, reconcile.TemporalOptions{Client: b.TC, WorkflowIDPrefix: b.Cfg.Shadow.WorkflowIDPrefix}, r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Repair.Repaired != 1 || len(r.Repair.Remaining) != 0 || r.Repair.Reports != 1 {
+		t.Fatalf("repair: %+v", r.Repair)
+	}
+	desc, err := b.TC.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		t.Fatalf("the repaired workflow is %s", st)
+	}
+	sa := desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()
+	for _, name := range []string{"DtebridgeCycle", "DtebridgeReport", "DtebridgeDefinition"} {
+		if sa[name] == nil {
+			t.Errorf("the repaired workflow lacks search attribute %s (has %v)", name, sa)
+		}
+	}
+	// Nothing is left behind: not now, and not after the grace either.
+	if n, err := b.Store().ReportsBehind(ctx); err != nil || n != 0 {
+		t.Fatalf("%d reports behind after the repair (err %v)", n, err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if r := run(t, b, func(o *reconcile.Options) { o.LagGrace = time.Millisecond }); r.Unexpected != 0 || r.InFlight != 0 {
+		t.Fatalf("after the repair: %v, %d in flight", kinds(r, false), r.InFlight)
 	}
 }

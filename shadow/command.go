@@ -20,24 +20,6 @@ const UpdateCommand = "command"
 // accepted command back to the legacy row (package cutover implements it).
 const WriteBackActivity = "WriteBack"
 
-// Command actions.
-const (
-	ActionStart         = "start"
-	ActionComplete      = "complete"
-	ActionOverride      = "override"
-	ActionClearOverride = "clear-override"
-	ActionReopen        = "reopen"
-	// ActionRestore rewrites the engine's state to the legacy row; the
-	// revert conflict policy sends it after a legacy write to a phase the
-	// engine owns.
-	ActionRestore = "restore"
-)
-
-// Actions returns the actions users may send.
-func Actions() []string {
-	return []string{ActionStart, ActionComplete, ActionOverride, ActionClearOverride, ActionReopen}
-}
-
 // Command is an instruction to the engine for one phase of one report.
 type Command struct {
 	// ID makes the command idempotent; it is also the Update id.
@@ -80,15 +62,15 @@ func rejected(rule, format string, args ...any) error {
 // validate applies the definition to cmd without changing anything: roles,
 // dependencies and valid transitions.
 func (e *engine) validate(cmd Command) error {
-	if cmd.Action == ActionRestore {
+	if cmd.Action == dtetype.ActionRestore {
 		return nil
 	}
 	def := e.d.Phase(cmd.Phase)
 	if def == nil {
 		return rejected("unknown_phase", "phase %q is not in %s", cmd.Phase, e.d.Key())
 	}
-	if !slices.Contains(Actions(), cmd.Action) {
-		return rejected("unknown_action", "action %q is not one of %s", cmd.Action, strings.Join(Actions(), ", "))
+	if !slices.Contains(dtetype.Actions(), cmd.Action) {
+		return rejected("unknown_action", "action %q is not one of %s", cmd.Action, strings.Join(dtetype.Actions(), ", "))
 	}
 	if strings.TrimSpace(cmd.Actor) == "" || strings.TrimSpace(cmd.Reason) == "" {
 		return rejected("missing_actor_or_reason", "a command needs an actor and a reason")
@@ -103,11 +85,11 @@ func (e *engine) validate(cmd Command) error {
 	if ps := e.s.phase(cmd.Phase); ps != nil {
 		state = ps.State
 	}
-	need := map[string]dtetype.State{ActionStart: dtetype.StateNotStarted, ActionComplete: dtetype.StateInProgress, ActionReopen: dtetype.StateCompleted}
+	need := map[string]dtetype.State{dtetype.ActionStart: dtetype.StateNotStarted, dtetype.ActionComplete: dtetype.StateInProgress, dtetype.ActionReopen: dtetype.StateCompleted}
 	if want, ok := need[cmd.Action]; ok && state != want {
 		return rejected(RuleInvalidTransition, "%s %s needs it %s; it is %s", cmd.Action, cmd.Phase, want, state)
 	}
-	if cmd.Action == ActionStart {
+	if cmd.Action == dtetype.ActionStart {
 		var unmet []string
 		for _, dep := range def.DependsOn {
 			if dd := e.d.Phase(dep); dd != nil && !dd.When.Holds(e.attrs) {
@@ -125,7 +107,7 @@ func (e *engine) validate(cmd Command) error {
 			return rejected(RuleDependencyUnmet, "%s cannot start while %s", cmd.Phase, strings.Join(unmet, ", "))
 		}
 	}
-	if cmd.Action == ActionOverride {
+	if cmd.Action == dtetype.ActionOverride {
 		if cmd.State == "" && cmd.Status == "" {
 			return rejected("invalid_override", "an override needs a state, a status or both")
 		}

@@ -105,6 +105,9 @@ func (s *Store) render(name string, data map[string]any) (string, error) {
 	return buf.String(), nil
 }
 
+// SQL returns a named query as rendered for this schema, for tests.
+func (s *Store) SQL(name string) string { return s.sql(name) }
+
 // Names returns the names of every query, for tests that prepare them all.
 func (s *Store) Names() []string {
 	names := make([]string, 0, len(s.q))
@@ -156,28 +159,12 @@ func parseQueries() map[string]*template.Template {
 		if err != nil {
 			panic(err)
 		}
-		var name string
-		var body strings.Builder
-		flush := func() {
-			if name == "" {
-				return
-			}
+		for name, body := range splitNamed(string(b)) {
 			if _, dup := out[name]; dup {
 				panic("store: query " + name + " is defined twice")
 			}
-			out[name] = template.Must(template.New(name).Parse(body.String()))
+			out[name] = template.Must(template.New(name).Parse(body))
 		}
-		for _, line := range strings.SplitAfter(string(b), "\n") {
-			if n, ok := strings.CutPrefix(strings.TrimSpace(line), "-- name:"); ok {
-				flush()
-				name, body = strings.TrimSpace(n), strings.Builder{}
-				continue
-			}
-			if name != "" {
-				body.WriteString(line)
-			}
-		}
-		flush()
 	}
 	return out
 }

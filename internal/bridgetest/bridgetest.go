@@ -54,6 +54,11 @@ type Options struct {
 	Token string
 	// Configure, if set, adjusts the example config before serving.
 	Configure func(*config.Config)
+	// Schema, if set, is the SQL of a legacy database of the test's own,
+	// applied instead of the profile's schema; Config is then its
+	// configuration (required), and the profile may be nil.
+	Schema string
+	Config *config.Config
 	// SignalTimeout, if set, bounds the mirror's calls to Temporal, for tests
 	// that take Temporal away. Default: the mirror's (10s): short timeouts
 	// under load cancel requests mid-flight, and a storm of those breaks the
@@ -71,12 +76,20 @@ func New(t testing.TB, p *legacysim.Profile, o *Options) *Bridge {
 	}
 	db := testenv.NewDB(t)
 	ctx := context.Background()
-	if err := legacysim.Init(ctx, db.Pool, p); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Example(p.Name)
-	if err != nil {
-		t.Fatal(err)
+	var cfg *config.Config
+	if o.Schema != "" {
+		if _, err := db.Pool.Exec(ctx, o.Schema); err != nil {
+			t.Fatalf("applying the test's legacy schema: %v", err)
+		}
+		cfg = o.Config
+	} else {
+		if err := legacysim.Init(ctx, db.Pool, p); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if cfg, err = config.Example(p.Name); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg.Shadow.TaskQueue = "tq-" + db.Name
 	cfg.Shadow.WorkflowIDPrefix = db.Name + "-"

@@ -220,11 +220,11 @@ func phaseCommand(g *globals) *cli.Command {
 		return f
 	}
 	var subs []*cli.Command
-	for _, action := range shadow.Actions() {
+	for _, action := range dtetype.Actions() {
 		subs = append(subs, &cli.Command{
 			Name:   action,
 			Usage:  "send " + action + " to the new engine for a phase it owns; it writes the result back to legacy",
-			Flags:  flags(action == shadow.ActionOverride),
+			Flags:  flags(action == dtetype.ActionOverride),
 			Before: noArgs,
 			Action: func(c *cli.Context) error {
 				if err := checkFormat(o.Format); err != nil {

@@ -83,7 +83,20 @@ func TestCutoverCommands(t *testing.T) {
 	if r.code != exitDivergent || !strings.Contains(r.stderr, "role_not_allowed") || !strings.Contains(r.stderr, "nothing was written") {
 		t.Errorf("refused command: exit %d, %q", r.code, r.stderr)
 	}
-	r = cli(append(append([]string{"phase", "start"}, who...), "--actor", "12", "--role", "Tester", "--reason", "kick-off", "--format", "json")...)
+	// Who acts is the users table's to say: a user who does not hold the
+	// stated role, and one who does not exist, are refused.
+	r = cli(append(append([]string{"phase", "start"}, who...), "--actor", "19", "--role", "Tester", "--reason", "x")...)
+	if r.code != exitDivergent || !strings.Contains(r.stderr, "role_mismatch") || !strings.Contains(r.stderr, `user 19 holds role "Report Owner Executive"`) {
+		t.Errorf("wrong stated role: exit %d, %q", r.code, r.stderr)
+	}
+	r = cli(append(append([]string{"phase", "start"}, who...), "--actor", "99999", "--role", "Tester", "--reason", "x")...)
+	if r.code != exitDivergent || !strings.Contains(r.stderr, "unknown_actor") {
+		t.Errorf("unknown actor: exit %d, %q", r.code, r.stderr)
+	}
+	if cmds, err := b.Store().Commands(ctx, &k, 10); err != nil || len(cmds) != 0 {
+		t.Errorf("refused commands were recorded: %v %+v", err, cmds)
+	}
+	r = cli(append(append([]string{"phase", "start"}, who...), "--actor", "12", "--reason", "kick-off", "--format", "json")...)
 	var res struct {
 		State dtetype.State `json:"state"`
 		Rows  int           `json:"rows"`

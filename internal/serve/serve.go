@@ -2,6 +2,10 @@
 // (leader or standby), the mirror into Temporal, the shadow worker, and the
 // HTTP server with health, readiness, metrics and the definitions API.
 // dtebridge serve and dtebridge demo both run it.
+//
+// It wires parts together and decides nothing itself: leadership is the
+// reader's state, ownership the cutover authority's, and each part
+// registers its own metrics on the registry serve hands it.
 package serve
 
 import (
@@ -431,8 +435,8 @@ func (s *Server) command(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	action := r.PathValue("action")
-	if !slices.Contains(shadow.Actions(), action) {
-		fail(http.StatusNotFound, map[string]any{"error": fmt.Sprintf("unknown action %q: use %s", action, strings.Join(shadow.Actions(), ", "))})
+	if !slices.Contains(dtetype.Actions(), action) {
+		fail(http.StatusNotFound, map[string]any{"error": fmt.Sprintf("unknown action %q: use %s", action, strings.Join(dtetype.Actions(), ", "))})
 		return
 	}
 	if s.definition.Phase(dtetype.Phase(r.PathValue("phase"))) == nil {
