@@ -4,23 +4,30 @@
 GO               ?= go
 BIN              := $(CURDIR)/bin
 TEMPORAL_VERSION := v1.5.1
+# Prometheus 3.16 (module versions v0.3xx.y track releases 3.xx.y); it builds
+# with the project's Go. The tests and demo --with-prometheus use it.
+PROMETHEUS_VERSION := v0.316.0
 VERSION          ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS          := -X github.com/synapsedte/dtebridge/internal/cli.version=$(VERSION)
 DEMO_ARGS        ?=
 TEST_ARGS        ?=
 BENCH_ARGS       ?=
 
-# Tests and the demo find the pinned Temporal CLI here.
+# Tests and the demo find the pinned tools here.
 export DTEBRIDGE_TEMPORAL_CLI := $(BIN)/temporal
+export PROMETHEUS_BIN := $(BIN)/prometheus
+export PROMTOOL_BIN := $(BIN)/promtool
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build test demo bench lint clean FORCE
+.PHONY: help build tools test demo bench lint clean FORCE
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-zA-Z_-]*:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: $(BIN)/dtebridge $(BIN)/temporal ## build dtebridge and install the pinned Temporal CLI into ./bin
+
+tools: $(BIN)/temporal $(BIN)/prometheus ## install every pinned tool the tests use into ./bin (Temporal CLI, Prometheus, promtool)
 
 $(BIN)/dtebridge: FORCE
 	$(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/dtebridge
@@ -36,10 +43,21 @@ $(BIN)/.temporal-$(TEMPORAL_VERSION):
 	@rm -f $(BIN)/.temporal-*
 	@touch $@
 
-test: build ## run all tests against local PostgreSQL and Temporal that the tests start
+# Prometheus and promtool are built from the Go module proxy once (several
+# minutes on 2 cores) and reused, as the Temporal CLI is.
+$(BIN)/prometheus $(BIN)/promtool: $(BIN)/.prometheus-$(PROMETHEUS_VERSION)
+$(BIN)/.prometheus-$(PROMETHEUS_VERSION):
+	@mkdir -p $(BIN)
+	@echo "Installing Prometheus and promtool $(PROMETHEUS_VERSION) into ./bin (first time only; takes a few minutes)"
+	cd / && GOBIN=$(BIN) $(GO) install github.com/prometheus/prometheus/cmd/prometheus@$(PROMETHEUS_VERSION) \
+		github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION)
+	@rm -f $(BIN)/.prometheus-*
+	@touch $@
+
+test: build tools ## run all tests against local PostgreSQL, Temporal and Prometheus that the tests start
 	$(GO) test -count=1 -timeout 80m $(TEST_ARGS) ./...
 
-demo: build ## run the whole bridge on local defaults (DEMO_ARGS="--keep-running" to stay up)
+demo: build $(if $(findstring --with-prometheus,$(DEMO_ARGS)),$(BIN)/prometheus) ## run the whole bridge on local defaults (DEMO_ARGS="--keep-running" to stay up)
 	$(BIN)/dtebridge demo $(DEMO_ARGS)
 
 bench: build ## run the benchmarks and print one table of figures against same-run baselines
@@ -49,5 +67,5 @@ lint: ## check formatting (gofmt) and run go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-clean: ## remove build output (keeps the Temporal CLI)
+clean: ## remove build output (keeps the pinned tools)
 	rm -f $(BIN)/dtebridge

@@ -28,7 +28,7 @@ import (
 )
 
 // ErrNotFound means the prometheus binary could not be found.
-var ErrNotFound = errors.New("prometheus not found; install it (Debian: apt-get install prometheus) or set PROMETHEUS_BIN")
+var ErrNotFound = errors.New("prometheus not found: make installs the pinned one into ./bin (make tools), or set PROMETHEUS_BIN")
 
 // Config configures a server.
 type Config struct {
