@@ -23,6 +23,11 @@ type Metrics struct {
 	Backfills   prometheus.Counter
 	Pruned      prometheus.Counter
 	Errors      *prometheus.CounterVec
+	// DeliveryFailing is how long deliveries to the consumer have been
+	// failing, 0 while they work.
+	DeliveryFailing prometheus.Gauge
+	// DeliveryGrace is capture.delivery_grace, for alerts.
+	DeliveryGrace prometheus.Gauge
 }
 
 // NewMetrics creates the capture metrics and registers them on reg (nil:
@@ -54,13 +59,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Errors the capture reader recovered from, by stage: consumer (a batch the consumer refused, redelivered) or reader (leadership lost or a database error; the reader steps down and campaigns again)."},
 			[]string{"stage"}),
 	}
+	m.DeliveryFailing = prometheus.NewGauge(prometheus.GaugeOpts{Name: "dtebridge_capture_delivery_failing_seconds",
+		Help: "How long deliveries to the shadow have been failing without a success, 0 while they work; past capture.delivery_grace /readyz fails."})
+	m.DeliveryGrace = prometheus.NewGauge(prometheus.GaugeOpts{Name: "dtebridge_capture_delivery_grace_seconds",
+		Help: "How long deliveries may fail before the process is unready (capture.delivery_grace), for alerts."})
 	m.Errors.WithLabelValues("consumer")
 	m.Errors.WithLabelValues("reader")
 	for _, r := range legacy.Reasons() {
 		m.Quarantined.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Read, m.Delivered, m.Quarantined, m.Ignored, m.Backlog, m.BacklogAge, m.Lag, m.Leader, m.Backfills, m.Pruned, m.Errors)
+		reg.MustRegister(m.Read, m.Delivered, m.Quarantined, m.Ignored, m.Backlog, m.BacklogAge, m.Lag, m.Leader, m.Backfills, m.Pruned, m.Errors,
+			m.DeliveryFailing, m.DeliveryGrace)
 	}
 	return m
 }

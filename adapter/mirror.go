@@ -3,8 +3,11 @@ package adapter
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -164,9 +167,9 @@ func (m *Mirror) Deliver(ctx context.Context, b Batch) error {
 	}
 	began := time.Now()
 	if m.cfg.Users != nil {
-		if err := m.cfg.Users.Enrich(ctx, b.Changes); err != nil {
-			m.cfg.Logger.Warn("could not resolve actor roles", "error", err)
-		}
+		// A failing lookup leaves roles unknown, so the role rule is not
+		// judged; Users reports it (health, a metric, one log line).
+		_ = m.cfg.Users.Enrich(ctx, b.Changes)
 	}
 	var keys []dtetype.Key
 	byKey := map[dtetype.Key][]dtetype.PhaseChange{}
@@ -187,14 +190,28 @@ func (m *Mirror) Deliver(ctx context.Context, b Batch) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(m.cfg.Concurrency)
+	var mu sync.Mutex
+	var poisoned []Poisoned
 	for _, k := range keys {
 		changes := byKey[k]
-		resync, isResync := b.Resync[k]
+		resync := b.Resync[k]
 		g.Go(func() error {
-			if isResync {
-				return m.signal(gctx, k, changes, resync)
+			sent, err := m.signal(gctx, k, changes, resync)
+			var p *Poisoned
+			if errors.As(err, &p) {
+				// Temporal refuses this change for good: the report's
+				// changes from it on go to quarantine, every other report
+				// goes on.
+				mu.Lock()
+				defer mu.Unlock()
+				poisoned = append(poisoned, *p)
+				seqs[k] = 0
+				for _, c := range changes[:sent] {
+					seqs[k] = max(seqs[k], c.Seq)
+				}
+				return nil
 			}
-			return m.signal(gctx, k, changes, 0)
+			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -203,11 +220,59 @@ func (m *Mirror) Deliver(ctx context.Context, b Batch) error {
 		return err
 	}
 	m.cfg.Metrics.Availability.Set(1)
+	for k, seq := range seqs {
+		if seq == 0 {
+			delete(seqs, k)
+		}
+	}
 	if err := m.cfg.Store.Watermark(ctx, seqs); err != nil {
 		return err
 	}
 	m.cfg.Metrics.Delivery.Observe(time.Since(began).Seconds())
+	if len(poisoned) > 0 {
+		return &PoisonError{Poisoned: poisoned}
+	}
 	return nil
+}
+
+// Poisoned is a change Temporal refuses for good, whatever the retries: it
+// cannot be delivered, and its report's later changes wait behind it.
+type Poisoned struct {
+	Key     dtetype.Key
+	EventID string
+	// Reason is the quarantine reason (legacy.ReasonTooLarge) and Detail
+	// what Temporal said.
+	Reason, Detail string
+}
+
+func (p *Poisoned) Error() string { return p.Reason + ": " + p.Detail }
+
+// PoisonError is a delivery in which every report was delivered except
+// the changes listed, which Temporal refuses for good. The batch counts as
+// delivered: the reader quarantines exactly those changes (and the later
+// ones of their reports) and goes on.
+type PoisonError struct {
+	Poisoned []Poisoned
+}
+
+func (e *PoisonError) Error() string {
+	parts := make([]string, len(e.Poisoned))
+	for i, p := range e.Poisoned {
+		parts[i] = fmt.Sprintf("%s (report %s): %s", p.EventID, p.Key, p.Detail)
+	}
+	return "changes Temporal refuses for good: " + strings.Join(parts, "; ")
+}
+
+// tooLarge reports whether Temporal refused a request for its size, which
+// no retry fixes (unlike a rate limit, also ResourceExhausted).
+func tooLarge(err error) bool {
+	msg := err.Error()
+	for _, s := range []string{"Blob data size exceeds limit", "larger than max", "exceeds size limit", "message too large", "payload size"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // signal hands one report's changes to its workflow, in order, starting the
@@ -216,9 +281,9 @@ func (m *Mirror) Deliver(ctx context.Context, b Batch) error {
 // number it is delivered under) replaces the workflow's rows with changes,
 // which are all of the report's legacy rows; it is signalled even with no
 // rows, so a report legacy no longer has is emptied.
-func (m *Mirror) signal(ctx context.Context, k dtetype.Key, changes []dtetype.PhaseChange, resync int64) error {
+func (m *Mirror) signal(ctx context.Context, k dtetype.Key, changes []dtetype.PhaseChange, resync int64) (sent int, err error) {
 	if resync == 0 && len(changes) == 0 {
-		return nil
+		return 0, nil
 	}
 	id := shadow.WorkflowID(m.cfg.WorkflowIDPrefix, k)
 	opts := client.StartWorkflowOptions{ID: id, TaskQueue: m.cfg.TaskQueue}
@@ -228,24 +293,33 @@ func (m *Mirror) signal(ctx context.Context, k dtetype.Key, changes []dtetype.Ph
 	}
 	in := shadow.Input{Key: k, Definition: *m.cfg.Definition, SearchAttributes: m.cfg.SearchAttributes}
 	first := true
-	for first || len(changes) > 0 {
-		n := min(len(changes), m.cfg.MaxSignalChanges)
-		sig := shadow.Signal{Changes: changes[:n]}
+	size := m.cfg.MaxSignalChanges
+	for first || sent < len(changes) {
+		n := min(len(changes)-sent, size)
+		sig := shadow.Signal{Changes: changes[sent : sent+n]}
 		if resync > 0 {
 			sig.Resync = first
-			if n == len(changes) {
+			if sent+n == len(changes) {
 				sig.Seq = resync // the last signal of a resync carries its watermark
 			}
 		}
 		sctx, cancel := context.WithTimeout(ctx, m.cfg.SignalTimeout)
 		_, err := m.cfg.Client.SignalWithStartWorkflow(sctx, id, shadow.SignalChanges, sig, opts, shadow.WorkflowName, in)
 		cancel()
-		if err != nil {
-			return fmt.Errorf("error signalling %s: %w", id, err)
+		switch {
+		case err != nil && tooLarge(err) && n > 1:
+			size = (n + 1) / 2 // too much at once: halve until one change is left
+			continue
+		case err != nil && tooLarge(err) && n == 1:
+			return sent, &Poisoned{Key: k, EventID: changes[sent].EventID, Reason: legacy.ReasonTooLarge, Detail: err.Error()}
+		case err != nil && tooLarge(err):
+			return sent, &Poisoned{Key: k, Reason: legacy.ReasonTooLarge, Detail: err.Error()}
+		case err != nil:
+			return sent, fmt.Errorf("error signalling %s: %w", id, err)
 		}
 		m.cfg.Metrics.Signals.Inc()
 		m.cfg.Metrics.SignalSize.Observe(float64(n))
-		changes, first = changes[n:], false
+		sent, first = sent+n, false
 	}
-	return nil
+	return sent, nil
 }

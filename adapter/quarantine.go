@@ -3,7 +3,9 @@ package adapter
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/legacy"
@@ -130,7 +132,24 @@ func (l *leader) deliverReleased(ctx context.Context) error {
 		return nil
 	}
 	if err := l.c.Deliver(ctx, Batch{Changes: out}); err != nil {
-		return &consumerError{err}
+		var pe *PoisonError
+		if !errors.As(err, &pe) {
+			return &consumerError{err}
+		}
+		// The refused entries stay in quarantine, now for their size, and
+		// their reports' later entries behind them.
+		var refused []dtetype.PhaseChange
+		out, refused, _ = splitPoisoned(out, pe)
+		for _, p := range pe.Poisoned {
+			if err := l.st.RefuseQuarantined(ctx, p.EventID, p.Reason, "Temporal refuses this change for good: "+p.Detail); err != nil {
+				return err
+			}
+		}
+		skip := map[string]bool{}
+		for _, c := range refused {
+			skip[c.EventID] = true
+		}
+		ids = slices.DeleteFunc(ids, func(id string) bool { return skip[id] })
 	}
 	if err := l.st.QuarantineDelivered(ctx, ids); err != nil {
 		return err

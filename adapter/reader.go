@@ -127,6 +127,34 @@ type Reader struct {
 	m     *Metrics
 
 	leading atomic.Bool
+	// failingSince is when deliveries to the consumer began to fail (unix
+	// nanoseconds; 0 while they work), and lastFailure why.
+	failingSince atomic.Int64
+	lastFailure  atomic.Value
+}
+
+// DeliveryFailing returns since when deliveries to the consumer have been
+// failing, and the last error; zero while they work.
+func (r *Reader) DeliveryFailing() (time.Time, string) {
+	since := r.failingSince.Load()
+	if since == 0 {
+		return time.Time{}, ""
+	}
+	msg, _ := r.lastFailure.Load().(string)
+	return time.Unix(0, since), msg
+}
+
+// failing records a failed delivery.
+func (r *Reader) failing(err error) {
+	r.lastFailure.Store(err.Error())
+	r.failingSince.CompareAndSwap(0, time.Now().UnixNano())
+	r.m.DeliveryFailing.Set(time.Since(time.Unix(0, r.failingSince.Load())).Seconds())
+}
+
+// delivering records a delivery that worked.
+func (r *Reader) delivering() {
+	r.failingSince.Store(0)
+	r.m.DeliveryFailing.Set(0)
 }
 
 // NewReader returns a reader of the change log in st, translating with tr.
@@ -208,6 +236,7 @@ func (r *Reader) campaign(ctx context.Context, c Consumer) error {
 	defer func() {
 		r.leading.Store(false)
 		r.m.Leader.Set(0)
+		r.delivering() // a standby delivers nothing, so nothing of its fails
 	}()
 	r.log.Info("capture leadership taken", "consumer", r.cfg.Consumer, "identity", r.cfg.Identity)
 	l := &leader{Reader: r, conn: conn, on: r.st.On(conn), c: c}
@@ -286,6 +315,7 @@ func (l *leader) run(ctx context.Context) error {
 		}
 		var ce *consumerError
 		if errors.As(err, &ce) {
+			l.failing(ce.err)
 			l.log.Warn("consumer failed; will redeliver", "error", ce.err, "retry_in", backoff)
 			l.m.Errors.WithLabelValues("consumer").Inc()
 			// The backlog keeps being measured while the consumer fails, so
@@ -305,6 +335,7 @@ func (l *leader) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		l.delivering()
 		backoff = 100 * time.Millisecond
 		if time.Now().After(nextMaintenance) {
 			if err := l.maintain(ctx); err != nil {
@@ -527,12 +558,19 @@ func (l *leader) redrive(ctx context.Context, tx pgx.Tx, snap string) error {
 		seq++
 		b.Resync[k] = seq
 	}
+	failed := map[dtetype.Key]string{}
 	if err := l.c.Deliver(ctx, b); err != nil {
-		return &consumerError{err}
+		var pe *PoisonError
+		if !errors.As(err, &pe) {
+			return &consumerError{err}
+		}
+		for _, p := range pe.Poisoned {
+			failed[p.Key] = "Temporal refuses the report's rows: " + p.Detail
+		}
 	}
 	l.cp.Seq = seq
 	for _, k := range keys {
-		if err := l.st.FinishRedrives(ctx, ids[k], b.Resync[k], count[k], ""); err != nil {
+		if err := l.st.FinishRedrives(ctx, ids[k], b.Resync[k], count[k], failed[k]); err != nil {
 			return err
 		}
 	}
@@ -580,7 +618,16 @@ func (l *leader) process(ctx context.Context, raws []*legacy.RawChange, backfill
 		return err
 	}
 	if len(out) > 0 || backfill != "" {
-		if err := l.c.Deliver(ctx, Batch{Changes: out, Backfill: backfill}); err != nil {
+		err := l.c.Deliver(ctx, Batch{Changes: out, Backfill: backfill})
+		var pe *PoisonError
+		switch {
+		case errors.As(err, &pe):
+			// Everything else was delivered: quarantine what Temporal
+			// refuses for good, with the rest of its report behind it.
+			if out, err = l.quarantinePoisoned(ctx, out, raws, backfill, pe); err != nil {
+				return err
+			}
+		case err != nil:
 			return &consumerError{err}
 		}
 	}
@@ -591,6 +638,50 @@ func (l *leader) process(ctx context.Context, raws []*legacy.RawChange, backfill
 	l.m.Delivered.Add(float64(len(out)))
 	l.cp.Seq = seq
 	return nil
+}
+
+// splitPoisoned splits changes a consumer was given into those it
+// delivered and those it did not: for each poisoned report, the refused
+// change and its report's later changes.
+func splitPoisoned(out []dtetype.PhaseChange, pe *PoisonError) (delivered, refused []dtetype.PhaseChange, first map[dtetype.Key]Poisoned) {
+	first = map[dtetype.Key]Poisoned{}
+	for _, p := range pe.Poisoned {
+		first[p.Key] = p
+	}
+	reached := map[dtetype.Key]bool{}
+	for _, c := range out {
+		p, poisoned := first[c.Key]
+		if !poisoned || (!reached[c.Key] && c.EventID != p.EventID) {
+			delivered = append(delivered, c)
+			continue
+		}
+		reached[c.Key] = true
+		refused = append(refused, c)
+	}
+	return delivered, refused, first
+}
+
+// quarantinePoisoned puts in quarantine, for each poisoned report, the
+// change Temporal refused (reason too_large) and its report's later changes
+// of the batch (held), marks the report held, and returns the changes that
+// were delivered.
+func (l *leader) quarantinePoisoned(ctx context.Context, out []dtetype.PhaseChange, raws []*legacy.RawChange, backfill string, pe *PoisonError) ([]dtetype.PhaseChange, error) {
+	delivered, refused, first := splitPoisoned(out, pe)
+	rawOf := map[string]*legacy.RawChange{}
+	for _, r := range raws {
+		rawOf[eventID(r, backfill)] = r
+	}
+	var q []quarantined
+	for _, c := range refused {
+		e := quarantined{eventID: c.EventID, raw: rawOf[c.EventID], seq: c.Seq, res: legacy.Result{Key: c.Key, HasKey: true},
+			err: &legacy.TranslateError{Reason: legacy.ReasonHeld, Detail: fmt.Sprintf("report %s has an earlier change Temporal refuses", c.Key)}}
+		if p := first[c.Key]; c.EventID == p.EventID {
+			e.err = &legacy.TranslateError{Reason: p.Reason, Detail: "Temporal refuses this change for good: " + p.Detail}
+		}
+		q = append(q, e)
+		l.held[c.Key] = true
+	}
+	return delivered, l.quarantine(ctx, q)
 }
 
 // eventID is stable across redelivery: the change id for captured changes,
@@ -713,6 +804,7 @@ func (l *leader) processUntilAcked(ctx context.Context, raws []*legacy.RawChange
 		if !errors.As(err, &ce) {
 			return err
 		}
+		l.failing(ce.err)
 		l.log.Warn("consumer failed during backfill; retrying", "error", ce.err, "retry_in", backoff)
 		l.m.Errors.WithLabelValues("consumer").Inc()
 		if err := sleep(ctx, backoff); err != nil {

@@ -44,6 +44,8 @@ const (
 	DefaultBatchSize        = 500
 	DefaultPollInterval     = time.Second
 	DefaultRetention        = 168 * time.Hour
+	DefaultMaxText          = legacy.DefaultMaxText
+	DefaultDeliveryGrace    = 2 * time.Minute
 	DefaultTaskQueue        = "dtebridge-shadow"
 	DefaultWorkflowIDPrefix = "shadow-"
 	DefaultConcurrency      = 16
@@ -101,6 +103,13 @@ type Capture struct {
 	PollInterval Duration `yaml:"poll_interval"`
 	// Retention is how long acknowledged changes are kept. Default: 168h.
 	Retention Duration `yaml:"retention"`
+	// MaxText caps, in bytes, the free text a change carries into the
+	// shadow: the override reason and actor ids. Longer values are cut and
+	// marked; the raw row in the change log keeps everything. Default: 1024.
+	MaxText int `yaml:"max_text_bytes"`
+	// DeliveryGrace is how long deliveries to the shadow may keep failing
+	// before /readyz reports the process unready. Default: 2m.
+	DeliveryGrace Duration `yaml:"delivery_grace"`
 }
 
 // Shadow configures the shadow engine.
@@ -241,6 +250,8 @@ func (c *Config) resolve() {
 	cp.BatchSize = cmp.Or(cp.BatchSize, DefaultBatchSize)
 	cp.PollInterval = cmp.Or(cp.PollInterval, Duration(DefaultPollInterval))
 	cp.Retention = cmp.Or(cp.Retention, Duration(DefaultRetention))
+	cp.MaxText = cmp.Or(cp.MaxText, DefaultMaxText)
+	cp.DeliveryGrace = cmp.Or(cp.DeliveryGrace, Duration(DefaultDeliveryGrace))
 	sh := &c.Shadow
 	sh.TaskQueue = cmp.Or(sh.TaskQueue, DefaultTaskQueue)
 	sh.WorkflowIDPrefix = cmp.Or(sh.WorkflowIDPrefix, DefaultWorkflowIDPrefix)
@@ -325,7 +336,7 @@ func (c *Config) Token() (string, error) {
 // Translator returns a translator for the legacy table. known lists the
 // phases of the workflow definitions, if any.
 func (c *Config) Translator(known []dtetype.Phase) (*legacy.Translator, error) {
-	return legacy.NewTranslator(&c.Legacy, known)
+	return legacy.NewTranslator(&c.Legacy, &legacy.TranslatorConfig{Known: known, MaxText: c.Capture.MaxText})
 }
 
 // LoadDefinitions loads the configured definition files and returns them

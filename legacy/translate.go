@@ -2,11 +2,13 @@ package legacy
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/synapsedte/dtebridge/dtetype"
 )
@@ -18,11 +20,13 @@ const (
 	ReasonUnparseable  = "unparseable_row"
 	ReasonUnknownPhase = "unknown_phase"
 	ReasonHeld         = "held"
+	// ReasonTooLarge is a change Temporal refuses for its size.
+	ReasonTooLarge = "too_large"
 )
 
 // Reasons returns every quarantine reason.
 func Reasons() []string {
-	return []string{ReasonUnknownLabel, ReasonNullKey, ReasonUnparseable, ReasonUnknownPhase, ReasonHeld}
+	return []string{ReasonUnknownLabel, ReasonNullKey, ReasonUnparseable, ReasonUnknownPhase, ReasonHeld, ReasonTooLarge}
 }
 
 // TranslateError says why a change cannot be translated; the change goes to
@@ -50,31 +54,61 @@ type RawChange struct {
 
 // Translator turns raw changes into canonical phase changes.
 type Translator struct {
-	m      *Table
-	key    []string
-	ignore map[string]bool
-	known  map[dtetype.Phase]bool
+	m       *Table
+	key     []string
+	ignore  map[string]bool
+	known   map[dtetype.Phase]bool
+	maxText int
 }
 
-// NewTranslator returns a translator for the table t. known, if not empty,
-// lists the phases the workflow definitions know; a change to any other
-// phase is quarantined.
-func NewTranslator(t *Table, known []dtetype.Phase) (*Translator, error) {
+// TranslatorConfig configures a Translator. A nil config is ready to use.
+type TranslatorConfig struct {
+	// Known, if not empty, lists the phases the workflow definitions know;
+	// a change to any other phase is quarantined.
+	Known []dtetype.Phase
+	// MaxText caps, in bytes, the free text a change carries into the
+	// shadow (the override reason, and actor ids): longer values are cut
+	// at a character boundary and marked. The raw row keeps everything.
+	// Default: 1024. Negative: no cap.
+	MaxText int
+}
+
+// DefaultMaxText is the cap on free text carried into the shadow.
+const DefaultMaxText = 1024
+
+// NewTranslator returns a translator for the table t.
+func NewTranslator(t *Table, cfg *TranslatorConfig) (*Translator, error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg == nil {
+		cfg = &TranslatorConfig{}
+	}
 	t = t.Clone()
-	tr := &Translator{m: t, key: t.Key, ignore: map[string]bool{}}
+	tr := &Translator{m: t, key: t.Key, ignore: map[string]bool{}, maxText: cmp.Or(cfg.MaxText, DefaultMaxText)}
 	for _, l := range t.IgnorePhases {
 		tr.ignore[l] = true
 	}
-	if len(known) > 0 {
+	if len(cfg.Known) > 0 {
 		tr.known = map[dtetype.Phase]bool{}
-		for _, p := range known {
+		for _, p := range cfg.Known {
 			tr.known[p] = true
 		}
 	}
 	return tr, nil
+}
+
+// capText cuts s to the translator's cap, at a character boundary, and
+// says how much was cut.
+func (t *Translator) capText(s string) string {
+	if t.maxText < 0 || len(s) <= t.maxText {
+		return s
+	}
+	cut := t.maxText
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("…[%d bytes cut]", len(s)-cut)
 }
 
 // Table returns the table the translator reads.
@@ -224,7 +258,7 @@ func (t *Translator) translate(raw *RawChange, row map[string]any) (*dtetype.Pha
 		return nil, err
 	}
 	if so != "" || to != "" || reason != "" || by != "" || at != nil {
-		pc.Override = &dtetype.Override{State: so, Status: to, Reason: reason, By: by, At: at}
+		pc.Override = &dtetype.Override{State: so, Status: to, Reason: t.capText(reason), By: t.capText(by), At: at}
 	}
 
 	for _, f := range []struct {
@@ -241,10 +275,12 @@ func (t *Translator) translate(raw *RawChange, row map[string]any) (*dtetype.Pha
 	if pc.CompletedBy, err = textValue(row, c.CompletedBy); err != nil {
 		return nil, err
 	}
+	pc.StartedBy, pc.CompletedBy = t.capText(pc.StartedBy), t.capText(pc.CompletedBy)
 	if c.LegacyStatus != "" {
 		if pc.LegacyStatus, err = label(row, c.LegacyStatus, false); err != nil {
 			return nil, err
 		}
+		pc.LegacyStatus = t.capText(pc.LegacyStatus)
 	}
 	return pc, nil
 }

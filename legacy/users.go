@@ -30,8 +30,8 @@ type Users struct {
 	loaded time.Time
 	// failed is the last load's error, cleared by a load that works.
 	failed error
-	// OnError, if set, is called with every failed lookup, and with nil
-	// when lookups work again (serve turns it into health and a metric).
+	// OnError, if set, is called when lookups begin to fail, and with nil
+	// when they work again (serve turns it into health and a metric).
 	OnError func(error)
 }
 
@@ -100,8 +100,8 @@ func (u *Users) load(ctx context.Context) error {
 }
 
 func (u *Users) fail(err error) error {
-	if u.OnError != nil && (err != nil || u.failed != nil) {
-		u.OnError(err)
+	if u.OnError != nil && (err == nil) != (u.failed == nil) {
+		u.OnError(err) // on a change only: failing, or working again
 	}
 	u.failed = err
 	return err

@@ -114,7 +114,7 @@ type Writer struct {
 // NewWriter returns a writer of table t (resolved, as config gives it) on
 // db. now is the application clock; nil means time.Now.
 func NewWriter(db DB, t *Table, now func() time.Time) (*Writer, error) {
-	tr, err := NewTranslator(t, nil)
+	tr, err := NewTranslator(t, &TranslatorConfig{MaxText: -1})
 	if err != nil {
 		return nil, err
 	}

@@ -239,3 +239,10 @@ func (s *Store) QuarantinePendingByReason(ctx context.Context) (map[string]int64
 	}
 	return out, rows.Err()
 }
+
+// RefuseQuarantined puts a released entry the shadow refused for good back
+// to pending, with its reason.
+func (s *Store) RefuseQuarantined(ctx context.Context, eventID, reason, detail string) error {
+	_, err := s.db.Exec(ctx, s.sql("QuarantineRefused"), eventID, reason, detail)
+	return err
+}

@@ -3,11 +3,13 @@ package serve_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
 	"github.com/synapsedte/dtebridge/internal/legacysim"
 	"github.com/synapsedte/dtebridge/internal/localtemporal"
@@ -35,7 +37,8 @@ func TestTemporalRestart(t *testing.T) {
 	}
 	defer tc.Close()
 
-	b := bridgetest.New(t, legacysim.Production, &bridgetest.Options{Temporal: tc, SignalTimeout: time.Second})
+	b := bridgetest.New(t, legacysim.Production, &bridgetest.Options{Temporal: tc, SignalTimeout: time.Second,
+		Configure: func(c *config.Config) { c.Capture.DeliveryGrace = config.Duration(time.Second) }})
 	db, cfg, p := b.DB, b.Cfg, b.Profile
 	simDone := make(chan error, 1)
 	go func() {
@@ -53,6 +56,13 @@ func TestTemporalRestart(t *testing.T) {
 	if backlog.Changes == 0 {
 		t.Error("no backlog built up while Temporal was down; the test did not stop it mid-stream")
 	}
+	// Past capture.delivery_grace the process says it is not ready, and why.
+	if ok, why := ready(t, b); ok || !strings.Contains(why, "deliveries to the shadow have failed for") {
+		t.Errorf("ready %v while deliveries fail: %q", ok, why)
+	}
+	if v := testutilCounter(b.Srv.Metrics.DeliveryFailing); v < 1 {
+		t.Errorf("dtebridge_capture_delivery_failing_seconds = %v while deliveries fail", v)
+	}
 	if ts, err = localtemporal.Start(ctx, tcfg); err != nil {
 		t.Fatal(err)
 	}
@@ -64,5 +74,8 @@ func TestTemporalRestart(t *testing.T) {
 	bridgetest.CompareViews(t, b.LegacyView(), b.ShadowView())
 	if f := testutilCounter(b.Srv.MirrorMetrics.Failures); f == 0 {
 		t.Error("the mirror never saw Temporal fail")
+	}
+	if ok, why := ready(t, b); !ok {
+		t.Errorf("not ready once Temporal is back: %s", why)
 	}
 }

@@ -98,6 +98,7 @@ type Server struct {
 	temporalAddr  string
 	st            *store.Store
 	reader        *adapter.Reader
+	users         *legacy.Users
 	store         *cutover.Store
 	authority     *cutover.Authority
 	executor      *cutover.Executor
@@ -133,6 +134,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		temporalAddr: o.TemporalAddress, st: st}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.Metrics = adapter.NewMetrics(s.registry)
+	s.Metrics.DeliveryGrace.Set(time.Duration(cfg.Capture.DeliveryGrace).Seconds())
 	s.MirrorMetrics = adapter.NewMirrorMetrics(s.registry)
 	// The SDK's client and worker metrics, and the shadow's own (emitted
 	// from workflow code), go to the same registry through a client that
@@ -170,7 +172,19 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	var users *legacy.Users
 	if cfg.Legacy.Users != nil {
 		users = legacy.NewUsers(o.Pool, *cfg.Legacy.Users)
+		rolesFailing := prometheus.NewGauge(prometheus.GaugeOpts{Name: "dtebridge_mirror_role_lookup_failing",
+			Help: "1 while actors' roles cannot be read from legacy.users (the shadow cannot judge the role rule), else 0."})
+		s.registry.MustRegister(rolesFailing)
+		users.OnError = func(err error) {
+			if err != nil {
+				rolesFailing.Set(1)
+				log.Warn("actor roles cannot be looked up; the role rule is not judged until they can", "error", err)
+			} else {
+				rolesFailing.Set(0)
+			}
+		}
 	}
+	s.users = users
 	s.executor = &cutover.Executor{Client: o.Temporal, Store: s.store, WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Definition: def,
 		Users: users, Commands: cm.Commands}
 	writer, err := legacy.NewWriter(o.Pool, &cfg.Legacy, nil)
@@ -343,26 +357,7 @@ func (s *Server) routes() http.Handler {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-		defer cancel()
-		var problems []string
-		if err := s.Err(); err != nil {
-			problems = append(problems, err.Error())
-		}
-		if err := s.opts.Pool.Ping(ctx); err != nil {
-			problems = append(problems, "database: "+err.Error())
-		}
-		if _, err := s.opts.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
-			problems = append(problems, "temporal: "+err.Error())
-		}
-		if len(problems) > 0 {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			writeJSON(w, map[string]any{"ready": false, "problems": problems})
-			return
-		}
-		writeJSON(w, map[string]any{"ready": true})
-	})
+	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
 	mux.HandleFunc("GET /api/v1/definitions", func(w http.ResponseWriter, r *http.Request) {
 		out := []map[string]any{}
@@ -390,6 +385,47 @@ func (s *Server) routes() http.Handler {
 		writeJSON(w, d)
 	})
 	return mux
+}
+
+// readyz answers whether this process can do its work: 503 with the
+// problems when it cannot (a part stopped, the database or Temporal out of
+// reach, deliveries to the shadow failing past capture.delivery_grace), 200
+// otherwise, listing what is degraded (actor roles that cannot be looked
+// up). The reasons are short and name no host, port or user; callers with
+// the bearer token also get the underlying errors.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	detail := s.authorized(r)
+	problems, degraded := []string{}, []string{}
+	add := func(list *[]string, reason string, err error) {
+		if detail && err != nil {
+			reason += ": " + err.Error()
+		}
+		*list = append(*list, reason)
+	}
+	if err := s.Err(); err != nil {
+		add(&problems, "a part of the bridge stopped", err)
+	}
+	if err := s.opts.Pool.Ping(ctx); err != nil {
+		add(&problems, "the database does not answer", err)
+	}
+	if _, err := s.opts.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		add(&problems, "Temporal does not answer", err)
+	}
+	if since, why := s.reader.DeliveryFailing(); !since.IsZero() && time.Since(since) > time.Duration(s.opts.Config.Capture.DeliveryGrace) {
+		add(&problems, fmt.Sprintf("deliveries to the shadow have failed for %s", time.Since(since).Round(time.Second)), errors.New(why))
+	}
+	if s.users != nil {
+		if err := s.users.Err(); err != nil {
+			add(&degraded, "actor roles cannot be looked up (the role rule is not judged)", err)
+		}
+	}
+	body := map[string]any{"ready": len(problems) == 0, "problems": problems, "degraded": degraded}
+	if len(problems) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	writeJSON(w, body)
 }
 
 // authorized checks the bearer token in constant time. Without a

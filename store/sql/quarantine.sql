@@ -46,3 +46,8 @@ WHERE delivered_at IS NULL AND cycle_id IS NOT NULL AND report_id IS NOT NULL GR
 
 -- name: QuarantinePendingByReason
 SELECT reason, count(*) FROM {{.Schema}}.quarantine WHERE delivered_at IS NULL GROUP BY 1;
+
+-- name: QuarantineRefused
+-- A released entry the shadow refused for good goes back to pending, with
+-- its reason: retrying cannot help, resolving it can.
+UPDATE {{.Schema}}.quarantine SET reason = $2, detail = $3, released_at = NULL, translated = NULL WHERE event_id = $1;
