@@ -79,7 +79,7 @@ func TestRetentionPrunesOnlyAcknowledged(t *testing.T) {
 	ctx := context.Background()
 	generate(t, f, 200, 4)
 	// No consumer has a checkpoint: nothing is acknowledged, nothing pruned.
-	if n, err := f.cfg.Store(f.pool).Prune(ctx, time.Nanosecond); err != nil || n != 0 {
+	if n, err := f.cfg.Store(f.pool).Prune(ctx, time.Nanosecond, time.Hour); err != nil || n != 0 {
 		t.Fatalf("pruned %d (err %v) with no consumer", n, err)
 	}
 	before := f.count(`SELECT count(*) FROM dtebridge.changes`)
@@ -100,7 +100,7 @@ func TestRetentionPrunesOnlyAcknowledged(t *testing.T) {
 	bridgetest.WaitFor(t, 5*time.Second, "the backlog gauge", func() bool { return testutilGauge(m) == 0 })
 
 	// A long retention keeps everything.
-	if n, err := f.cfg.Store(f.pool).Prune(ctx, time.Hour); err != nil || n != 0 {
+	if n, err := f.cfg.Store(f.pool).Prune(ctx, time.Hour, time.Hour); err != nil || n != 0 {
 		t.Fatalf("pruned %d (err %v) with an hour's retention", n, err)
 	}
 	// A second consumer that has acknowledged nothing since its backfill
@@ -115,7 +115,7 @@ func TestRetentionPrunesOnlyAcknowledged(t *testing.T) {
 		b, _ := f.cfg.Store(f.pool).BacklogOf(ctx, store.MirrorConsumer)
 		return b.Changes == 0
 	})
-	n, err := f.cfg.Store(f.pool).Prune(ctx, time.Nanosecond)
+	n, err := f.cfg.Store(f.pool).Prune(ctx, time.Nanosecond, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

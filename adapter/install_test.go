@@ -319,7 +319,7 @@ func TestLeastPrivilege(t *testing.T) {
 	if err := <-done; err != context.Canceled {
 		t.Errorf("reader as the bridge role: %v", err)
 	}
-	if n, err := cfg.Store(bpool).Prune(ctx, time.Nanosecond); err != nil {
+	if n, err := cfg.Store(bpool).Prune(ctx, time.Nanosecond, time.Hour); err != nil {
 		t.Errorf("prune as the bridge role: %v (pruned %d)", err, n)
 	}
 	bconn2 := connect(t, asRole(bridge))

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/legacy"
@@ -77,6 +79,12 @@ func RetryQuarantine(ctx context.Context, st *store.Store, tr *legacy.Translator
 	if err != nil {
 		return nil, err
 	}
+	if res.Released > 0 {
+		// The running leader delivers them at once rather than at its next poll.
+		if err := st.WakeCapture(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
 }
 
@@ -84,6 +92,9 @@ func RetryQuarantine(ctx context.Context, st *store.Store, tr *legacy.Translator
 // report that has released ones: the released changes, then the held ones
 // behind them that now translate, up to the first that does not.
 func (l *leader) deliverReleased(ctx context.Context) error {
+	if !l.ownsQuarantine() {
+		return nil
+	}
 	pending, err := l.st.ReleasedQuarantine(ctx)
 	if err != nil || len(pending) == 0 {
 		return err
@@ -91,13 +102,39 @@ func (l *leader) deliverReleased(ctx context.Context) error {
 	var out []dtetype.PhaseChange
 	var ids []string
 	blocked := map[dtetype.Key]bool{}
+	// A report the mirror delivered changes of after its entries were
+	// quarantined would go back in time if they were delivered now: its
+	// entries are superseded, and the report re-driven from legacy instead.
+	stale := map[dtetype.Key][]string{}
+	for _, e := range pending {
+		if e.Key != nil && e.DeliveredSeq > e.Seq {
+			stale[*e.Key] = append(stale[*e.Key], e.EventID)
+		}
+	}
+	if len(stale) > 0 {
+		var keys []dtetype.Key
+		for k, ids := range stale {
+			if _, err := l.st.SupersedeQuarantined(ctx, ids, store.ResolveResync, "dtebridge",
+				"the report's later changes were delivered meanwhile; re-driven from legacy instead"); err != nil {
+				return err
+			}
+			keys = append(keys, k)
+		}
+		if _, err := l.st.RequestRedrives(ctx, store.RedriveRequest{Keys: keys, Reason: store.RedriveQuarantine, RequestedBy: "quarantine release"}); err != nil {
+			return err
+		}
+		l.redrives = true
+		if l.held, err = l.st.HeldKeys(ctx); err != nil {
+			return err
+		}
+	}
 	seq := l.cp.Seq
 	for _, e := range pending {
 		var key dtetype.Key
 		if e.Key != nil {
 			key = *e.Key
 		}
-		if blocked[key] {
+		if blocked[key] || len(stale[key]) > 0 {
 			continue
 		}
 		var pc dtetype.PhaseChange
@@ -162,4 +199,52 @@ func (l *leader) deliverReleased(ctx context.Context) error {
 	l.log.Info("released quarantined changes delivered", "changes", len(out))
 	l.held, err = l.st.HeldKeys(ctx)
 	return err
+}
+
+// Resolution is what resolving a quarantined change did.
+type Resolution struct {
+	// Resolved are the entries resolved (the report's pending ones, for a
+	// resync).
+	Resolved []string `json:"resolved"`
+	// Retry is what the retry that follows a skip released.
+	Retry *RetryResult `json:"retry,omitempty"`
+	// Redrive is the outcome of a resync's re-drive.
+	Redrive *RedriveResult `json:"redrive,omitempty"`
+}
+
+// ResolveQuarantine resolves a pending quarantined change as an operator
+// asks, audited with who and why. store.ResolveSkip drops it and releases
+// the report's changes held behind it that now translate (with tr);
+// store.ResolveResync drops the report's pending changes and re-drives the
+// report from its legacy rows as they stand, waiting up to wait for the
+// shadow to apply it (without a running serve the re-drive waits for one).
+func ResolveQuarantine(ctx context.Context, st *store.Store, tr *legacy.Translator, eventID, action, by, reason string, wait time.Duration) (*Resolution, error) {
+	if strings.TrimSpace(by) == "" || strings.TrimSpace(reason) == "" {
+		return nil, errors.New("resolving a quarantined change needs an actor and a reason (they are recorded)")
+	}
+	ids, key, err := st.ResolveQuarantined(ctx, eventID, action, by, reason)
+	if err != nil {
+		return nil, err
+	}
+	res := &Resolution{Resolved: ids}
+	switch action {
+	case store.ResolveSkip:
+		res.Retry, err = RetryQuarantine(ctx, st, tr)
+		return res, err
+	case store.ResolveResync:
+		if key == nil {
+			return res, nil // nothing to re-drive: the change had no report
+		}
+		rids, err := st.RequestRedrives(ctx, store.RedriveRequest{Keys: []dtetype.Key{*key}, Reason: store.RedriveQuarantine, RequestedBy: by})
+		if err != nil {
+			return nil, err
+		}
+		alive, err := st.LeaderAlive(ctx, store.MirrorConsumer)
+		if err != nil || !alive {
+			return res, err
+		}
+		res.Redrive, err = AwaitRedrives(ctx, st, rids, wait)
+		return res, err
+	}
+	return res, nil
 }

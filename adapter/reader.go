@@ -67,11 +67,24 @@ type Batch struct {
 	Backfill string
 	// Last marks the final batch of a backfill.
 	Last bool
+	// Rejected are changes that do not translate, given to readers that do
+	// not own the quarantine (every consumer but the mirror) instead of
+	// being quarantined.
+	Rejected []Rejected
 	// Resync, if set, makes the batch a re-drive: for each report in it,
 	// the report's changes in the batch are all its legacy rows, which
 	// replace what its shadow holds, and the value is the sequence number
 	// the re-drive is delivered under.
 	Resync map[dtetype.Key]int64
+}
+
+// Rejected is a change a reader could not translate, with why.
+type Rejected struct {
+	EventID string            `json:"event_id"`
+	Reason  string            `json:"reason"`
+	Detail  string            `json:"detail"`
+	Raw     *legacy.RawChange `json:"raw"`
+	Key     *dtetype.Key      `json:"key,omitempty"`
 }
 
 // Consumer receives the change stream. Returning nil acknowledges the batch;
@@ -88,8 +101,15 @@ func (f ConsumerFunc) Deliver(ctx context.Context, b Batch) error { return f(ctx
 
 // ReaderConfig configures a Reader. A nil config is ready to use.
 type ReaderConfig struct {
-	// Consumer names the checkpoint. Default: store.MirrorConsumer.
+	// Consumer names the checkpoint. Default: store.MirrorConsumer. Only
+	// the mirror's reader owns the quarantine (and the re-drives): other
+	// consumers get what they cannot translate as Batch.Rejected.
 	Consumer string
+	// Ephemeral readers (capture tail) keep their position in memory only:
+	// they take no checkpoint, no leader lock and no wake-up requests, so
+	// nothing of theirs outlives them or holds back pruning. They start
+	// with a backfill of every row.
+	Ephemeral bool
 	// BatchSize is the most changes per batch. Default: 500.
 	BatchSize int
 	// PollInterval is how long an idle reader waits for a NOTIFY before it
@@ -101,6 +121,11 @@ type ReaderConfig struct {
 	// Retention is how long acknowledged changes are kept. Default: 168h.
 	// Negative: never prune.
 	Retention time.Duration
+	// ConsumerLease is how long a consumer other than the mirror may go
+	// without renewing its checkpoint before it no longer holds back
+	// pruning (a crashed capture tail --keep, say); config gives it. The
+	// mirror's checkpoint never expires. Zero: no consumer expires.
+	ConsumerLease time.Duration
 	// MaintenanceInterval is how often the leader prunes and measures the
 	// backlog. Default: 10s.
 	MaintenanceInterval time.Duration
@@ -168,6 +193,9 @@ func NewReader(st *store.Store, tr *legacy.Translator, cfg *ReaderConfig) *Reade
 	c.PollInterval = cmp.Or(max(c.PollInterval, 0), time.Second)
 	c.StandbyInterval = cmp.Or(max(c.StandbyInterval, 0), time.Second)
 	c.Retention = cmp.Or(c.Retention, 168*time.Hour)
+	if c.ConsumerLease <= 0 {
+		c.ConsumerLease = 1 << 62 // never
+	}
 	c.MaintenanceInterval = cmp.Or(max(c.MaintenanceInterval, 0), 10*time.Second)
 	c.RetryBackoff = cmp.Or(max(c.RetryBackoff, 0), 10*time.Second)
 	if c.Identity == "" {
@@ -224,12 +252,14 @@ func (r *Reader) campaign(ctx context.Context, c Consumer) error {
 		return fmt.Errorf("error connecting: %w", err)
 	}
 	defer conn.Close(context.Background())
-	ok, err := r.st.On(conn).TryLeaderLock(ctx, r.cfg.Consumer)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return nil // another reader leads; stay on standby
+	if !r.cfg.Ephemeral {
+		ok, err := r.st.On(conn).TryLeaderLock(ctx, r.cfg.Consumer)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil // another reader leads; stay on standby
+		}
 	}
 	r.leading.Store(true)
 	r.m.Leader.Set(1)
@@ -267,7 +297,7 @@ const waitingLease = 5 * time.Second
 // setWaiting asks writers to notify this reader, or stops asking. It writes
 // only on a change, or to renew the lease.
 func (l *leader) setWaiting(ctx context.Context, on bool) error {
-	if on == l.waiting && !on {
+	if (on == l.waiting && !on) || l.cfg.Ephemeral {
 		return nil
 	}
 	var until *time.Time
@@ -289,17 +319,28 @@ func (l *leader) run(ctx context.Context) error {
 	if _, err := l.conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.st.Schema() + "_changes"}.Sanitize()); err != nil {
 		return fmt.Errorf("error listening: %w", err)
 	}
-	cp, err := l.on.TakeCheckpoint(ctx, l.cfg.Consumer, l.cfg.Identity)
-	var ni *store.NotInstalledError
-	if errors.As(err, &ni) {
-		return &fatalError{err}
+	l.held = map[dtetype.Key]bool{}
+	if l.cfg.Ephemeral {
+		if _, err := l.st.Version(ctx); err != nil {
+			return &fatalError{err}
+		}
+		l.cp = &store.Checkpoint{Consumer: l.cfg.Consumer}
+	} else {
+		cp, err := l.on.TakeCheckpoint(ctx, l.cfg.Consumer, l.cfg.Identity)
+		var ni *store.NotInstalledError
+		if errors.As(err, &ni) {
+			return &fatalError{err}
+		}
+		if err != nil {
+			return err
+		}
+		l.cp = cp
 	}
-	if err != nil {
-		return err
-	}
-	l.cp = cp
-	if l.held, err = l.st.HeldKeys(ctx); err != nil {
-		return err
+	if l.ownsQuarantine() {
+		var err error
+		if l.held, err = l.st.HeldKeys(ctx); err != nil {
+			return err
+		}
 	}
 	nextMaintenance := time.Now()
 	backoff := 100 * time.Millisecond
@@ -389,9 +430,18 @@ type consumerError struct{ err error }
 
 func (e *consumerError) Error() string { return "consumer: " + e.err.Error() }
 
+// ownsQuarantine reports whether this reader quarantines what it cannot
+// translate (and delivers what a retry releases): the mirror's alone.
+func (l *leader) ownsQuarantine() bool {
+	return l.cfg.Consumer == store.MirrorConsumer && !l.cfg.Ephemeral
+}
+
 // refreshRequests picks up a backfill requested by dtebridge backfill, and
 // pending re-drives.
 func (l *leader) refreshRequests(ctx context.Context) error {
+	if l.cfg.Ephemeral {
+		return nil
+	}
 	var err error
 	l.cp.Backfill, l.redrives, err = l.on.Requests(ctx, l.cfg.Consumer)
 	return err
@@ -399,6 +449,9 @@ func (l *leader) refreshRequests(ctx context.Context) error {
 
 // save persists the checkpoint, fenced by the leader token.
 func (l *leader) save(ctx context.Context, backfilled bool) error {
+	if l.cfg.Ephemeral {
+		return nil
+	}
 	return l.st.SaveCheckpoint(ctx, l.cp, backfilled)
 }
 
@@ -501,6 +554,11 @@ func (l *leader) redrive(ctx context.Context, tx pgx.Tx, snap string) error {
 	if err != nil {
 		return err
 	}
+	// An operator may have resolved quarantined changes since the held
+	// reports were read.
+	if l.held, err = l.st.HeldKeys(ctx); err != nil {
+		return err
+	}
 	ids := map[dtetype.Key][]int64{}
 	var keys []dtetype.Key
 	for _, p := range pending {
@@ -543,22 +601,37 @@ func (l *leader) redrive(ctx context.Context, tx pgx.Tx, snap string) error {
 	b := Batch{Resync: map[dtetype.Key]int64{}}
 	seq := l.cp.Seq
 	count := map[dtetype.Key]int{}
+	failed := map[dtetype.Key]string{}
+	var changes []dtetype.PhaseChange
 	for _, raw := range raws {
 		res := l.tr.Translate(raw)
-		if res.Ignored || res.Err != nil || res.Change == nil {
-			continue // quarantine owns rows that do not translate
+		switch {
+		case res.Ignored:
+			continue
+		case res.Err != nil && res.HasKey:
+			// A report's rows are re-driven whole or not at all.
+			failed[res.Key] = fmt.Sprintf("legacy row %s does not translate (%s): fix the row or the mapping, then re-drive it", raw.RowKey, res.Err)
+			continue
+		case res.Err != nil || res.Change == nil:
+			continue
 		}
 		seq++
 		c := *res.Change
 		c.EventID, c.Seq = "r"+tag+":"+raw.RowKey, seq
-		b.Changes = append(b.Changes, c)
-		count[c.Key]++
+		changes = append(changes, c)
+	}
+	for _, c := range changes {
+		if failed[c.Key] == "" {
+			b.Changes = append(b.Changes, c)
+			count[c.Key]++
+		}
 	}
 	for _, k := range keys {
-		seq++
-		b.Resync[k] = seq
+		if failed[k] == "" {
+			seq++
+			b.Resync[k] = seq
+		}
 	}
-	failed := map[dtetype.Key]string{}
 	if err := l.c.Deliver(ctx, b); err != nil {
 		var pe *PoisonError
 		if !errors.As(err, &pe) {
@@ -590,6 +663,7 @@ func snapshotID(snap string) string {
 func (l *leader) process(ctx context.Context, raws []*legacy.RawChange, backfill string) error {
 	var out []dtetype.PhaseChange
 	var q []quarantined
+	var rejected []Rejected
 	seq := l.cp.Seq
 	for _, raw := range raws {
 		seq++
@@ -603,6 +677,12 @@ func (l *leader) process(ctx context.Context, raws []*legacy.RawChange, backfill
 		case res.HasKey && l.held[res.Key]:
 			q = append(q, quarantined{eventID: eventID, raw: raw, seq: seq, res: res,
 				err: &legacy.TranslateError{Reason: legacy.ReasonHeld, Detail: fmt.Sprintf("report %s has earlier changes in quarantine", res.Key)}})
+		case res.Err != nil && !l.ownsQuarantine():
+			var key *dtetype.Key
+			if res.HasKey {
+				key = &res.Key
+			}
+			rejected = append(rejected, Rejected{EventID: eventID, Reason: res.Err.Reason, Detail: res.Err.Detail, Raw: raw, Key: key})
 		case res.Err != nil:
 			q = append(q, quarantined{eventID: eventID, raw: raw, seq: seq, res: res, err: res.Err})
 			if res.HasKey {
@@ -617,10 +697,12 @@ func (l *leader) process(ctx context.Context, raws []*legacy.RawChange, backfill
 	if err := l.quarantine(ctx, q); err != nil {
 		return err
 	}
-	if len(out) > 0 || backfill != "" {
-		err := l.c.Deliver(ctx, Batch{Changes: out, Backfill: backfill})
+	if len(out) > 0 || len(rejected) > 0 || backfill != "" {
+		err := l.c.Deliver(ctx, Batch{Changes: out, Backfill: backfill, Rejected: rejected})
 		var pe *PoisonError
 		switch {
+		case errors.As(err, &pe) && !l.ownsQuarantine():
+			return &consumerError{err}
 		case errors.As(err, &pe):
 			// Everything else was delivered: quarantine what Temporal
 			// refuses for good, with the rest of its report behind it.
@@ -817,8 +899,15 @@ func (l *leader) processUntilAcked(ctx context.Context, raws []*legacy.RawChange
 // maintain prunes acknowledged changes past retention and measures the
 // backlog.
 func (l *leader) maintain(ctx context.Context) error {
+	if l.cfg.Ephemeral {
+		return nil // it owns nothing to maintain
+	}
+	// A live consumer renews its lease, so pruning waits for it.
+	if err := l.st.TouchCheckpoint(ctx, l.cp); err != nil {
+		return err
+	}
 	if l.cfg.Retention > 0 {
-		n, err := l.st.Prune(ctx, l.cfg.Retention)
+		n, err := l.st.Prune(ctx, l.cfg.Retention, l.cfg.ConsumerLease)
 		if err != nil {
 			return err
 		}

@@ -46,6 +46,7 @@ const (
 	DefaultRetention        = 168 * time.Hour
 	DefaultMaxText          = legacy.DefaultMaxText
 	DefaultDeliveryGrace    = 2 * time.Minute
+	DefaultConsumerLease    = time.Hour
 	DefaultTaskQueue        = "dtebridge-shadow"
 	DefaultWorkflowIDPrefix = "shadow-"
 	DefaultConcurrency      = 16
@@ -107,6 +108,10 @@ type Capture struct {
 	// shadow: the override reason and actor ids. Longer values are cut and
 	// marked; the raw row in the change log keeps everything. Default: 1024.
 	MaxText int `yaml:"max_text_bytes"`
+	// ConsumerLease is how long a consumer other than the mirror (capture
+	// tail --keep) may go without renewing its checkpoint before it no
+	// longer holds back pruning. Default: 1h.
+	ConsumerLease Duration `yaml:"consumer_lease"`
 	// DeliveryGrace is how long deliveries to the shadow may keep failing
 	// before /readyz reports the process unready. Default: 2m.
 	DeliveryGrace Duration `yaml:"delivery_grace"`
@@ -252,6 +257,7 @@ func (c *Config) resolve() {
 	cp.Retention = cmp.Or(cp.Retention, Duration(DefaultRetention))
 	cp.MaxText = cmp.Or(cp.MaxText, DefaultMaxText)
 	cp.DeliveryGrace = cmp.Or(cp.DeliveryGrace, Duration(DefaultDeliveryGrace))
+	cp.ConsumerLease = cmp.Or(cp.ConsumerLease, Duration(DefaultConsumerLease))
 	sh := &c.Shadow
 	sh.TaskQueue = cmp.Or(sh.TaskQueue, DefaultTaskQueue)
 	sh.WorkflowIDPrefix = cmp.Or(sh.WorkflowIDPrefix, DefaultWorkflowIDPrefix)
@@ -299,7 +305,7 @@ func (c *Config) CaptureConfig() *adapter.CaptureConfig {
 // ReaderConfig returns the reader settings; the caller adds logger and metrics.
 func (c *Config) ReaderConfig() *adapter.ReaderConfig {
 	return &adapter.ReaderConfig{BatchSize: c.Capture.BatchSize, PollInterval: time.Duration(c.Capture.PollInterval),
-		Retention: time.Duration(c.Capture.Retention)}
+		Retention: time.Duration(c.Capture.Retention), ConsumerLease: time.Duration(c.Capture.ConsumerLease)}
 }
 
 // Store returns the bridge schema on pool.

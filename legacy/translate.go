@@ -223,7 +223,7 @@ func (t *Translator) translate(raw *RawChange, row map[string]any) (*dtetype.Pha
 	pc.LegacyPhase = phase
 	p, ok := t.m.Phases.Get(phase)
 	if !ok {
-		return nil, &TranslateError{ReasonUnknownLabel, fmt.Sprintf("phase label %q is not in legacy.phases: add it to the mapping (or to legacy.ignore_phases)", phase)}
+		return nil, &TranslateError{ReasonUnknownLabel, fmt.Sprintf("phase label %q is not in legacy.phases: add it to the mapping (or to legacy.ignore_phases)", short(phase))}
 	}
 	if t.known != nil && !t.known[p] {
 		return nil, &TranslateError{ReasonUnknownPhase, fmt.Sprintf("phase %q (label %q) is not in the workflow definitions", p, phase)}
@@ -300,7 +300,7 @@ func (t *Translator) state(row map[string]any, col string, required bool) (dtety
 	}
 	s, ok := t.m.States.Get(l)
 	if !ok {
-		return "", &TranslateError{ReasonUnknownLabel, fmt.Sprintf("%s label %q is not in legacy.states: add it to the mapping", col, l)}
+		return "", &TranslateError{ReasonUnknownLabel, fmt.Sprintf("%s label %q is not in legacy.states: add it to the mapping", col, short(l))}
 	}
 	return s, nil
 }
@@ -312,7 +312,7 @@ func (t *Translator) status(row map[string]any, col string, required bool) (dtet
 	}
 	s, ok := t.m.Statuses.Get(l)
 	if !ok {
-		return "", &TranslateError{ReasonUnknownLabel, fmt.Sprintf("%s label %q is not in legacy.statuses: add it to the mapping", col, l)}
+		return "", &TranslateError{ReasonUnknownLabel, fmt.Sprintf("%s label %q is not in legacy.statuses: add it to the mapping", col, short(l))}
 	}
 	return s, nil
 }
@@ -341,7 +341,7 @@ func label(row map[string]any, col string, required bool) (string, error) {
 	}
 	s, ok := v.(string)
 	if !ok {
-		return "", &TranslateError{ReasonUnparseable, fmt.Sprintf("column %s holds %v, not text", col, v)}
+		return "", &TranslateError{ReasonUnparseable, fmt.Sprintf("column %s holds %v, not text", col, short(fmt.Sprint(v)))}
 	}
 	return s, nil
 }
@@ -353,11 +353,11 @@ func intValue(row map[string]any, col string) (*int64, error) {
 	}
 	n, ok := v.(json.Number)
 	if !ok {
-		return nil, &TranslateError{ReasonUnparseable, fmt.Sprintf("column %s holds %v, not an integer", col, v)}
+		return nil, &TranslateError{ReasonUnparseable, fmt.Sprintf("column %s holds %v, not an integer", col, short(fmt.Sprint(v)))}
 	}
 	i, err := n.Int64()
 	if err != nil {
-		return nil, &TranslateError{ReasonUnparseable, fmt.Sprintf("column %s holds %v, not an integer", col, v)}
+		return nil, &TranslateError{ReasonUnparseable, fmt.Sprintf("column %s holds %v, not an integer", col, short(fmt.Sprint(v)))}
 	}
 	return &i, nil
 }
@@ -374,12 +374,14 @@ func textValue(row map[string]any, col string) (string, error) {
 	case json.Number:
 		return x.String(), nil
 	}
-	return "", &TranslateError{ReasonUnparseable, fmt.Sprintf("column %s holds %v, not a scalar", col, v)}
+	return "", &TranslateError{ReasonUnparseable, fmt.Sprintf("column %s holds %v, not a scalar", col, short(fmt.Sprint(v)))}
 }
 
-var timeLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", time.DateOnly}
+var timeLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999-07:00:00", "2006-01-02T15:04:05.999999999", time.DateOnly}
 
-// timeValue reads a date or timestamp as PostgreSQL renders it in JSON.
+// timeValue reads a date or timestamp as PostgreSQL renders it in JSON. Its
+// whole range translates: infinity, -infinity, years before 1 (BC) and
+// after 9999 are carried as dtetype's bounds.
 func timeValue(row map[string]any, col string) (*time.Time, error) {
 	v, ok := row[col]
 	if !ok || v == nil {
@@ -387,13 +389,38 @@ func timeValue(row map[string]any, col string) (*time.Time, error) {
 	}
 	s, ok := v.(string)
 	if !ok {
-		return nil, &TranslateError{ReasonUnparseable, fmt.Sprintf("column %s holds %v, not a date or time", col, v)}
+		return nil, &TranslateError{ReasonUnparseable, fmt.Sprintf("column %s holds %v, not a date or time", col, short(fmt.Sprint(v)))}
+	}
+	s = strings.TrimSpace(s)
+	switch {
+	case s == "infinity":
+		t := dtetype.MaxTime
+		return &t, nil
+	case s == "-infinity", strings.HasSuffix(s, " BC"):
+		t := dtetype.MinTime
+		return &t, nil
+	}
+	if year, _, ok := strings.Cut(s, "-"); ok && len(year) > 4 && strings.Trim(year, "0123456789") == "" {
+		t := dtetype.MaxTime // after 9999
+		return &t, nil
 	}
 	for _, layout := range timeLayouts {
 		if t, err := time.Parse(layout, s); err == nil {
-			t = t.UTC()
+			t = dtetype.ClampTime(t.UTC())
 			return &t, nil
 		}
 	}
-	return nil, &TranslateError{ReasonUnparseable, fmt.Sprintf("column %s holds %q, not a date or time", col, s)}
+	return nil, &TranslateError{ReasonUnparseable, fmt.Sprintf("column %s holds %q, not a date or time", col, short(s))}
+}
+
+// short cuts a value quoted in an error message, which goes to logs.
+func short(s string) string {
+	if len(s) <= 80 {
+		return s
+	}
+	cut := 80
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

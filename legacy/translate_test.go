@@ -199,3 +199,37 @@ func FuzzTranslate(f *testing.F) {
 		}
 	})
 }
+
+// TestTranslateWholeTimeRange: PostgreSQL's whole range of dates and
+// times translates, infinity and BC dates included, within the bounds the
+// bridge carries through JSON.
+func TestTranslateWholeTimeRange(t *testing.T) {
+	t.Parallel()
+	tr := productionTranslator(t)
+	cases := map[string]time.Time{
+		"infinity":                     dtetype.MaxTime,
+		"-infinity":                    dtetype.MinTime,
+		"4713-01-01 BC":                dtetype.MinTime,
+		"4713-11-24T00:00:00+00:00 BC": dtetype.MinTime,
+		"294276-12-31":                 dtetype.MaxTime,
+		"10000-01-01T00:00:00+00:00":   dtetype.MaxTime,
+		"0001-01-01":                   time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		"1890-06-01T12:00:00+00:53:28": time.Date(1890, 6, 1, 11, 6, 32, 0, time.UTC),
+	}
+	for value, want := range cases {
+		got := tr.Translate(&legacy.RawChange{Op: "U", New: row(map[string]any{"actual_start_date": value, "planned_end_date": value})})
+		if got.Err != nil || got.Change == nil {
+			t.Errorf("%s: %v", value, got.Err)
+			continue
+		}
+		if !got.Change.ActualStart.Equal(want) || !got.Change.PlannedEnd.Equal(want) {
+			t.Errorf("%s: %v, %v; want %v", value, got.Change.ActualStart, got.Change.PlannedEnd, want)
+		}
+		// It must travel as JSON, as workflow payloads do.
+		b, err := json.Marshal(got.Change)
+		var back dtetype.PhaseChange
+		if err != nil || json.Unmarshal(b, &back) != nil || !back.ActualStart.Equal(want) {
+			t.Errorf("%s does not round-trip through JSON: %v", value, err)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/synapsedte/dtebridge/dtetype"
 )
@@ -325,8 +326,8 @@ func (w *Writer) decide(ctx context.Context, tx pgx.Tx, op Op, r *row, now time.
 		if err := w.state(&s, v.State); err != nil {
 			return nil, err
 		}
-		s.put(c.ActualStart, v.ActualStart)
-		s.put(c.ActualEnd, v.ActualEnd)
+		s.put(c.ActualStart, legacyTime(v.ActualStart))
+		s.put(c.ActualEnd, legacyTime(v.ActualEnd))
 		s.put(c.StartedBy, actor(v.StartedBy))
 		s.put(c.CompletedBy, actor(v.CompletedBy))
 		if err := w.schedule(&s, r, v.State, now); err != nil {
@@ -337,6 +338,20 @@ func (w *Writer) decide(ctx context.Context, tx pgx.Tx, op Op, r *row, now time.
 	}
 	s.put(c.UpdatedAt, now)
 	return &s, nil
+}
+
+// legacyTime is a time as legacy stores it: the bounds the bridge carries
+// (dtetype.MaxTime, MinTime) are infinity and -infinity there.
+func legacyTime(t *time.Time) any {
+	switch {
+	case t == nil:
+		return nil
+	case !t.Before(dtetype.MaxTime):
+		return pgtype.Timestamptz{InfinityModifier: pgtype.Infinity, Valid: true}
+	case !t.After(dtetype.MinTime):
+		return pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true}
+	}
+	return *t
 }
 
 func actor(id string) any {

@@ -146,7 +146,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	c := &run{o: &o, q: q, tx: tx, r: r, now: o.Now(), perPhase: map[dtetype.Phase]*PhaseReport{},
-		divergent: map[key3]bool{}, inFlight: map[key3]bool{}, seen: map[divKey]bool{}}
+		divergent: map[key3]bool{}, inFlight: map[key3]bool{}, seen: map[divKey]bool{}, quarantineListed: map[dtetype.Key]bool{}}
 	for _, step := range []func(context.Context) error{c.lag, c.quarantine, c.checksums, c.compare, c.violations} {
 		if err := step(ctx); err != nil {
 			return nil, err
@@ -181,7 +181,10 @@ type run struct {
 	perPhase    map[dtetype.Phase]*PhaseReport
 	divergent   map[key3]bool
 	inFlight    map[key3]bool
-	seen        map[divKey]bool
+	// quarantineListed says, per quarantined report, whether its one
+	// quarantined divergence is unexpected.
+	quarantineListed map[dtetype.Key]bool
+	seen             map[divKey]bool
 	// groups is how many (cycle, phase) groups the checksums sent to the
 	// key-by-key comparison.
 	groups   int
@@ -440,11 +443,24 @@ func (c *run) add(k3 key3, d dtetype.Divergence) {
 	if c.inFlight[k3] || slices.Contains(c.o.Exclude, k3.p) {
 		return
 	}
-	if behind, stale, since := c.behind(k3.k); behind && stale {
-		d = dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindStale, Legacy: d.Legacy, Shadow: d.Shadow,
-			Detail: fmt.Sprintf("the shadow has been behind since %s, longer than the %s grace", since.Format(time.RFC3339), c.o.LagGrace)}
-	} else if reasons, ok := c.quarantined[k3.k]; ok && d.Kind != dtetype.KindDuplicateRows {
-		d.Kind, d.Detail = dtetype.KindQuarantined, "the report has changes in quarantine ("+reasons+"); the shadow waits behind them"
+	// A report behind the stream, or waiting behind its quarantined changes,
+	// explains the differences found by comparing its rows: they are
+	// reported as that, once per report. Facts the shadow recorded (rule
+	// violations) and facts of legacy (duplicate rows) keep their own kind.
+	if slices.Contains(comparisonKinds, d.Kind) {
+		behind, stale, since := c.behind(k3.k)
+		reasons, quarantined := c.quarantined[k3.k]
+		switch {
+		case behind && stale:
+			d = dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindStale, Legacy: d.Legacy, Shadow: d.Shadow,
+				Detail: fmt.Sprintf("the shadow has been behind since %s, longer than the %s grace", since.Format(time.RFC3339), c.o.LagGrace)}
+		case quarantined:
+			if listed, ok := c.quarantineListed[k3.k]; ok {
+				c.divergent[k3] = c.divergent[k3] || listed // counted, listed once per report
+				return
+			}
+			d.Kind, d.Detail = dtetype.KindQuarantined, "the report has changes in quarantine ("+reasons+"); the shadow waits behind them"
+		}
 	}
 	id := divKey{k3, d.Kind}
 	if c.seen[id] {
@@ -457,11 +473,18 @@ func (c *run) add(k3 key3, d dtetype.Divergence) {
 			break
 		}
 	}
+	if d.Kind == dtetype.KindQuarantined {
+		c.quarantineListed[k3.k] = !d.Expected
+	}
 	c.r.Divergences = append(c.r.Divergences, d)
 	if !d.Expected {
 		c.divergent[k3] = true
 	}
 }
+
+// comparisonKinds are found by comparing legacy's rows with the shadow's.
+var comparisonKinds = []string{dtetype.KindMissingInShadow, dtetype.KindOrphanInShadow, dtetype.KindStateMismatch,
+	dtetype.KindStatusMismatch, dtetype.KindDatesMismatch, dtetype.KindActorMismatch}
 
 type divKey struct {
 	k3   key3
@@ -513,7 +536,7 @@ func dates(s *sides) string {
 		if t == nil {
 			return "-"
 		}
-		return t.UTC().Format(time.RFC3339)
+		return dtetype.FormatTime(*t)
 	}
 	return fmt.Sprintf("planned %s..%s actual %s..%s", f(s.PlannedStart), f(s.PlannedEnd), f(s.ActualStart), f(s.ActualEnd))
 }
@@ -570,7 +593,7 @@ func shown(v reflect.Value) string {
 		v = v.Elem()
 	}
 	if t, ok := v.Interface().(time.Time); ok {
-		return t.UTC().Format(time.RFC3339)
+		return dtetype.FormatTime(t)
 	}
 	if v.Kind() == reflect.String {
 		if v.String() == "" {

@@ -418,3 +418,114 @@ func TestRepairRestartsTerminatedWorkflow(t *testing.T) {
 		t.Fatalf("after the repair: %v, %d in flight", kinds(r, false), r.InFlight)
 	}
 }
+
+// TestQuarantineKeepsFindingsKinds: a report with a change in quarantine
+// is reported as quarantined once, while the rule violations the shadow
+// recorded for it keep their kind, and so stay expected under the rule
+// that accepts them.
+func TestQuarantineKeepsFindingsKinds(t *testing.T) {
+	t.Parallel()
+	b := bridgetest.New(t, legacysim.Seed, nil)
+	b.Simulate(10, 400, 37)
+	b.Quiescent(60 * time.Second)
+	ctx := context.Background()
+	var k dtetype.Key
+	if err := b.DB.Pool.QueryRow(ctx, `SELECT cycle_id, report_id FROM dtebridge.shadow_keys WHERE violations > 1 ORDER BY violations DESC LIMIT 1`).
+		Scan(&k.CycleID, &k.ReportID); err != nil {
+		t.Fatalf("no report with rule violations: %v", err)
+	}
+	before := run(t, b, nil)
+	violations := 0
+	for _, d := range before.Divergences {
+		if d.Key == k && d.Kind == dtetype.KindRuleViolation && d.Expected {
+			violations++
+		}
+	}
+	if violations < 2 || before.Unexpected != 0 {
+		t.Fatalf("before: %d expected violations of %s, %d unexpected", violations, k, before.Unexpected)
+	}
+	b.Exec(`ALTER TYPE workflow_state_enum ADD VALUE 'Escalated'`)
+	// Two phases of the report change: one to a label the mapping does not
+	// know, one held behind it.
+	b.Exec(`UPDATE workflow_phases SET state = 'Escalated' WHERE phase_id = (SELECT min(phase_id) FROM workflow_phases WHERE cycle_id = $1 AND report_id = $2)`, k.CycleID, k.ReportID)
+	b.Exec(`UPDATE workflow_phases SET started_by = 4242 WHERE phase_id = (SELECT max(phase_id) FROM workflow_phases WHERE cycle_id = $1 AND report_id = $2)`, k.CycleID, k.ReportID)
+	bridgetest.WaitFor(t, 30*time.Second, "the quarantine", func() bool {
+		q, _ := b.Store().ListQuarantine(ctx, false)
+		return len(q) == 2
+	})
+	after := run(t, b, nil)
+	got := 0
+	for _, d := range after.Divergences {
+		switch {
+		case d.Key != k:
+		case d.Kind == dtetype.KindRuleViolation:
+			if !d.Expected {
+				t.Errorf("a rule violation turned unexpected: %+v", d)
+			}
+			got++
+		case d.Kind != dtetype.KindQuarantined:
+			t.Errorf("a divergence of the quarantined report: %+v", d)
+		}
+	}
+	if got != violations {
+		t.Errorf("%d rule violations of %s after, %d before", got, k, violations)
+	}
+	if after.Unexpected != 1 || after.Counts[dtetype.KindQuarantined] != 1 {
+		t.Errorf("after: %d unexpected, %v; want the quarantine once", after.Unexpected, after.Counts)
+	}
+}
+
+// TestWholeTimeRangeReconciles: dates and times anywhere in PostgreSQL's
+// range, infinity and BC included, are captured, compared and repaired:
+// nothing fails and nothing freezes.
+func TestWholeTimeRangeReconciles(t *testing.T) {
+	t.Parallel()
+	b := bridgetest.New(t, legacysim.Seed, nil)
+	b.Simulate(4, 40, 43)
+	b.Quiescent(60 * time.Second)
+	ctx := context.Background()
+	keys, err := b.Store().ProjectedKeys(ctx, nil, 2)
+	if err != nil || len(keys) != 2 {
+		t.Fatal(err, keys)
+	}
+	set := `SET state = 'Completed', state_override = NULL, status_override = NULL, schedule_status = 'On Schedule',
+		planned_start_date = '10000-01-01', planned_end_date = '4713-01-01 BC', actual_start_date = '-infinity', actual_end_date = 'infinity',
+		updated_at = now() WHERE phase_id = (SELECT min(phase_id) FROM workflow_phases WHERE cycle_id = $1 AND report_id = $2)`
+	b.Exec(`UPDATE workflow_phases `+set, keys[0].CycleID, keys[0].ReportID)
+	b.Quiescent(30 * time.Second)
+	if q, _ := b.Store().ListQuarantine(ctx, false); len(q) != 0 {
+		t.Fatalf("quarantined: %+v", q)
+	}
+	phases, err := b.Store().ProjectedPhases(ctx, keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range phases {
+		if p.ActualEnd != nil && p.ActualEnd.Equal(dtetype.MaxTime) {
+			found = p.ActualStart.Equal(dtetype.MinTime) && p.PlannedStart.Equal(dtetype.MaxTime) && p.PlannedEnd.Equal(dtetype.MinTime)
+		}
+	}
+	if !found {
+		t.Errorf("projection of the out-of-range row: %+v", phases)
+	}
+	if r := run(t, b, nil); r.Unexpected != 0 {
+		t.Fatalf("reconcile: %v %+v", r.Counts, r.Divergences)
+	}
+	// A fix-up the trigger does not see is found, named, and repaired.
+	b.Bypass(`UPDATE workflow_phases SET actual_end_date = 'infinity'
+		WHERE phase_id = (SELECT min(phase_id) FROM workflow_phases WHERE cycle_id = $1 AND report_id = $2)`, keys[1].CycleID, keys[1].ReportID)
+	r := run(t, b, nil)
+	if r.Counts[dtetype.KindDatesMismatch] != 1 {
+		t.Fatalf("the bypassed infinity: %v %+v", r.Counts, r.Divergences)
+	}
+	for _, d := range r.Divergences {
+		if d.Kind == dtetype.KindDatesMismatch && !strings.Contains(d.Legacy, "infinity") {
+			t.Errorf("the divergence does not say infinity: %+v", d)
+		}
+	}
+	if err := reconcile.Repair(ctx, b.Cfg.ReconcileOptions(b.DB.Pool), reconcile.TemporalOptions{Client: b.TC, WorkflowIDPrefix: b.Cfg.Shadow.WorkflowIDPrefix}, r); err != nil ||
+		r.Repair.Repaired != 1 {
+		t.Fatalf("repair: %v %+v", err, r.Repair)
+	}
+}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/legacy"
 	"github.com/synapsedte/dtebridge/store"
 )
@@ -60,11 +61,19 @@ func newQueries(o *Options) (*queries, error) {
 	for _, k := range t.Key {
 		keys, order = append(keys, id(k)), append(order, legacy.Col("lw", k))
 	}
+	// Legacy's whole range of dates and times, infinity included, is
+	// compared within the bounds the bridge carries (dtetype.MaxTime,
+	// MinTime), as the translator bounds what reaches the shadow.
+	q.args["max_time"], q.args["min_time"] = dtetype.MaxTime, dtetype.MinTime
+	ts := func(col string) string {
+		v := id(col) + "::timestamptz"
+		return "CASE WHEN " + v + " > @max_time::timestamptz THEN @max_time::timestamptz WHEN " + v + " < @min_time::timestamptz THEN @min_time::timestamptz ELSE " + v + " END"
+	}
 	lw := mapping + `, lw AS (
 		SELECT ` + cyc + ` AS cycle_id, ` + rep + ` AS report_id, ` + phaseExpr + ` AS phase,
 			ms.state, mt.status,
-			` + id(c.PlannedStart) + `::timestamptz AS planned_start, ` + id(c.PlannedEnd) + `::timestamptz AS planned_end,
-			` + id(c.ActualStart) + `::timestamptz AS actual_start, ` + id(c.ActualEnd) + `::timestamptz AS actual_end,
+			` + ts(c.PlannedStart) + ` AS planned_start, ` + ts(c.PlannedEnd) + ` AS planned_end,
+			` + ts(c.ActualStart) + ` AS actual_start, ` + ts(c.ActualEnd) + ` AS actual_end,
 			coalesce(` + id(c.StartedBy) + `::text, '') AS started_by, coalesce(` + id(c.CompletedBy) + `::text, '') AS completed_by,
 			` + strings.Join(keys, ", ") + `
 		FROM ` + tbl + ` w

@@ -221,12 +221,14 @@ func collectSince(rows pgx.Rows, what string) (map[dtetype.Key]time.Time, error)
 	return out, nil
 }
 
-// Prune deletes changes every consumer has acknowledged that are older than
-// retention, in chunks, and returns how many it deleted.
-func (s *Store) Prune(ctx context.Context, retention time.Duration) (int64, error) {
+// Prune deletes changes every live consumer has acknowledged that are
+// older than retention, in chunks, and returns how many it deleted. A
+// consumer other than the mirror that has not renewed its checkpoint within
+// lease is not live.
+func (s *Store) Prune(ctx context.Context, retention, lease time.Duration) (int64, error) {
 	var total int64
 	for {
-		tag, err := s.db.Exec(ctx, s.sql("Prune"), retention.Seconds())
+		tag, err := s.db.Exec(ctx, s.sql("Prune"), retention.Seconds(), lease.Seconds())
 		if err != nil {
 			return total, fmt.Errorf("error pruning changes: %w", err)
 		}
@@ -246,17 +248,33 @@ type CheckpointStatus struct {
 	BackfillRequested bool       `json:"backfill_requested"`
 	BackfilledAt      *time.Time `json:"backfilled_at"`
 	UpdatedAt         time.Time  `json:"updated_at"`
+	// Expired means the consumer has not renewed its checkpoint within the
+	// lease, so it no longer holds back pruning.
+	Expired bool `json:"expired"`
 }
 
-// Checkpoints lists every consumer's checkpoint.
-func (s *Store) Checkpoints(ctx context.Context) ([]CheckpointStatus, error) {
-	rows, err := s.db.Query(ctx, s.sql("Checkpoints"))
+// TouchCheckpoint renews a leader's checkpoint lease.
+func (s *Store) TouchCheckpoint(ctx context.Context, cp *Checkpoint) error {
+	tag, err := s.db.Exec(ctx, s.sql("TouchCheckpoint"), cp.Consumer, cp.Token)
+	if err != nil {
+		return fmt.Errorf("error renewing the %s checkpoint: %w", cp.Consumer, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrLostLeadership
+	}
+	return nil
+}
+
+// Checkpoints lists every consumer's checkpoint, judging expiry by the
+// consumer lease (capture.consumer_lease).
+func (s *Store) Checkpoints(ctx context.Context, lease time.Duration) ([]CheckpointStatus, error) {
+	rows, err := s.db.Query(ctx, s.sql("Checkpoints"), lease.Seconds())
 	if err != nil {
 		return nil, &NotInstalledError{fmt.Errorf("error reading checkpoints: %w", err)}
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (CheckpointStatus, error) {
 		var c CheckpointStatus
-		err := r.Scan(&c.Consumer, &c.Leader, &c.AckedSnapshot, &c.Seq, &c.BackfillRequested, &c.BackfilledAt, &c.UpdatedAt)
+		err := r.Scan(&c.Consumer, &c.Leader, &c.AckedSnapshot, &c.Seq, &c.BackfillRequested, &c.BackfilledAt, &c.UpdatedAt, &c.Expired)
 		return c, err
 	})
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -74,12 +75,19 @@ type QuarantineEntry struct {
 	RetriedAt     *time.Time      `json:"retried_at"`
 	ReleasedAt    *time.Time      `json:"released_at"`
 	DeliveredAt   *time.Time      `json:"delivered_at"`
+	// Resolution is how an operator or a re-drive resolved the entry
+	// (skip or resync), by whom and why; empty if it was delivered.
+	Resolution     string `json:"resolution,omitempty"`
+	ResolvedBy     string `json:"resolved_by,omitempty"`
+	ResolvedReason string `json:"resolved_reason,omitempty"`
 }
 
 // Status is pending, released (translated by a retry, waiting for the
-// leader to deliver it) or delivered.
+// leader to deliver it), delivered, or resolved (skip or resync).
 func (e *QuarantineEntry) Status() string {
 	switch {
+	case e.Resolution != "":
+		return "resolved (" + e.Resolution + ")"
 	case e.DeliveredAt != nil:
 		return "delivered"
 	case e.ReleasedAt != nil:
@@ -99,7 +107,8 @@ func (s *Store) ListQuarantine(ctx context.Context, all bool) ([]QuarantineEntry
 		var e QuarantineEntry
 		var cycle, report *int64
 		var raw []byte
-		err := r.Scan(&e.EventID, &e.ChangeID, &cycle, &report, &e.Reason, &e.Detail, &raw, &e.QuarantinedAt, &e.RetriedAt, &e.ReleasedAt, &e.DeliveredAt)
+		err := r.Scan(&e.EventID, &e.ChangeID, &cycle, &report, &e.Reason, &e.Detail, &raw, &e.QuarantinedAt, &e.RetriedAt, &e.ReleasedAt, &e.DeliveredAt,
+			&e.Resolution, &e.ResolvedBy, &e.ResolvedReason)
 		e.Raw = raw
 		if cycle != nil && report != nil {
 			e.Key = &dtetype.Key{CycleID: *cycle, ReportID: *report}
@@ -125,6 +134,9 @@ type PendingEntry struct {
 	Reason   string
 	// Translated is the change a retry translated it to, if released.
 	Translated []byte
+	// Seq is where the entry stood in the stream, and DeliveredSeq how far
+	// the mirror has delivered its report since.
+	Seq, DeliveredSeq int64
 }
 
 func keyOf(cycle, report *int64) *dtetype.Key {
@@ -180,7 +192,7 @@ func (s *Store) ReleasedQuarantine(ctx context.Context) ([]PendingEntry, error) 
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (PendingEntry, error) {
 		var e PendingEntry
 		var cycle, report *int64
-		err := r.Scan(&e.EventID, &cycle, &report, &e.Raw, &e.Translated)
+		err := r.Scan(&e.EventID, &cycle, &report, &e.Raw, &e.Translated, &e.Seq, &e.DeliveredSeq)
 		e.Key = keyOf(cycle, report)
 		e.Released = e.Translated != nil
 		return e, err
@@ -245,4 +257,69 @@ func (s *Store) QuarantinePendingByReason(ctx context.Context) (map[string]int64
 func (s *Store) RefuseQuarantined(ctx context.Context, eventID, reason, detail string) error {
 	_, err := s.db.Exec(ctx, s.sql("QuarantineRefused"), eventID, reason, detail)
 	return err
+}
+
+// Resolutions of a quarantined entry.
+const (
+	// ResolveSkip drops the entry: the report's shadow goes on without it.
+	ResolveSkip = "skip"
+	// ResolveResync drops the entry and re-drives the report from its
+	// legacy rows as they stand.
+	ResolveResync = "resync"
+)
+
+// SupersedeQuarantined resolves entries without delivering them, recording
+// how, by whom and why.
+func (s *Store) SupersedeQuarantined(ctx context.Context, eventIDs []string, resolution, by, reason string) (int64, error) {
+	tag, err := s.db.Exec(ctx, s.sql("QuarantineSuperseded"), eventIDs, resolution, by, reason)
+	if err != nil {
+		return 0, fmt.Errorf("error resolving quarantined changes: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// ErrNoSuchEntry means no pending quarantined change has that event id.
+var ErrNoSuchEntry = errors.New("no pending quarantined change with that event id")
+
+// ResolveQuarantined resolves pending entry eventID as an operator asks:
+// ResolveSkip drops it alone, ResolveResync drops every pending entry of
+// its report (the caller then re-drives the report). It returns the entries
+// resolved and the report, if the entry has one.
+func (s *Store) ResolveQuarantined(ctx context.Context, eventID, action, by, reason string) ([]string, *dtetype.Key, error) {
+	if action != ResolveSkip && action != ResolveResync {
+		return nil, nil, fmt.Errorf("unknown resolution %q: use skip or resync", action)
+	}
+	rows, err := s.db.Query(ctx, s.sql("QuarantineResolve"), eventID, action, by, reason, action == ResolveResync)
+	if err != nil {
+		return nil, nil, fmt.Errorf("error resolving %s: %w", eventID, err)
+	}
+	defer rows.Close()
+	var ids []string
+	var key *dtetype.Key
+	for rows.Next() {
+		var id string
+		var cycle, report *int64
+		if err := rows.Scan(&id, &cycle, &report); err != nil {
+			return nil, nil, err
+		}
+		ids = append(ids, id)
+		if k := keyOf(cycle, report); k != nil {
+			key = k
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	if len(ids) == 0 {
+		return nil, nil, fmt.Errorf("%w: %s", ErrNoSuchEntry, eventID)
+	}
+	return ids, key, nil
+}
+
+// ReleasedUndelivered counts released entries the leader has yet to
+// deliver.
+func (s *Store) ReleasedUndelivered(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.QueryRow(ctx, s.sql("QuarantineReleasedUndelivered")).Scan(&n)
+	return n, err
 }

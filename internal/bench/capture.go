@@ -398,7 +398,7 @@ func ReaderThroughput(ctx context.Context, c *localpg.Cluster, o CaptureOptions)
 		// Wait for the backfill to be checkpointed, not just delivered: a
 		// reader stopped in between backfills again on its next start.
 		if err := waitUntil(ctx, time.Minute, func() bool {
-			cps, err := store.New(pool, config.DefaultSchema).Checkpoints(ctx)
+			cps, err := store.New(pool, config.DefaultSchema).Checkpoints(ctx, config.DefaultConsumerLease)
 			return err == nil && len(cps) == 1 && cps[0].BackfilledAt != nil
 		}); err != nil {
 			return nil, fmt.Errorf("backfill: %w", err)

@@ -194,8 +194,16 @@ func (b *Bridge) Quiescent(timeout time.Duration) {
 		if err != nil {
 			b.T.Fatal(err)
 		}
-		cps, _ := st.Checkpoints(ctx)
-		if backlog.Changes == 0 && behind == 0 && len(cps) > 0 && cps[0].BackfilledAt != nil {
+		cps, _ := st.Checkpoints(ctx, time.Duration(b.Cfg.Capture.ConsumerLease))
+		backfilled := false
+		for _, cp := range cps {
+			backfilled = backfilled || (cp.Consumer == store.MirrorConsumer && cp.BackfilledAt != nil)
+		}
+		released, err := st.ReleasedUndelivered(ctx)
+		if err != nil {
+			b.T.Fatal(err)
+		}
+		if backlog.Changes == 0 && behind == 0 && backfilled && released == 0 {
 			return
 		}
 		if b.Srv != nil {

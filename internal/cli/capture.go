@@ -231,7 +231,7 @@ func backfillCommand(g *globals) *cli.Command {
 			}
 			deadline := time.Now().Add(o.Wait)
 			for time.Now().Before(deadline) {
-				cps, err := st.Checkpoints(c.Context)
+				cps, err := st.Checkpoints(c.Context, time.Duration(cfg.Capture.ConsumerLease))
 				if err != nil {
 					return err
 				}
@@ -259,12 +259,18 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
+type resolveOptions struct {
+	Action, Actor, Reason, Format string
+	Wait                          time.Duration
+}
+
 func quarantineCommand(g *globals) *cli.Command {
 	var all bool
 	var format string
+	var ro resolveOptions
 	return &cli.Command{
 		Name:  "quarantine",
-		Usage: "inspect and retry legacy changes the bridge could not translate",
+		Usage: "inspect, retry and resolve legacy changes the bridge could not translate or deliver",
 		Subcommands: []*cli.Command{{
 			Name:   "list",
 			Usage:  "list quarantined changes with their reason and raw row",
@@ -300,6 +306,69 @@ func quarantineCommand(g *globals) *cli.Command {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.EventID, key, e.Status(), e.Reason, e.Detail, e.QuarantinedAt.Format(time.RFC3339))
 				}
 				return tw.Flush()
+			},
+		}, {
+			Name:      "resolve",
+			Usage:     "resolve a quarantined change: skip it, or resync its report from legacy (recorded with actor and reason)",
+			ArgsUsage: "EVENT_ID",
+			Description: "skip drops the change and releases the report's changes held behind it that now translate.\n" +
+				"resync drops every pending change of the report and re-drives the report from its legacy rows as\n" +
+				"they stand (served by the running dtebridge serve). Use resync where a change can never be\n" +
+				"delivered (too_large, a value the mapping will never know).",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "action", Usage: "skip or resync", Required: true, Destination: &ro.Action},
+				&cli.StringFlag{Name: "actor", Usage: "who resolves it (recorded)", Required: true, Destination: &ro.Actor},
+				&cli.StringFlag{Name: "reason", Usage: "why (recorded)", Required: true, Destination: &ro.Reason},
+				&cli.DurationFlag{Name: "wait", Usage: "with resync: wait this long for the shadow to apply the re-drive", Value: 30 * time.Second, Destination: &ro.Wait},
+				formatFlag(&ro.Format),
+			},
+			Action: func(c *cli.Context) error {
+				if err := checkFormat(ro.Format); err != nil {
+					return err
+				}
+				if c.Args().Len() != 1 {
+					return usagef("quarantine resolve takes one EVENT_ID (see dtebridge quarantine list)")
+				}
+				if ro.Action != store.ResolveSkip && ro.Action != store.ResolveResync {
+					return usagef("invalid --action %q: use skip or resync", ro.Action)
+				}
+				cfg, pool, err := g.open(c.Context)
+				if err != nil {
+					return err
+				}
+				defer pool.Close()
+				tr, err := translatorFor(cfg)
+				if err != nil {
+					return err
+				}
+				res, err := adapter.ResolveQuarantine(c.Context, cfg.Store(pool), tr, c.Args().First(), ro.Action, ro.Actor, ro.Reason, ro.Wait)
+				if errors.Is(err, store.ErrNoSuchEntry) {
+					return usagef("%v (see dtebridge quarantine list)", err)
+				}
+				if err != nil {
+					return err
+				}
+				if ro.Format == "json" {
+					return writeJSON(g.Stdout, res)
+				}
+				fmt.Fprintf(g.Stdout, "Resolved %d quarantined changes (%s).\n", len(res.Resolved), ro.Action)
+				if res.Retry != nil {
+					fmt.Fprintf(g.Stdout, "Released %d changes held behind it.\n", res.Retry.Released)
+				}
+				switch {
+				case res.Redrive != nil && len(res.Redrive.Applied) > 0:
+					fmt.Fprintln(g.Stdout, "The report was re-driven from legacy.")
+				case ro.Action == store.ResolveResync && res.Redrive == nil:
+					fmt.Fprintln(g.Stdout, "No dtebridge serve is running: the report is re-driven from legacy when one starts.")
+				case res.Redrive != nil:
+					for k, why := range res.Redrive.Failed {
+						fmt.Fprintf(g.Stdout, "Not re-driven: %s: %s\n", k, why)
+					}
+					if len(res.Redrive.Pending) > 0 {
+						fmt.Fprintln(g.Stdout, "The running bridge is still re-driving the report.")
+					}
+				}
+				return nil
 			},
 		}, {
 			Name:  "retry",
@@ -350,12 +419,15 @@ func captureCommand(g *globals) *cli.Command {
 		Usage: "watch the change stream",
 		Subcommands: []*cli.Command{{
 			Name:  "tail",
-			Usage: "print translated legacy changes as JSON lines until Ctrl-C",
-			Description: "Runs a capture reader under its own checkpoint (not the mirror's), starting with a backfill of\n" +
-				"every row. Its checkpoint is removed on exit unless --keep, so it never holds back retention.",
+			Usage: "print translated legacy changes as JSON lines until Ctrl-C; read-only toward the bridge",
+			Description: "Runs its own capture reader, starting with a backfill of every row. It changes nothing of the\n" +
+				"bridge's: no checkpoint (unless --keep), no quarantine, no leader lock, so a tail that is killed\n" +
+				"leaves nothing behind. A change the mapping cannot translate is printed as {\"rejected\": ...} with\n" +
+				"its reason and raw row. With --keep it resumes under --consumer; such a checkpoint holds back\n" +
+				"pruning until it has not been renewed for capture.consumer_lease.",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "consumer", Usage: "checkpoint name", Value: "tail", Destination: &o.Consumer},
-				&cli.BoolFlag{Name: "keep", Usage: "keep the checkpoint on exit, to resume later", Destination: &o.Keep},
+				&cli.StringFlag{Name: "consumer", Usage: "with --keep: the checkpoint to resume under", Value: "tail", Destination: &o.Consumer},
+				&cli.BoolFlag{Name: "keep", Usage: "keep a checkpoint, to resume where this tail stops", Destination: &o.Keep},
 			},
 			Before: noArgs,
 			Action: func(c *cli.Context) error {
@@ -372,7 +444,7 @@ func captureCommand(g *globals) *cli.Command {
 					return err
 				}
 				rc := cfg.ReaderConfig()
-				rc.Consumer, rc.Logger = o.Consumer, g.Logger
+				rc.Consumer, rc.Logger, rc.Ephemeral = o.Consumer, g.Logger, !o.Keep
 				enc := json.NewEncoder(g.Stdout)
 				err = adapter.NewReader(cfg.Store(pool), tr, rc).Run(c.Context, adapter.ConsumerFunc(func(_ context.Context, b adapter.Batch) error {
 					for i := range b.Changes {
@@ -380,13 +452,13 @@ func captureCommand(g *globals) *cli.Command {
 							return err
 						}
 					}
+					for i := range b.Rejected {
+						if err := enc.Encode(map[string]any{"rejected": &b.Rejected[i]}); err != nil {
+							return err
+						}
+					}
 					return nil
 				}))
-				if !o.Keep {
-					if derr := cfg.Store(pool).DropCheckpoint(context.Background(), o.Consumer); derr != nil {
-						g.Logger.Warn("could not remove the tail checkpoint", "error", derr)
-					}
-				}
 				if errors.Is(err, context.Canceled) {
 					return nil
 				}
@@ -437,6 +509,9 @@ func statusCommand(g *globals) *cli.Command {
 			}()
 			fmt.Fprintln(tw, "CONSUMER\tLEADER\tBACKLOG\tOLDEST\tBACKFILLED\tUPDATED")
 			for _, cp := range st.Consumers {
+				if cp.Expired {
+					cp.Consumer += " (expired: no longer holds back pruning)"
+				}
 				bf := "never"
 				if cp.BackfilledAt != nil {
 					bf = cp.BackfilledAt.Format(time.RFC3339)
@@ -465,7 +540,7 @@ type consumerStatusLine struct {
 
 func captureStatus(ctx context.Context, pool *pgxpool.Pool, cfg *config.Config) (*statusReport, error) {
 	st := cfg.Store(pool)
-	cps, err := st.Checkpoints(ctx)
+	cps, err := st.Checkpoints(ctx, time.Duration(cfg.Capture.ConsumerLease))
 	if err != nil {
 		return nil, err
 	}

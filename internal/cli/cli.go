@@ -78,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 	var ue *usageError
 	var ec cli.ExitCoder
 	switch {
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), strings.HasPrefix(err.Error(), "Required flag"):
 		return exitUsage
 	case errors.As(err, &ec) && ec.ExitCode() != 0:
 		return ec.ExitCode()

@@ -137,7 +137,7 @@ func TestUndeliverableChangeIsQuarantined(t *testing.T) {
 		t.Fatal(err)
 	}
 	bridgetest.WaitFor(t, 60*time.Second, "the backfill", func() bool {
-		cps, err := st.Checkpoints(ctx)
+		cps, err := st.Checkpoints(ctx, time.Hour)
 		return err == nil && len(cps) == 1 && cps[0].BackfilledAt != nil && cps[0].BackfilledAt.After(before) && !cps[0].BackfillRequested
 	})
 	touch(b, keys[2], 93)

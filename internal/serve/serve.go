@@ -127,7 +127,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	st := cfg.Store(o.Pool)
-	if _, err := st.Checkpoints(ctx); err != nil {
+	if _, err := st.Version(ctx); err != nil {
 		return nil, err
 	}
 	s := &Server{opts: o, log: log, registry: prometheus.NewRegistry(), defs: defs, definition: def, done: make(chan struct{}),

@@ -75,16 +75,26 @@ SELECT * FROM (
 WHERE cycle_id IS NOT NULL AND report_id IS NOT NULL;
 
 -- name: Prune
+-- Changes every live consumer has acknowledged, older than retention ($1).
+-- A consumer other than the mirror that has not renewed its checkpoint for
+-- $2 seconds (a crashed capture tail --keep) no longer holds pruning back;
+-- the mirror's checkpoint never expires.
+WITH live AS (SELECT acked_snapshot FROM {{.Schema}}.checkpoints
+    WHERE consumer = 'mirror' OR updated_at > now() - make_interval(secs => $2))
 DELETE FROM {{.Schema}}.changes WHERE id IN (
     SELECT id FROM {{.Schema}}.changes
-    WHERE xid < (SELECT min(pg_snapshot_xmin(acked_snapshot)) FROM {{.Schema}}.checkpoints)
-      AND NOT EXISTS (SELECT 1 FROM {{.Schema}}.checkpoints WHERE acked_snapshot IS NULL)
+    WHERE xid < (SELECT min(pg_snapshot_xmin(acked_snapshot)) FROM live)
+      AND NOT EXISTS (SELECT 1 FROM live WHERE acked_snapshot IS NULL)
       AND captured_at < now() - make_interval(secs => $1)
     LIMIT 10000);
 
+-- name: TouchCheckpoint
+UPDATE {{.Schema}}.checkpoints SET updated_at = now() WHERE consumer = $1 AND leader_epoch = $2;
+
 -- name: Checkpoints
 SELECT consumer, coalesce(leader, ''), coalesce(acked_snapshot::text, ''), seq,
-       backfill_requested_at IS NOT NULL, backfilled_at, updated_at
+       backfill_requested_at IS NOT NULL, backfilled_at, updated_at,
+       consumer <> 'mirror' AND updated_at <= now() - make_interval(secs => $1)
 FROM {{.Schema}}.checkpoints ORDER BY consumer;
 
 -- name: DropCheckpoint
