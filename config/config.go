@@ -57,6 +57,7 @@ const (
 	DefaultMinConsistency   = 0.999
 	DefaultConflictPolicy   = cutover.PolicyAlert
 	DefaultListen           = "127.0.0.1:8080"
+	DefaultCommandTimeout   = 30 * time.Second
 	DefaultUsersID          = "user_id"
 	DefaultUsersRole        = "role"
 )
@@ -153,6 +154,9 @@ type Cutover struct {
 	// ConflictPolicy is alert (record and count) or revert (also rewrite the
 	// engine's state to the legacy row). Default: alert.
 	ConflictPolicy string `yaml:"conflict_policy"`
+	// CommandTimeout is an engine command's deadline: past it the command
+	// is refused and never written. Default: 30s.
+	CommandTimeout Duration `yaml:"command_timeout"`
 }
 
 // HTTP configures the HTTP server of dtebridge serve.
@@ -160,8 +164,12 @@ type HTTP struct {
 	// Listen is the address to serve on. Default: 127.0.0.1:8080 (loopback).
 	Listen string `yaml:"listen"`
 	// TokenFile holds the bearer token mutating endpoints require. Without
-	// one they answer 401 to everyone.
+	// one they answer 401 to everyone. It must not be readable by group or
+	// others.
 	TokenFile string `yaml:"token_file"`
+	// TLSCertFile and TLSKeyFile, if set, make serve speak HTTPS.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
 }
 
 // Duration is a time.Duration written as "30s" or "168h".
@@ -270,6 +278,7 @@ func (c *Config) resolve() {
 	g.Within = cmp.Or(g.Within, Duration(DefaultGateWithin))
 	g.MinConsistency = cmp.Or(g.MinConsistency, DefaultMinConsistency)
 	c.Cutover.ConflictPolicy = cmp.Or(c.Cutover.ConflictPolicy, DefaultConflictPolicy)
+	c.Cutover.CommandTimeout = cmp.Or(c.Cutover.CommandTimeout, Duration(DefaultCommandTimeout))
 	c.HTTP.Listen = cmp.Or(c.HTTP.Listen, DefaultListen)
 }
 
@@ -287,6 +296,9 @@ func (c *Config) validate() error {
 	}
 	if p := c.Cutover.ConflictPolicy; p != cutover.PolicyAlert && p != cutover.PolicyRevert {
 		return fmt.Errorf("cutover.conflict_policy %q is not alert or revert", p)
+	}
+	if (c.HTTP.TLSCertFile == "") != (c.HTTP.TLSKeyFile == "") {
+		return fmt.Errorf("http.tls_cert_file and http.tls_key_file go together: set both, or neither")
 	}
 	if c.Shadow.Concurrency < 0 {
 		return fmt.Errorf("shadow.concurrency must not be negative, got %d", c.Shadow.Concurrency)
@@ -323,10 +335,18 @@ func (c *Config) GateConfig() cutover.GateConfig {
 	return cutover.GateConfig{Runs: c.Cutover.Gate.Runs, Within: time.Duration(c.Cutover.Gate.Within), MinConsistency: c.Cutover.Gate.MinConsistency}
 }
 
-// Token reads the bearer token, or returns "" when none is configured.
+// Token reads the bearer token, or returns "" when none is configured. A
+// token file readable by group or others is refused.
 func (c *Config) Token() (string, error) {
 	if c.HTTP.TokenFile == "" {
 		return "", nil
+	}
+	fi, err := os.Stat(c.HTTP.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("error reading http.token_file: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("http.token_file %s is readable by group or others (mode %04o): chmod 600 %s", c.HTTP.TokenFile, fi.Mode().Perm(), c.HTTP.TokenFile)
 	}
 	b, err := os.ReadFile(c.HTTP.TokenFile)
 	if err != nil {

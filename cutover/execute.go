@@ -1,20 +1,26 @@
 package cutover
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/legacy"
 	"github.com/synapsedte/dtebridge/shadow"
+	"github.com/synapsedte/dtebridge/store"
 )
 
 // ErrNotOnNew means the phase is not on the new engine for the report, so
@@ -44,6 +50,11 @@ type Executor struct {
 	// Commands counts commands by phase and outcome (accepted, rejected,
 	// failed); nil: not counted.
 	Commands *prometheus.CounterVec
+	// Timeout bounds how long a command may take: its deadline. Default:
+	// 30s (config: cutover.command_timeout).
+	Timeout time.Duration
+	// Logger receives what the caller need not hear. Default: none.
+	Logger *slog.Logger
 }
 
 // resolveActor checks who is acting and settles the command's role: the
@@ -94,9 +105,57 @@ func NewCommandID() string {
 	return "cmd-" + hex.EncodeToString(b)
 }
 
-// Execute checks that the new engine owns cmd's phase for report k, then
-// sends the command as a Temporal Update: its validator applies the
-// definition, and its handler writes the result back to legacy.
+// ErrNoWorkflow means the report has no shadow workflow: the bridge has
+// never seen it in legacy.
+var ErrNoWorkflow = errors.New("no such report")
+
+// InputError is a command whose input is malformed; nothing was sent.
+type InputError struct{ Problem string }
+
+func (e *InputError) Error() string { return e.Problem }
+
+// Limits on command input, checked before anything is sent.
+const (
+	maxIDBytes     = 128
+	maxActorBytes  = 256
+	maxReasonBytes = 4096
+)
+
+// checkInput refuses what no database or workflow should see: text that
+// is not UTF-8 or holds a NUL byte, overlong fields, values that are not
+// canonical.
+func checkInput(k dtetype.Key, cmd shadow.Command) error {
+	if k.CycleID <= 0 || k.ReportID <= 0 {
+		return fmt.Errorf("%w: cycle and report ids are positive, not %d and %d", ErrNoWorkflow, k.CycleID, k.ReportID)
+	}
+	for _, f := range []struct {
+		name, value string
+		max         int
+	}{{"id", cmd.ID, maxIDBytes}, {"actor", cmd.Actor, maxActorBytes}, {"role", cmd.Role, maxActorBytes}, {"reason", cmd.Reason, maxReasonBytes}} {
+		switch {
+		case !utf8.ValidString(f.value):
+			return &InputError{fmt.Sprintf("%s is not valid UTF-8", f.name)}
+		case strings.ContainsRune(f.value, 0):
+			return &InputError{fmt.Sprintf("%s holds a NUL byte, which legacy cannot store", f.name)}
+		case len(f.value) > f.max:
+			return &InputError{fmt.Sprintf("%s is %d bytes long; at most %d", f.name, len(f.value), f.max)}
+		}
+	}
+	if cmd.State != "" && !cmd.State.Valid() {
+		return &InputError{fmt.Sprintf("state %q is not one of %v", cmd.State, dtetype.States())}
+	}
+	if cmd.Status != "" && !cmd.Status.Valid() {
+		return &InputError{fmt.Sprintf("status %q is not one of %v", cmd.Status, dtetype.Statuses())}
+	}
+	return nil
+}
+
+// Execute checks the command's input, that the new engine owns cmd's phase
+// for report k and who the actor is, then sends the command as a Temporal
+// Update with a deadline (Timeout from now, unless ctx ends sooner): its
+// validator applies the definition, and its handler writes the result back
+// to legacy. Past the deadline the command is refused and never written.
+// Refusals are recorded in the command audit.
 func (x *Executor) Execute(ctx context.Context, k dtetype.Key, cmd shadow.Command) (*shadow.CommandResult, error) {
 	if cmd.ID == "" {
 		cmd.ID = NewCommandID()
@@ -107,52 +166,89 @@ func (x *Executor) Execute(ctx context.Context, k dtetype.Key, cmd shadow.Comman
 			x.Commands.WithLabelValues(string(cmd.Phase), outcome).Inc()
 		}
 	}()
+	if err := checkInput(k, cmd); err != nil {
+		outcome = "rejected"
+		return nil, err
+	}
+	deadline := time.Now().Add(cmp.Or(x.Timeout, 30*time.Second))
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if cmd.Deadline == nil || cmd.Deadline.After(deadline) {
+		cmd.Deadline = &deadline
+	}
+	ctx, cancel := context.WithDeadline(ctx, cmd.Deadline.Add(5*time.Second)) // room to hear the refusal
+	defer cancel()
+	res, err := x.execute(ctx, k, &cmd)
+	var rej *RejectedError
+	switch {
+	case err == nil:
+		outcome = "accepted"
+	case errors.As(err, &rej):
+		outcome = "rejected"
+		x.refused(k, cmd, rej.Rule, rej.Message)
+	case errors.Is(err, ErrNotOnNew):
+		outcome = "rejected"
+		x.refused(k, cmd, "not_on_new", err.Error())
+	case errors.Is(err, ErrNoWorkflow):
+		outcome = "rejected"
+	}
+	return res, err
+}
+
+// refused records a refusal; a failure to record it is not the caller's
+// problem, so it is only logged.
+func (x *Executor) refused(k dtetype.Key, cmd shadow.Command, rule, message string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := x.Store.st.RecordRefusal(ctx, store.Command{ID: cmd.ID, Key: k, Phase: cmd.Phase, Action: cmd.Action, Actor: cmd.Actor,
+		Role: cmd.Role, Reason: cmd.Reason}, rule, message)
+	if err != nil && x.Logger != nil {
+		x.Logger.Warn("could not record a refused command", "command", cmd.ID, "error", err)
+	}
+}
+
+func (x *Executor) execute(ctx context.Context, k dtetype.Key, cmd *shadow.Command) (*shadow.CommandResult, error) {
 	if err := owned(ctx, x.Store.st, k, cmd.Phase); err != nil {
-		if errors.Is(err, ErrNotOnNew) {
-			outcome = "rejected"
-		}
 		return nil, err
 	}
-	if err := x.resolveActor(ctx, &cmd); err != nil {
-		var rej *RejectedError
-		if errors.As(err, &rej) {
-			outcome = "rejected"
-		}
+	if err := x.resolveActor(ctx, cmd); err != nil {
 		return nil, err
 	}
-	h, err := x.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: shadow.WorkflowID(x.WorkflowIDPrefix, k),
-		UpdateID: cmd.ID, UpdateName: shadow.UpdateCommand, Args: []any{cmd}, WaitForStage: client.WorkflowUpdateStageCompleted})
+	id := shadow.WorkflowID(x.WorkflowIDPrefix, k)
+	h, err := x.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: id,
+		UpdateID: cmd.ID, UpdateName: shadow.UpdateCommand, Args: []any{*cmd}, WaitForStage: client.WorkflowUpdateStageCompleted})
 	var res shadow.CommandResult
 	if err == nil {
 		err = h.Get(ctx, &res)
 	}
 	var appErr *temporal.ApplicationError
 	var actErr *temporal.ActivityError
+	var notFound *serviceerror.NotFound
 	typ := ""
 	if errors.As(err, &appErr) {
 		typ = appErr.Type()
 	}
 	switch {
 	case err == nil:
+		return &res, nil
+	case errors.As(err, &notFound):
+		return nil, fmt.Errorf("%w: report %s has no shadow workflow (the bridge has not seen it in legacy)", ErrNoWorkflow, k)
 	case typ == "not_on_new":
 		// Ownership changed between the check above and the write: the
 		// write-back checked again inside its transaction and wrote nothing.
-		outcome = "rejected"
 		return nil, fmt.Errorf("%w: %s", ErrNotOnNew, appErr.Message())
-	case typ == "legacy_refused", typ == "bad_command":
+	case typ == "legacy_refused", typ == "bad_command", typ == shadow.RuleDeadlineExceeded:
 		// Refused inside the write-back's transaction: nothing committed.
-		outcome = "rejected"
 		return nil, &RejectedError{Rule: typ, Message: appErr.Message()}
 	case errors.As(err, &actErr):
 		// The write-back failed after its retries: not a refusal.
-		return nil, fmt.Errorf("error writing %s of %s back to legacy: %w", cmd.Action, shadow.WorkflowID(x.WorkflowIDPrefix, k), err)
+		return nil, fmt.Errorf("error writing %s of %s back to legacy: %w", cmd.Action, id, err)
 	case typ != "":
 		// The definition refused it (validator, or the handler's re-check).
-		outcome = "rejected"
 		return nil, &RejectedError{Rule: typ, Message: appErr.Message()}
-	default:
-		return nil, fmt.Errorf("error sending %s to %s: %w", cmd.Action, shadow.WorkflowID(x.WorkflowIDPrefix, k), err)
+	case ctx.Err() != nil:
+		return nil, &RejectedError{Rule: shadow.RuleDeadlineExceeded, Message: fmt.Sprintf("no answer from %s before the command's deadline", id)}
 	}
-	outcome = "accepted"
-	return &res, nil
+	return nil, fmt.Errorf("error sending %s to %s: %w", cmd.Action, id, err)
 }

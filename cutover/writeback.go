@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/synapsedte/dtebridge/dtetype"
@@ -44,6 +47,11 @@ func owned(ctx context.Context, st *store.Store, k dtetype.Key, phase dtetype.Ph
 // A retry of a command that committed returns those rows again.
 func (w *WriteBack) WriteBack(ctx context.Context, req shadow.WriteBackRequest) ([]dtetype.PhaseChange, error) {
 	cmd := req.Command
+	if cmd.Deadline != nil && time.Now().After(*cmd.Deadline) {
+		// A retry (after a missing grant was added, say) must not apply a
+		// command whose caller gave up long ago.
+		return nil, w.pastDeadline(ctx, req)
+	}
 	op := legacy.Op{Action: cmd.Action, Key: req.Key, Phase: cmd.Phase, Actor: cmd.Actor, Reason: cmd.Reason, State: cmd.State, Status: cmd.Status}
 	if cmd.Action == dtetype.ActionRestore {
 		v := req.View
@@ -57,6 +65,14 @@ func (w *WriteBack) WriteBack(ctx context.Context, req shadow.WriteBackRequest) 
 			if _, err := tx.Exec(ctx, "SET LOCAL dtebridge.origin = '"+dtetype.OriginBridge+"'"); err != nil {
 				return err
 			}
+			if cmd.Deadline != nil {
+				// A write blocked (on a row lock, say) past the deadline is
+				// cancelled by the server rather than applied late.
+				ms := max(1, time.Until(*cmd.Deadline).Milliseconds())
+				if _, err := tx.Exec(ctx, "SET LOCAL statement_timeout = "+strconv.FormatInt(ms, 10)); err != nil {
+					return err
+				}
+			}
 			// Authority is checked again here, in the write's transaction:
 			// after a rollback, a retried command writes nothing.
 			st := w.Store.On(tx)
@@ -69,6 +85,9 @@ func (w *WriteBack) WriteBack(ctx context.Context, req shadow.WriteBackRequest) 
 		// What the command wrote is recorded in the same transaction, so a
 		// retry after a commit always finds it.
 		Finish: func(ctx context.Context, tx pgx.Tx, rows []legacy.Written) error {
+			if cmd.Deadline != nil && time.Now().After(*cmd.Deadline) {
+				return errPastDeadline // the transaction rolls back: nothing is written
+			}
 			keys := make([]string, len(rows))
 			for i, r := range rows {
 				keys[i] = r.RowKey
@@ -77,6 +96,10 @@ func (w *WriteBack) WriteBack(ctx context.Context, req shadow.WriteBackRequest) 
 		},
 	})
 	var gate *legacy.GateError
+	var pgErr *pgconn.PgError
+	if errors.Is(err, errPastDeadline) || (errors.As(err, &pgErr) && pgErr.Code == "57014" && cmd.Deadline != nil && time.Now().After(*cmd.Deadline)) {
+		return nil, w.pastDeadline(ctx, req)
+	}
 	switch {
 	case errors.Is(err, store.ErrCommandApplied):
 		return w.again(ctx, req)
@@ -84,7 +107,7 @@ func (w *WriteBack) WriteBack(ctx context.Context, req shadow.WriteBackRequest) 
 		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("command id %s was already used for another report, phase or action", cmd.ID), "bad_command", nil)
 	case errors.Is(err, ErrNotOnNew):
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), "not_on_new", nil)
-	case errors.As(err, &gate), errors.Is(err, legacy.ErrNoRow), errors.Is(err, legacy.ErrUnwritable):
+	case errors.As(err, &gate), errors.Is(err, legacy.ErrNoRow), errors.Is(err, legacy.ErrUnwritable), permanent(err):
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), "legacy_refused", nil)
 	case err != nil:
 		return nil, err
@@ -117,4 +140,30 @@ func (w *WriteBack) again(ctx context.Context, req shadow.WriteBackRequest) ([]d
 		out = append(out, *c)
 	}
 	return out, nil
+}
+
+// errPastDeadline aborts a write-back whose command's deadline passed.
+var errPastDeadline = errors.New("past the command's deadline")
+
+// pastDeadline is the refusal of a command whose deadline passed before it
+// could be written; the executor that sent it records it.
+func (w *WriteBack) pastDeadline(_ context.Context, req shadow.WriteBackRequest) error {
+	msg := fmt.Sprintf("the command's deadline %s passed before it could be written: it is not applied", req.Command.Deadline.UTC().Format(time.RFC3339))
+	return temporal.NewNonRetryableApplicationError(msg, shadow.RuleDeadlineExceeded, nil)
+}
+
+// permanent reports whether a database error is one no retry can fix: bad
+// data (class 22, such as 22P02 invalid text or 22021 a NUL byte), a
+// violated constraint (23), or a missing privilege or object (42, such as
+// 42501). Those fail the command at once instead of after ten retries.
+func permanent(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "22", "23", "42":
+		return true
+	}
+	return false
 }

@@ -33,7 +33,13 @@ type Command struct {
 	// State and Status are an override's values.
 	State  dtetype.State  `json:"state,omitempty"`
 	Status dtetype.Status `json:"status,omitempty"`
+	// Deadline, if set, is when the caller stops waiting: past it the
+	// command is refused and never written.
+	Deadline *time.Time `json:"deadline,omitempty"`
 }
+
+// RuleDeadlineExceeded refuses a command whose caller has stopped waiting.
+const RuleDeadlineExceeded = "deadline_exceeded"
 
 // CommandResult is what an accepted command did.
 type CommandResult struct {
@@ -61,7 +67,11 @@ func rejected(rule, format string, args ...any) error {
 
 // validate applies the definition to cmd without changing anything: roles,
 // dependencies and valid transitions.
-func (e *engine) validate(cmd Command) error {
+func (e *engine) validate(cmd Command, now time.Time) error {
+	if cmd.Deadline != nil && now.After(*cmd.Deadline) {
+		return rejected(RuleDeadlineExceeded, "the command's deadline %s has passed: its caller no longer waits, so it is not applied",
+			cmd.Deadline.UTC().Format(time.RFC3339))
+	}
 	if cmd.Action == dtetype.ActionRestore {
 		return nil
 	}
@@ -126,7 +136,7 @@ func registerCommands(ctx workflow.Context, e *engine, project func(workflow.Con
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
-			MaximumAttempts: 10, NonRetryableErrorTypes: []string{"legacy_refused", "bad_command"}},
+			MaximumAttempts: 10, NonRetryableErrorTypes: []string{"legacy_refused", "bad_command", RuleDeadlineExceeded}},
 	})
 	// Commands run one at a time: each is judged again once it holds the
 	// lock, against the state the previous one left, so two concurrent
@@ -138,7 +148,7 @@ func registerCommands(ctx workflow.Context, e *engine, project func(workflow.Con
 				return CommandResult{}, err
 			}
 			defer mu.Unlock()
-			if err := e.validate(cmd); err != nil {
+			if err := e.validate(cmd, workflow.Now(ctx)); err != nil {
 				return CommandResult{}, err
 			}
 			req := WriteBackRequest{Key: e.s.Key, Command: cmd, At: workflow.Now(ctx)}
@@ -163,5 +173,5 @@ func registerCommands(ctx workflow.Context, e *engine, project func(workflow.Con
 			}
 			return res, nil
 		},
-		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, cmd Command) error { return e.validate(cmd) }})
+		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, cmd Command) error { return e.validate(cmd, workflow.Now(ctx)) }})
 }

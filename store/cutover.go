@@ -261,3 +261,44 @@ func splitKeys(keys []dtetype.Key) (cycles, reports []int64) {
 	}
 	return cycles, reports
 }
+
+// Refusal is an engine command that was refused, and why.
+type Refusal struct {
+	Command
+	// Rule is what refused it (role_not_allowed, deadline_exceeded, ...).
+	Rule    string    `json:"rule"`
+	Message string    `json:"message"`
+	At      time.Time `json:"refused_at"`
+}
+
+// RecordRefusal records a refused command. Refusals are audit, not state:
+// the same command id may be refused several times, and applied later.
+func (s *Store) RecordRefusal(ctx context.Context, c Command, rule, message string) error {
+	if _, err := s.db.Exec(ctx, s.sql("RecordRefusal"), c.ID, c.Key.CycleID, c.Key.ReportID, string(c.Phase), c.Action, c.Actor, c.Role, c.Reason,
+		rule, message); err != nil {
+		return fmt.Errorf("error recording the refusal of command %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// Refusals returns the most recent refused commands, of one report if k is
+// set.
+func (s *Store) Refusals(ctx context.Context, k *dtetype.Key, limit int) ([]Refusal, error) {
+	var cycle, report *int64
+	if k != nil {
+		cycle, report = &k.CycleID, &k.ReportID
+	}
+	rows, err := s.db.Query(ctx, s.sql("Refusals"), cycle, report, limit)
+	if err != nil {
+		return nil, fmt.Errorf("error reading refused commands: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Refusal, error) {
+		var x Refusal
+		err := r.Scan(&x.ID, &x.Key.CycleID, &x.Key.ReportID, &x.Phase, &x.Action, &x.Actor, &x.Role, &x.Reason, &x.Rule, &x.Message, &x.At)
+		return x, err
+	})
+	if out == nil {
+		out = []Refusal{}
+	}
+	return out, err
+}

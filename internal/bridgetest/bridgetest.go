@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +41,7 @@ type Bridge struct {
 
 	reconcileEvery time.Duration
 	signalTimeout  time.Duration
+	http           func(*http.Server)
 }
 
 // Options adjusts New.
@@ -59,6 +61,8 @@ type Options struct {
 	// configuration (required), and the profile may be nil.
 	Schema string
 	Config *config.Config
+	// HTTP, if set, adjusts the HTTP server.
+	HTTP func(*http.Server)
 	// SignalTimeout, if set, bounds the mirror's calls to Temporal, for tests
 	// that take Temporal away. Default: the mirror's (10s): short timeouts
 	// under load cancel requests mid-flight, and a storm of those breaks the
@@ -115,7 +119,7 @@ func New(t testing.TB, p *legacysim.Profile, o *Options) *Bridge {
 	if tc == nil {
 		tc = testenv.TemporalClient(t)
 	}
-	b := &Bridge{T: t, DB: db, Cfg: cfg, Profile: p, TC: tc, reconcileEvery: o.ReconcileEvery, signalTimeout: o.SignalTimeout}
+	b := &Bridge{T: t, DB: db, Cfg: cfg, Profile: p, TC: tc, reconcileEvery: o.ReconcileEvery, signalTimeout: o.SignalTimeout, http: o.HTTP}
 	if !o.NoServe {
 		b.Start()
 	}
@@ -132,7 +136,7 @@ func (b *Bridge) Start() *serve.Server {
 		Listen: "127.0.0.1:0", Reader: func(rc *adapter.ReaderConfig) {
 			rc.PollInterval, rc.MaintenanceInterval, rc.StandbyInterval = 200*time.Millisecond, 500*time.Millisecond, 200*time.Millisecond
 			rc.RetryBackoff = time.Second
-		}, Mirror: func(mc *adapter.MirrorConfig) { mc.SignalTimeout = b.signalTimeout }})
+		}, Mirror: func(mc *adapter.MirrorConfig) { mc.SignalTimeout = b.signalTimeout }, HTTP: b.http})
 	if err != nil {
 		b.T.Fatal(err)
 	}

@@ -192,7 +192,9 @@ func noArgs(c *cli.Context) error {
 }
 
 var (
-	urlPassword     = regexp.MustCompile(`(://[^:/@\s]*:)[^\s/]*@`)
+	// A URL's password runs to the last @ of the word: a raw / or @ in it
+	// (which URLs should escape, and people do not) stays hidden.
+	urlPassword     = regexp.MustCompile(`(://[^:/@\s]*:)\S*@`)
 	keywordPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
 )
 

@@ -163,11 +163,13 @@ func TestUnreachableDatabase(t *testing.T) {
 func TestRedact(t *testing.T) {
 	t.Parallel()
 	cases := map[string]string{
-		"postgres://u:pw@h:5432/db":                  "postgres://u:xxxxx@h:5432/db",
-		"error connecting to postgres://u:p@ss@h/db": "error connecting to postgres://u:xxxxx@h/db",
-		"postgres://u@h/db":                          "postgres://u@h/db",
-		"host=h password=secret user=u":              "host=h password=xxxxx user=u",
-		"host=h password='a b' user=u":               "host=h password=xxxxx user=u",
+		"postgres://u:pw@h:5432/db":                                           "postgres://u:xxxxx@h:5432/db",
+		"error connecting to postgres://u:p@ss@h/db":                          "error connecting to postgres://u:xxxxx@h/db",
+		"postgres://u@h/db":                                                   "postgres://u@h/db",
+		"host=h password=secret user=u":                                       "host=h password=xxxxx user=u",
+		"host=h password='a b' user=u":                                        "host=h password=xxxxx user=u",
+		"invalid --database-url postgres://dtebridge:Pw/SlAsH@db:5432/x: bad": "invalid --database-url postgres://dtebridge:xxxxx@db:5432/x: bad",
+		"postgresql://dtebridge:a@b/c@db/x":                                   "postgresql://dtebridge:xxxxx@db/x",
 	}
 	for in, want := range cases {
 		if got := Redact(in); got != want {

@@ -244,13 +244,18 @@ func phaseCommand(g *globals) *cli.Command {
 				if err != nil {
 					return err
 				}
-				x := &cutover.Executor{Client: tc, Store: cutover.NewStore(cfg.Store(pool)), WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Definition: def}
+				x := &cutover.Executor{Client: tc, Store: cutover.NewStore(cfg.Store(pool)), WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Definition: def,
+					Timeout: time.Duration(cfg.Cutover.CommandTimeout), Logger: g.Logger}
 				if cfg.Legacy.Users != nil {
 					x.Users = legacy.NewUsers(pool, *cfg.Legacy.Users)
 				}
 				res, err := x.Execute(c.Context, dtetype.Key{CycleID: o.Cycle, ReportID: o.Report}, shadow.Command{ID: o.ID, Action: action,
 					Phase: dtetype.Phase(o.Phase), Actor: o.Actor, Role: o.Role, Reason: o.Reason, State: dtetype.State(o.State), Status: dtetype.Status(o.Status)})
 				var rej *cutover.RejectedError
+				var bad *cutover.InputError
+				if errors.As(err, &bad) {
+					return usagef("%v", bad)
+				}
 				if errors.As(err, &rej) {
 					return cli.Exit(fmt.Sprintf("%s refused by rule %s: %s (nothing was written)", action, rej.Rule, rej.Message), exitDivergent)
 				}

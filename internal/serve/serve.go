@@ -9,11 +9,13 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +34,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
+	"golang.org/x/net/netutil"
 
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/config"
@@ -72,6 +76,8 @@ type Options struct {
 	// shorten intervals).
 	Reader func(*adapter.ReaderConfig)
 	Mirror func(*adapter.MirrorConfig)
+	// HTTP adjusts the HTTP server (tests shorten its timeouts).
+	HTTP func(*http.Server)
 }
 
 // Store returns the bridge schema the server works on.
@@ -186,7 +192,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.users = users
 	s.executor = &cutover.Executor{Client: o.Temporal, Store: s.store, WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Definition: def,
-		Users: users, Commands: cm.Commands}
+		Users: users, Commands: cm.Commands, Timeout: time.Duration(cfg.Cutover.CommandTimeout), Logger: log}
 	writer, err := legacy.NewWriter(o.Pool, &cfg.Legacy, nil)
 	if err != nil {
 		return nil, err
@@ -226,9 +232,25 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			return nil, fmt.Errorf("error listening on %s: %w (set http.listen or --listen)", listen, err)
 		}
 		s.addr = ln.Addr().String()
-		s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+		tlsOn := cfg.HTTP.TLSCertFile != ""
+		if host, _, _ := net.SplitHostPort(s.addr); !tlsOn && !net.ParseIP(host).IsLoopback() {
+			log.Warn("serving HTTP without TLS on a non-loopback address: the bearer token and commands travel in clear; set http.tls_cert_file and http.tls_key_file, or put a TLS proxy in front", "listen", s.addr)
+		}
+		if s.token == "" {
+			log.Warn("no http.token_file: engine commands and every other mutation are refused (401) until one is configured")
+		}
+		s.http = newHTTPServer(s.routes())
+		if o.HTTP != nil {
+			o.HTTP(s.http)
+		}
 		go func() {
-			if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			var err error
+			if tlsOn {
+				err = s.http.ServeTLS(netutil.LimitListener(ln, maxConnections), cfg.HTTP.TLSCertFile, cfg.HTTP.TLSKeyFile)
+			} else {
+				err = s.http.Serve(netutil.LimitListener(ln, maxConnections))
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.fail(fmt.Errorf("http server: %w", err))
 			}
 		}()
@@ -378,13 +400,37 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/definitions/{id}", func(w http.ResponseWriter, r *http.Request) {
 		d, err := config.Select(s.defs, r.PathValue("id"))
 		if err != nil {
-			w.WriteHeader(http.StatusNotFound)
-			writeJSON(w, map[string]any{"error": fmt.Sprintf("no definition %q", r.PathValue("id"))})
+			writeError(w, http.StatusNotFound, codeNotFound, "", fmt.Sprintf("no definition %q", r.PathValue("id")))
 			return
 		}
 		writeJSON(w, d)
 	})
 	return mux
+}
+
+// Bounds on the HTTP server: connections held open, requests served at
+// once (more answer 503 busy), and how long a client may take.
+const (
+	maxConnections = 256
+	maxInFlight    = 64
+)
+
+// newHTTPServer returns the HTTP server with timeouts on every stage, so
+// idle keep-alive connections and slow clients are let go, and a bound on
+// requests in flight.
+func newHTTPServer(h http.Handler) *http.Server {
+	sem := make(chan struct{}, maxInFlight)
+	limited := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case sem <- struct{}{}:
+			defer func() { <-sem }()
+			h.ServeHTTP(w, r)
+		default:
+			writeError(w, http.StatusServiceUnavailable, codeBusy, "", "too many requests at once; retry shortly")
+		}
+	})
+	return &http.Server{Handler: limited, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 2 * time.Minute, IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10}
 }
 
 // readyz answers whether this process can do its work: 503 with the
@@ -437,19 +483,14 @@ func (s *Server) authorized(r *http.Request) bool {
 
 // command serves POST /api/v1/cycles/{c}/reports/{r}/phases/{p}/{action}.
 func (s *Server) command(w http.ResponseWriter, r *http.Request) {
-	fail := func(code int, v map[string]any) {
-		w.WriteHeader(code)
-		writeJSON(w, v)
-	}
 	if !s.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="dtebridge"`)
-		fail(http.StatusUnauthorized, map[string]any{"error": "a valid bearer token is required (http.token_file)"})
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, "", "a valid bearer token is required (http.token_file)")
 		return
 	}
 	cycle, err1 := strconv.ParseInt(r.PathValue("cycle"), 10, 64)
 	report, err2 := strconv.ParseInt(r.PathValue("report"), 10, 64)
 	if err1 != nil || err2 != nil {
-		fail(http.StatusBadRequest, map[string]any{"error": "cycle and report must be integers"})
+		writeError(w, http.StatusBadRequest, codeBadRequest, "", "cycle and report must be integers")
 		return
 	}
 	var body struct {
@@ -460,38 +501,53 @@ func (s *Server) command(w http.ResponseWriter, r *http.Request) {
 		State  dtetype.State  `json:"state"`
 		Status dtetype.Status `json:"status"`
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<16))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, codeBadRequest, "", bodyError(err))
+		return
+	}
+	if !utf8.Valid(raw) {
+		// Go's decoder would quietly replace what is not UTF-8.
+		writeError(w, http.StatusBadRequest, codeBadRequest, "", "the body is not valid UTF-8")
+		return
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {
-		fail(http.StatusBadRequest, map[string]any{"error": "invalid JSON body: " + err.Error()})
+		writeError(w, http.StatusBadRequest, codeBadRequest, "", bodyError(err))
 		return
 	}
 	if strings.TrimSpace(body.Actor) == "" || strings.TrimSpace(body.Reason) == "" {
-		fail(http.StatusBadRequest, map[string]any{"error": "actor and reason are required"})
+		writeError(w, http.StatusBadRequest, codeBadRequest, "", "actor and reason are required")
 		return
 	}
 	action := r.PathValue("action")
 	if !slices.Contains(dtetype.Actions(), action) {
-		fail(http.StatusNotFound, map[string]any{"error": fmt.Sprintf("unknown action %q: use %s", action, strings.Join(dtetype.Actions(), ", "))})
+		writeError(w, http.StatusNotFound, codeNotFound, "", fmt.Sprintf("unknown action %q: use %s", action, strings.Join(dtetype.Actions(), ", ")))
 		return
 	}
 	if s.definition.Phase(dtetype.Phase(r.PathValue("phase"))) == nil {
-		fail(http.StatusNotFound, map[string]any{"error": fmt.Sprintf("no phase %q in %s (phases: %s)", r.PathValue("phase"), s.definition.Key(),
-			strings.Join(phaseStrings(s.definition.PhaseIDs()), ", "))})
+		writeError(w, http.StatusNotFound, codeNotFound, "", fmt.Sprintf("no phase %q in %s (phases: %s)", r.PathValue("phase"), s.definition.Key(),
+			strings.Join(phaseStrings(s.definition.PhaseIDs()), ", ")))
 		return
 	}
 	cmd := shadow.Command{ID: body.ID, Action: action, Phase: dtetype.Phase(r.PathValue("phase")), Actor: body.Actor, Role: body.Role,
 		Reason: body.Reason, State: body.State, Status: body.Status}
 	res, err := s.executor.Execute(r.Context(), dtetype.Key{CycleID: cycle, ReportID: report}, cmd)
 	var rej *cutover.RejectedError
+	var bad *cutover.InputError
 	switch {
+	case errors.As(err, &bad):
+		writeError(w, http.StatusBadRequest, codeBadRequest, "", bad.Problem)
+	case errors.Is(err, cutover.ErrNoWorkflow):
+		writeError(w, http.StatusNotFound, codeNotFound, "", err.Error())
 	case errors.As(err, &rej):
-		fail(http.StatusConflict, map[string]any{"rejected": true, "rule": rej.Rule, "message": rej.Message})
+		writeError(w, http.StatusConflict, codeRejected, rej.Rule, rej.Message)
 	case errors.Is(err, cutover.ErrNotOnNew):
-		fail(http.StatusConflict, map[string]any{"rejected": true, "rule": "not_on_new", "message": err.Error()})
+		writeError(w, http.StatusConflict, codeRejected, "not_on_new", err.Error())
 	case err != nil:
 		s.log.Warn("command failed", "action", action, "phase", cmd.Phase, "error", err)
-		fail(http.StatusBadGateway, map[string]any{"error": err.Error()})
+		writeError(w, http.StatusBadGateway, codeUnavailable, "", "the command could not be completed; it may be retried with the same id (the log of dtebridge serve says why)")
 	default:
 		s.log.Info("command applied", "action", action, "phase", cmd.Phase, "cycle", cycle, "report", report, "actor", body.Actor)
 		writeJSON(w, res)

@@ -68,3 +68,11 @@ SELECT row_keys FROM {{.Schema}}.commands WHERE command_id = $1;
 -- name: Commands
 SELECT command_id, cycle_id, report_id, phase, action, actor, role, reason, row_keys, applied_at
 FROM {{.Schema}}.commands WHERE ($1::bigint IS NULL OR (cycle_id = $1 AND report_id = $2)) ORDER BY applied_at DESC LIMIT $3;
+
+-- name: RecordRefusal
+INSERT INTO {{.Schema}}.command_refusals (command_id, cycle_id, report_id, phase, action, actor, role, reason, rule, message)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
+
+-- name: Refusals
+SELECT command_id, cycle_id, report_id, phase, action, actor, role, reason, rule, message, refused_at
+FROM {{.Schema}}.command_refusals WHERE ($1::bigint IS NULL OR (cycle_id = $1 AND report_id = $2)) ORDER BY refusal_id DESC LIMIT $3;
