@@ -87,6 +87,10 @@ type Config struct {
 	Reconcile   Reconcile `yaml:"reconcile"`
 	Cutover     Cutover   `yaml:"cutover"`
 	HTTP        HTTP      `yaml:"http"`
+	// Temporal are connection settings layered over the Temporal CLI's
+	// environment configuration (TEMPORAL_* variables and TOML profiles);
+	// command-line flags are layered over them.
+	Temporal Temporal `yaml:"temporal"`
 
 	// path is where the file was read from, for error messages.
 	path string
@@ -170,6 +174,20 @@ type HTTP struct {
 	// TLSCertFile and TLSKeyFile, if set, make serve speak HTTPS.
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
+}
+
+// Temporal configures the connection to Temporal. Every field is optional.
+type Temporal struct {
+	Address   string `yaml:"address"`
+	Namespace string `yaml:"namespace"`
+	// APIKeyFile holds an API key (Temporal Cloud); TLS is then on.
+	APIKeyFile string `yaml:"api_key_file"`
+	// TLS turns TLS on; the file settings imply it.
+	TLS           bool   `yaml:"tls"`
+	TLSCertFile   string `yaml:"tls_cert_file"`
+	TLSKeyFile    string `yaml:"tls_key_file"`
+	TLSCAFile     string `yaml:"tls_ca_file"`
+	TLSServerName string `yaml:"tls_server_name"`
 }
 
 // Duration is a time.Duration written as "30s" or "168h".

@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
+	"go.temporal.io/sdk/client"
 )
 
 // version is set at build time with -ldflags "-X ...cli.version=...".
@@ -88,8 +90,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 
 // globals are the options every command shares.
 type globals struct {
-	DatabaseURL       string
-	TemporalAddress   string
+	DatabaseURL string
+	// Temporal are the Temporal connection flags; TemporalNamespace is the
+	// namespace once resolved (dialTemporal sets it).
+	Temporal          temporalFlags
 	TemporalNamespace string
 	ConfigPath        string
 	Logger            *slog.Logger
@@ -114,15 +118,14 @@ func App(stdout, stderr io.Writer) *cli.App {
 		HideHelpCommand:      true,
 		ExitErrHandler:       func(*cli.Context, error) {}, // Main prints errors
 		OnUsageError:         onUsageError,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "database-url", Usage: "PostgreSQL URL of the legacy database (the demo starts a local one when unset)", EnvVars: []string{"DTEBRIDGE_DATABASE_URL"}, Destination: &g.DatabaseURL},
-			&cli.StringFlag{Name: "temporal-address", Usage: "host:port of a Temporal frontend (the demo starts a local dev server when unset)", EnvVars: []string{"DTEBRIDGE_TEMPORAL_ADDRESS"}, Destination: &g.TemporalAddress},
-			&cli.StringFlag{Name: "temporal-namespace", Usage: "Temporal namespace", Value: "default", EnvVars: []string{"DTEBRIDGE_TEMPORAL_NAMESPACE"}, Destination: &g.TemporalNamespace},
 			&cli.StringFlag{Name: "config", Usage: "dtebridge configuration file (YAML)", EnvVars: []string{"DTEBRIDGE_CONFIG"}, Destination: &g.ConfigPath},
 			&cli.StringFlag{Name: "log-format", Usage: "log format: text or json", Value: "text", EnvVars: []string{"DTEBRIDGE_LOG_FORMAT"}},
 			&cli.StringFlag{Name: "log-level", Usage: "log level: debug, info, warn or error", Value: "info", EnvVars: []string{"DTEBRIDGE_LOG_LEVEL"}},
-		},
+		}, g.Temporal.flags()...),
 		Before: func(c *cli.Context) error {
+			g.TemporalNamespace = cmp.Or(g.Temporal.Namespace, client.DefaultNamespace)
 			logger, err := newLogger(stderr, c.String("log-format"), c.String("log-level"))
 			if err != nil {
 				return err

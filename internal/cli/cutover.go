@@ -235,7 +235,7 @@ func phaseCommand(g *globals) *cli.Command {
 					return err
 				}
 				defer pool.Close()
-				tc, err := g.dialTemporal(c.Context, g.TemporalAddress)
+				tc, err := g.dialTemporal(c.Context, cfg, "")
 				if err != nil {
 					return err
 				}

@@ -158,12 +158,12 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacysim.Profile) e
 	// dies with the demo's services.
 	d.token = cutover.NewCommandID()
 
-	tc, err := g.dialTemporal(ctx, svc.TemporalAddress)
+	tc, err := g.dialTemporal(ctx, cfg, svc.TemporalAddress)
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
-	if d.to, err = temporalOptions(cfg, tc); err != nil {
+	if d.to, err = reconcileTemporal(cfg, tc); err != nil {
 		return err
 	}
 	// A free loopback port: the demo prints it, and never fights whatever

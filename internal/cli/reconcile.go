@@ -126,12 +126,12 @@ func reconcileCommand(g *globals) *cli.Command {
 				return err
 			}
 			if o.Repair || deep {
-				tc, err := g.dialTemporal(c.Context, g.TemporalAddress)
+				tc, err := g.dialTemporal(c.Context, cfg, "")
 				if err != nil {
 					return err
 				}
 				defer tc.Close()
-				to, err := temporalOptions(cfg, tc)
+				to, err := reconcileTemporal(cfg, tc)
 				if err != nil {
 					return err
 				}
@@ -168,6 +168,6 @@ func reconcileCommand(g *globals) *cli.Command {
 }
 
 // temporalOptions is how reconcile reaches the shadow workflows.
-func temporalOptions(cfg *config.Config, tc client.Client) (reconcile.TemporalOptions, error) {
+func reconcileTemporal(cfg *config.Config, tc client.Client) (reconcile.TemporalOptions, error) {
 	return reconcile.TemporalOptions{Client: tc, WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Actor: "reconcile --repair"}, nil
 }

@@ -2,14 +2,12 @@ package cli
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/synapsedte/dtebridge/config"
@@ -21,19 +19,6 @@ import (
 // temporalLogger carries the Temporal SDK's own log lines into ours.
 func (g *globals) temporalLogger() sdklog.Logger {
 	return sdklog.NewStructuredLogger(g.SDKLogger.With("component", "temporal"))
-}
-
-// dialTemporal connects to the Temporal frontend at address.
-func (g *globals) dialTemporal(ctx context.Context, address string) (client.Client, error) {
-	if address == "" {
-		return nil, usagef("no Temporal cluster given: pass --temporal-address or set DTEBRIDGE_TEMPORAL_ADDRESS (dtebridge demo starts a local one)")
-	}
-	c, err := client.DialContext(ctx, client.Options{HostPort: address, Namespace: g.TemporalNamespace,
-		Logger: g.temporalLogger()})
-	if err != nil {
-		return nil, fmt.Errorf("error connecting to Temporal at %s: %w (check --temporal-address and that the server is running)", address, err)
-	}
-	return c, nil
 }
 
 type serveOptions struct {
@@ -59,7 +44,7 @@ func serveCommand(g *globals) *cli.Command {
 				return err
 			}
 			defer pool.Close()
-			tc, err := g.dialTemporal(c.Context, g.TemporalAddress)
+			tc, err := g.dialTemporal(c.Context, cfg, "")
 			if err != nil {
 				return err
 			}

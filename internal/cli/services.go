@@ -37,7 +37,7 @@ type servicesOptions struct {
 // startServices starts whatever g does not point at, both at once. On error,
 // whatever did start is stopped again.
 func startServices(ctx context.Context, g *globals, o servicesOptions) (*services, error) {
-	s := &services{DatabaseURL: g.DatabaseURL, TemporalAddress: g.TemporalAddress, TemporalNamespace: g.TemporalNamespace}
+	s := &services{DatabaseURL: g.DatabaseURL, TemporalAddress: g.Temporal.Address, TemporalNamespace: g.TemporalNamespace}
 	var wg sync.WaitGroup
 	var pgErr, tErr error
 	if s.DatabaseURL == "" {
