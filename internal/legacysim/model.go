@@ -82,10 +82,16 @@ func NewModel(db DB, profile *Profile, cfg *ModelConfig) *Model {
 	if now == nil {
 		now = time.Now
 	}
+	// Dates and times are read within the bounds the bridge carries, so a
+	// row with infinity or a BC date (a fault a test injects) stays usable.
+	bounded := func(col string) string {
+		return "CASE WHEN " + col + " > '9999-12-31 23:59:59.999999+00' THEN '9999-12-31 23:59:59.999999+00'::timestamptz WHEN " + col +
+			" < '0001-01-01 00:00:00+00 BC' THEN '0001-01-01 00:00:00+00 BC'::timestamptz ELSE " + col + "::timestamptz END"
+	}
 	cols := []string{"phase_id", "cycle_id", "report_id", "phase_name::text", "phase_order",
 		"state::text", "schedule_status::text", "state_override::text", "status_override::text",
-		"override_reason", "override_by", "override_at", "planned_start_date", "planned_end_date",
-		"actual_start_date", "actual_end_date", "started_by", "completed_by", "notes", "updated_at"}
+		"override_reason", "override_by", bounded("override_at"), bounded("planned_start_date"), bounded("planned_end_date"),
+		bounded("actual_start_date"), bounded("actual_end_date"), "started_by", "completed_by", "notes", bounded("updated_at")}
 	if profile.StatusColumn {
 		cols = append(cols, "status::text")
 	}
