@@ -2,6 +2,7 @@ package serve_test
 
 import (
 	"context"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,6 +60,8 @@ func TestTemporalRestart(t *testing.T) {
 	// Past capture.delivery_grace the process says it is not ready, and why.
 	if ok, why := ready(t, b); ok || !strings.Contains(why, "deliveries to the shadow have failed for") {
 		t.Errorf("ready %v while deliveries fail: %q", ok, why)
+	} else if _, port, _ := net.SplitHostPort(ts.Address()); strings.Contains(why, port) || strings.Contains(why, "127.0.0.1") {
+		t.Errorf("/readyz tells an unauthenticated caller where Temporal is: %q", why)
 	}
 	if v := testutilCounter(b.Srv.Metrics.DeliveryFailing); v < 1 {
 		t.Errorf("dtebridge_capture_delivery_failing_seconds = %v while deliveries fail", v)
