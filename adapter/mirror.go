@@ -151,6 +151,12 @@ func (m *Mirror) Deliver(ctx context.Context, b Batch) error {
 				newest = c.TxTime
 			}
 		}
+		if len(b.Resync) > 0 {
+			// A re-drive's rows carry their own old times, but the re-drive
+			// was requested after any mode change it serves (in the same
+			// transaction): route them by the modes as they are now.
+			newest = time.Now()
+		}
 		if err := m.cfg.Authority.AsOf(ctx, newest); err != nil {
 			return fmt.Errorf("error refreshing cutover modes: %w", err)
 		}

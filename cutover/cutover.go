@@ -165,11 +165,16 @@ type Result struct {
 	Gate     *GateResult
 	Forced   bool
 	// Released are reports the change took off the new engine (a rollback
-	// or a move out of new); Redrives are the re-drives requested for them,
-	// which the running bridge serves.
+	// or a move out of new); Resynced the reports re-driven because the
+	// shadow did not follow the phase (a move out of legacy). Redrives are
+	// the re-drives requested for either, which the running bridge serves.
 	Released []dtetype.Key
+	Resynced []dtetype.Key
 	Redrives []int64
 	LogID    int64
+	// NoOp means the phase already had that mode: nothing was changed or
+	// logged.
+	NoOp bool
 }
 
 // Set changes a phase's mode, gated and audited, in one transaction. A
@@ -196,6 +201,10 @@ func (s *Store) Set(ctx context.Context, c Change, gate GateConfig) (*Result, er
 			return err
 		}
 		res.From = from
+		if from.Mode == c.Mode && from.Percent == c.Percent {
+			res.To, res.NoOp = from, true // nothing changes, so nothing is logged
+			return nil
+		}
 		promotes := c.Mode == dtetype.ModeNew && (from.Mode != dtetype.ModeNew || c.Percent > from.Percent)
 		g, err := NewStore(tx).Gate(ctx, c.Phase, gate)
 		if err != nil {
@@ -247,6 +256,14 @@ func (s *Store) Set(ctx context.Context, c Change, gate GateConfig) (*Result, er
 				RequestedBy: c.Actor}); err != nil {
 				return err
 			}
+		case from.Mode == dtetype.ModeLegacy && c.Mode != dtetype.ModeLegacy:
+			// The shadow did not follow the phase while legacy ran it alone:
+			// every report is re-driven, so the shadow is equal to legacy again.
+			if res.Redrives, err = tx.RequestRedrives(ctx, store.RedriveRequest{Keys: keys, Reason: store.RedriveMode,
+				RequestedBy: c.Actor}); err != nil {
+				return err
+			}
+			res.Resynced = keys
 		}
 		res.To = dtetype.Mode{Phase: c.Phase, Mode: c.Mode, Percent: c.Percent, UpdatedBy: c.Actor}
 		at, err := tx.SetMode(ctx, res.To)
@@ -352,18 +369,6 @@ func (a *Authority) OnNew(k dtetype.Key, p dtetype.Phase) bool {
 
 // Mirrored is false for a phase in legacy mode.
 func (a *Authority) Mirrored(p dtetype.Phase) bool { return a.Mode(p).Mode != dtetype.ModeLegacy }
-
-// LegacyPhases lists the phases in legacy mode, which reconcile skips.
-func (a *Authority) LegacyPhases() []dtetype.Phase {
-	var out []dtetype.Phase
-	for p, m := range a.Modes() {
-		if m.Mode == dtetype.ModeLegacy {
-			out = append(out, p)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
 
 // Modes returns a copy of every set mode.
 func (a *Authority) Modes() map[dtetype.Phase]dtetype.Mode {

@@ -5,19 +5,20 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/store"
 )
 
 // persist records the run and tracks divergences across runs: one still
 // found keeps its first_seen, one no longer found in the run's scope gets
 // resolved_at, and the run counts both.
-func persist(ctx context.Context, st *store.Store, r *Report) error {
+func persist(ctx context.Context, st *store.Store, r *Report, exclude []dtetype.Phase) error {
 	scope, _ := json.Marshal(r.Scope)
 	counts, _ := json.Marshal(r.Counts)
 	phases, _ := json.Marshal(r.Phases)
 	rec, err := st.RecordRun(ctx, store.Run{StartedAt: r.StartedAt, Scope: scope, Counts: counts, Phases: phases, Compared: r.Compared,
 		Consistent: r.Consistent, InFlight: r.InFlight, Unexpected: r.Unexpected, Expected: r.Expected},
-		store.RunScope{Cycle: r.Scope.Cycle, Phase: r.Scope.Phase, Keys: r.Scope.Keys, InFlight: r.inFlightReports}, r.Divergences)
+		store.RunScope{Cycle: r.Scope.Cycle, Phase: r.Scope.Phase, Keys: r.Scope.Keys, InFlight: r.inFlightReports, Exclude: exclude}, r.Divergences)
 	if err != nil {
 		return err
 	}

@@ -43,8 +43,9 @@ type Options struct {
 	DateTolerance time.Duration
 	// Expected are the accepted differences.
 	Expected []Rule
-	// Exclude lists phases not to compare: those in legacy mode, which the
-	// shadow does not follow.
+	// Exclude lists phases not to compare. Phases in legacy mode, which the
+	// shadow does not follow, are always excluded: Run reads the modes in
+	// its own snapshot.
 	Exclude []dtetype.Phase
 	// Persist records the run and tracks divergences across runs.
 	Persist bool
@@ -144,6 +145,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if _, err := tx.Exec(ctx, "SET LOCAL timezone = 'UTC'; SET LOCAL work_mem = '256MB'"); err != nil {
 		return nil, err
 	}
+	modes, err := o.Store.On(tx).Modes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for p, m := range modes {
+		if m.Mode == dtetype.ModeLegacy && !slices.Contains(o.Exclude, p) {
+			o.Exclude = append(o.Exclude, p)
+		}
+	}
 
 	c := &run{o: &o, q: q, tx: tx, r: r, now: o.Now(), perPhase: map[dtetype.Phase]*PhaseReport{},
 		divergent: map[key3]bool{}, inFlight: map[key3]bool{}, seen: map[divKey]bool{}, quarantineListed: map[dtetype.Key]bool{}}
@@ -157,7 +167,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	c.finish()
 	if o.Persist {
-		if err := persist(ctx, o.Store, r); err != nil {
+		if err := persist(ctx, o.Store, r, o.Exclude); err != nil {
 			return nil, err
 		}
 	}

@@ -95,6 +95,8 @@ type RunScope struct {
 	Keys []dtetype.Key
 	// InFlight are reports the run did not look at.
 	InFlight []dtetype.Key
+	// Exclude are phases the run did not look at (in legacy mode).
+	Exclude []dtetype.Phase
 }
 
 // Recorded is what recording a run did.
@@ -147,7 +149,11 @@ func (s *Store) RecordRun(ctx context.Context, run Run, scope RunScope, found []
 			scopeC, scopeR = splitKeys(scope.Keys)
 		}
 		flightC, flightR := splitKeys(scope.InFlight)
-		tag, err = tx.db.Exec(ctx, tx.sql("ResolveGone"), now, rec.RunID, scope.Cycle, nullable(string(scope.Phase)), scopeC, scopeR, flightC, flightR)
+		excluded := make([]string, len(scope.Exclude))
+		for i, p := range scope.Exclude {
+			excluded[i] = string(p)
+		}
+		tag, err = tx.db.Exec(ctx, tx.sql("ResolveGone"), now, rec.RunID, scope.Cycle, nullable(string(scope.Phase)), scopeC, scopeR, flightC, flightR, excluded)
 		if err != nil {
 			return err
 		}

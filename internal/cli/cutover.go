@@ -123,12 +123,16 @@ func cutoverCommand(g *globals) *cli.Command {
 				if err != nil {
 					return err
 				}
+				if res.NoOp {
+					fmt.Fprintf(g.Stdout, "%s is already %s %d%%: nothing changed, nothing logged.\n", set.Phase, res.To.Mode, res.To.Percent)
+					return nil
+				}
 				fmt.Fprintf(g.Stdout, "%s: %s %d%% -> %s %d%% (log %d).\n", set.Phase, res.From.Mode, res.From.Percent, res.To.Mode, res.To.Percent, res.LogID)
 				if res.Forced {
 					fmt.Fprintf(g.Stdout, "Forced past the gate: %s\n", res.Gate)
 				}
-				if len(res.Released) > 0 {
-					return reportRollback(c.Context, g, cfg.Store(pool), res)
+				if len(res.Redrives) > 0 {
+					return reportRedrives(c.Context, g, cfg.Store(pool), res)
 				}
 				return nil
 			},
@@ -167,23 +171,28 @@ func cutoverCommand(g *globals) *cli.Command {
 	}
 }
 
-// reportRollback waits for the released reports' re-drives, which the
-// rollback requested in its own transaction, and says how far they got:
-// the running bridge finishes whatever is left by itself.
-func reportRollback(ctx context.Context, g *globals, st *store.Store, res *cutover.Result) error {
+// reportRedrives waits for the re-drives a mode change requested in its own
+// transaction (the reports a rollback released, or every report when the
+// phase leaves legacy mode), and says how far they got: the running bridge
+// finishes whatever is left by itself.
+func reportRedrives(ctx context.Context, g *globals, st *store.Store, res *cutover.Result) error {
+	what := fmt.Sprintf("Rolled back: %d reports released", len(res.Released))
+	if len(res.Released) == 0 {
+		what = fmt.Sprintf("The shadow did not follow the phase in legacy mode: %d reports", len(res.Resynced))
+	}
 	alive, err := st.LeaderAlive(ctx, store.MirrorConsumer)
 	if err != nil {
 		return err
 	}
 	if !alive {
-		fmt.Fprintf(g.Stdout, "Rolled back: %d reports released; no dtebridge serve is running, so their shadows are re-driven from legacy when it starts.\n", len(res.Released))
+		fmt.Fprintf(g.Stdout, "%s; no dtebridge serve is running, so they are re-driven from legacy when it starts.\n", what)
 		return nil
 	}
 	rr, err := adapter.AwaitRedrives(ctx, st, res.Redrives, time.Minute)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(g.Stdout, "Rolled back: %d reports released and resynced from legacy", len(rr.Applied))
+	fmt.Fprintf(g.Stdout, "%s, %d resynced from legacy", what, len(rr.Applied))
 	if len(rr.Pending) > 0 {
 		fmt.Fprintf(g.Stdout, "; %d still being re-driven by the running bridge", len(rr.Pending))
 	}

@@ -130,7 +130,7 @@ func TestCutoverCommands(t *testing.T) {
 		t.Errorf("forced: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 	r = cli("cutover", "set", "--phase", "planning", "--mode", "shadow", "--actor", "alice", "--reason", "roll back")
-	if r.code != 0 || !strings.Contains(r.stdout, "Rolled back: 16 reports released and resynced from legacy.") {
+	if r.code != 0 || !strings.Contains(r.stdout, "Rolled back: 16 reports released, 16 resynced from legacy.") {
 		t.Fatalf("rollback: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 	b.Quiescent(30 * time.Second)

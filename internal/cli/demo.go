@@ -264,7 +264,6 @@ func (d *demo) simulate(ctx context.Context, o simulateOptions, what string) err
 func (d *demo) reconcile(ctx context.Context) (*reconcile.Report, error) {
 	ro := d.cfg.ReconcileOptions(d.pool)
 	ro.Persist = true
-	ro.Exclude = d.srv.Authority().LegacyPhases()
 	return reconcile.Run(ctx, ro)
 }
 

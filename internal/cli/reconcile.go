@@ -102,14 +102,12 @@ func reconcileCommand(g *globals) *cli.Command {
 				return err
 			}
 			defer pool.Close()
-			// Phases in legacy mode are not compared, and repair leaves alone
-			// what the new engine owns.
+			// Repair leaves alone what the new engine owns.
 			auth := cutover.NewAuthority(cutover.NewStore(cfg.Store(pool)))
 			if err := auth.Refresh(c.Context); err != nil {
 				return err
 			}
 			ro := cfg.ReconcileOptions(pool)
-			ro.Exclude = auth.LegacyPhases()
 			ro.Persist = !o.NoRecord
 			if c.IsSet("cycle") {
 				ro.Scope.Cycle = &o.Cycle

@@ -298,7 +298,6 @@ func (s *Server) reconcileLoop(ctx context.Context, every time.Duration) {
 		}
 		o := s.opts.Config.ReconcileOptions(s.opts.Pool)
 		o.Persist = true
-		o.Exclude = s.authority.LegacyPhases()
 		r, err := reconcile.Run(ctx, o)
 		if err != nil {
 			if ctx.Err() == nil {

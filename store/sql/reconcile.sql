@@ -23,13 +23,15 @@ WHERE NOT EXISTS (SELECT 1 FROM {{.Schema}}.divergences d WHERE d.resolved_at IS
 
 -- name: ResolveGone
 -- Open divergences in scope that this run did not find are resolved, unless
--- their report is in flight (not looked at this time).
+-- their report is in flight, or their phase excluded (in legacy mode), so
+-- not looked at this time: those keep their history.
 UPDATE {{.Schema}}.divergences d SET resolved_at = $1
 WHERE d.resolved_at IS NULL AND d.last_run <> $2 AND d.kind <> 'authority_conflict'
   AND ($3::bigint IS NULL OR d.cycle_id = $3)
   AND ($4::text IS NULL OR d.phase = $4)
   AND ($5::bigint[] IS NULL OR (d.cycle_id, d.report_id) IN (SELECT * FROM unnest($5::bigint[], $6::bigint[])))
-  AND NOT ((d.cycle_id, d.report_id) IN (SELECT * FROM unnest($7::bigint[], $8::bigint[])));
+  AND NOT ((d.cycle_id, d.report_id) IN (SELECT * FROM unnest($7::bigint[], $8::bigint[])))
+  AND NOT (d.phase = ANY($9::text[]));
 
 -- name: FirstSeen
 SELECT cycle_id, report_id, phase, kind, first_seen FROM {{.Schema}}.divergences WHERE last_run = $1;
