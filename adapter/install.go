@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/synapsedte/dtebridge/legacy"
 	"github.com/synapsedte/dtebridge/store"
 )
 
@@ -30,6 +32,10 @@ type CaptureConfig struct {
 	Key []string
 	// Trigger is the trigger mode: row or statement.
 	Trigger string
+	// Legacy, if set, is the table's mapping: the first install records
+	// which phases hold duplicate rows then (the legacy baseline), so
+	// reconcile tells old duplicates from rows added since.
+	Legacy *legacy.Table
 }
 
 // Validate checks the configuration without a database.
@@ -90,6 +96,11 @@ type InstallResult struct {
 	FromVersion, ToVersion int32
 	// SQL is every statement run, in order.
 	SQL []string
+	// Baseline is true when this install recorded the legacy baseline (the
+	// first one that attached capture with a mapping); Duplicates is how
+	// many phases held duplicate rows then.
+	Baseline   bool
+	Duplicates int
 }
 
 // ErrNoLegacyTable means the configured legacy table does not exist.
@@ -136,7 +147,26 @@ func Install(ctx context.Context, conn *pgx.Conn, cfg *CaptureConfig, dryRun boo
 		return res, nil
 	}
 	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, attach)
+		if _, err := tx.Exec(ctx, attach); err != nil {
+			return err
+		}
+		if cfg.Legacy == nil {
+			return nil
+		}
+		var err error
+		res.Baseline, err = store.New(nil, cfg.Schema).On(tx).RecordBaseline(ctx, func() ([]store.BaselineRow, error) {
+			q, args := cfg.Legacy.DuplicatesSQL()
+			rows, err := tx.Query(ctx, q, args...)
+			if err != nil {
+				return nil, fmt.Errorf("error reading legacy's duplicate rows: %w", err)
+			}
+			dups, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.BaselineRow, error) {
+				var b store.BaselineRow
+				return b, r.Scan(&b.Key.CycleID, &b.Key.ReportID, &b.Phase, &b.Rows)
+			})
+			res.Duplicates = len(dups)
+			return dups, err
+		})
 		return err
 	}); err != nil {
 		if len(d.DropTriggers) > 0 {
@@ -181,6 +211,13 @@ func checkTable(ctx context.Context, conn *pgx.Conn, cfg *CaptureConfig) error {
 		}
 		if !found {
 			return fmt.Errorf("key column %q is not a column of %s (set legacy.key in the config)", k, cfg.Table)
+		}
+	}
+	if cfg.Legacy != nil {
+		for _, nc := range cfg.Legacy.Columns.Named() {
+			if !slices.Contains(cols, nc[1]) {
+				return fmt.Errorf("%s is %q, which is not a column of %s: set %s in the config to the column that holds it", nc[0], nc[1], cfg.Table, nc[0])
+			}
 		}
 	}
 	return nil

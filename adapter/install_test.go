@@ -178,6 +178,11 @@ func TestInstallRejectsBadConfig(t *testing.T) {
 		"BadKey":   {with(func(c *adapter.CaptureConfig) { c.Key = []string{"id"} }), `key column "id" is not a column of public.workflow_phases`},
 		"BadMode":  {with(func(c *adapter.CaptureConfig) { c.Trigger = "sometimes" }), `capture trigger "sometimes"`},
 		"BadTable": {with(func(c *adapter.CaptureConfig) { c.Table = "a.b.c" }), `"a.b.c" is not table or schema.table`},
+		"BadColumn": {with(func(c *adapter.CaptureConfig) {
+			cfg, _ := config.Example("seed")
+			cfg.Legacy.Columns.PlannedEnd = "due_date"
+			c.Legacy = &cfg.Legacy
+		}), `legacy.columns.planned_end is "due_date", which is not a column of public.workflow_phases: set legacy.columns.planned_end`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

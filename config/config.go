@@ -329,7 +329,8 @@ func (c *Config) Path() string { return c.path }
 
 // CaptureConfig returns the capture settings in the adapter's terms.
 func (c *Config) CaptureConfig() *adapter.CaptureConfig {
-	return &adapter.CaptureConfig{Schema: c.Capture.Schema, Table: c.Legacy.Name, Key: c.Legacy.Key, Trigger: c.Capture.Trigger}
+	return &adapter.CaptureConfig{Schema: c.Capture.Schema, Table: c.Legacy.Name, Key: c.Legacy.Key, Trigger: c.Capture.Trigger,
+		Legacy: &c.Legacy}
 }
 
 // ReaderConfig returns the reader settings; the caller adds logger and metrics.

@@ -12,9 +12,19 @@ const (
 	KindDatesMismatch   = "dates_mismatch"
 	KindActorMismatch   = "actor_mismatch"
 	KindRuleViolation   = "rule_violation"
-	KindDuplicateRows   = "duplicate_legacy_rows"
-	KindQuarantined     = "quarantined"
-	KindStale           = "stale"
+	// KindDuplicateRows: legacy holds several rows for one phase, as it
+	// did when the bridge was installed (old duplicates).
+	KindDuplicateRows = "duplicate_legacy_rows"
+	// KindDuplicateRowsAdded: legacy holds more rows for one phase than it
+	// did when the bridge was installed (a duplicate added since).
+	KindDuplicateRowsAdded = "duplicate_rows_added"
+	// KindLegacyStatusInconsistent: the schedule status legacy stored
+	// breaks legacy's own schedule rule for that row (no override explains
+	// it), so the shadow, which follows the rule, differs. Repair cannot
+	// fix legacy's data.
+	KindLegacyStatusInconsistent = "legacy_status_inconsistent"
+	KindQuarantined              = "quarantined"
+	KindStale                    = "stale"
 	// KindProjectionMismatch is found by the deep check: a workflow's own
 	// state disagrees with its projection.
 	KindProjectionMismatch = "projection_mismatch"
@@ -26,8 +36,8 @@ const (
 // Kinds returns every divergence kind.
 func Kinds() []string {
 	return []string{KindMissingInShadow, KindOrphanInShadow, KindStateMismatch, KindStatusMismatch, KindDatesMismatch,
-		KindActorMismatch, KindRuleViolation, KindDuplicateRows, KindQuarantined, KindStale, KindProjectionMismatch,
-		KindAuthorityConflict}
+		KindActorMismatch, KindRuleViolation, KindDuplicateRows, KindDuplicateRowsAdded, KindLegacyStatusInconsistent,
+		KindQuarantined, KindStale, KindProjectionMismatch, KindAuthorityConflict}
 }
 
 // Divergence is one difference between legacy and the shadow for one

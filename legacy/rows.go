@@ -33,3 +33,21 @@ func (t *Table) ScanSnapshot(rows pgx.Rows) (*RawChange, error) {
 	}
 	return &RawChange{Op: "S", Source: t.Name, RowKey: key, New: row, Origin: dtetype.OriginLegacy, TxTime: at, CapturedAt: at}, nil
 }
+
+// DuplicatesSQL is the query, with its arguments, that finds the phases
+// holding more than one row: cycle, report, phase (the canonical id, or "?"
+// and the label for a label no mapping knows) and the number of rows.
+// Labels that map to one phase count together; ignored phases are skipped.
+func (t *Table) DuplicatesSQL() (string, []any) {
+	var labels, ids []string
+	for l, v := range t.Phases.All() {
+		labels, ids = append(labels, l), append(ids, string(v))
+	}
+	c := t.Columns
+	phase := "coalesce(mp.phase, '?' || " + Col("w", c.Phase) + "::text)"
+	return `WITH mp(label, phase) AS (SELECT * FROM unnest($1::text[], $2::text[]))
+		SELECT ` + Col("w", c.Cycle) + `::bigint, ` + Col("w", c.Report) + `::bigint, ` + phase + `, count(*)
+		FROM ` + t.Ident() + ` w LEFT JOIN mp ON mp.label = ` + Col("w", c.Phase) + `::text
+		WHERE NOT (` + Col("w", c.Phase) + `::text = ANY($3::text[]))
+		GROUP BY 1, 2, 3 HAVING count(*) > 1`, []any{labels, ids, append([]string{}, t.IgnorePhases...)}
+}

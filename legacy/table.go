@@ -3,6 +3,7 @@ package legacy
 import (
 	"fmt"
 	"maps"
+	"reflect"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -62,6 +63,19 @@ type Columns struct {
 	StartedBy      string `yaml:"started_by"`
 	CompletedBy    string `yaml:"completed_by"`
 	UpdatedAt      string `yaml:"updated_at"`
+}
+
+// Named lists the configured columns as (setting, column name), in
+// declaration order; optional ones left unset are not listed.
+func (c *Columns) Named() [][2]string {
+	var out [][2]string
+	v := reflect.ValueOf(*c)
+	for i := range v.NumField() {
+		if col := v.Field(i).String(); col != "" {
+			out = append(out, [2]string{"legacy.columns." + v.Type().Field(i).Tag.Get("yaml"), col})
+		}
+	}
+	return out
 }
 
 // UsersTable locates the legacy users table, to resolve actors' roles.

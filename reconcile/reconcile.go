@@ -157,6 +157,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 	c := &run{o: &o, q: q, tx: tx, r: r, now: o.Now(), perPhase: map[dtetype.Phase]*PhaseReport{},
 		divergent: map[key3]bool{}, inFlight: map[key3]bool{}, seen: map[divKey]bool{}, quarantineListed: map[dtetype.Key]bool{}}
+	if c.baseline, c.baselineAt, err = o.Store.On(tx).Baseline(ctx); err != nil {
+		return nil, err
+	}
 	for _, step := range []func(context.Context) error{c.lag, c.quarantine, c.checksums, c.compare, c.violations} {
 		if err := step(ctx); err != nil {
 			return nil, err
@@ -199,7 +202,10 @@ type run struct {
 	// key-by-key comparison.
 	groups   int
 	dupExtra map[dtetype.Phase]int64
-	orphans  map[dtetype.Phase]int64
+	// baseline holds the phases with duplicate rows at install.
+	baseline   map[dtetype.Key]map[dtetype.Phase]int
+	baselineAt *time.Time
+	orphans    map[dtetype.Phase]int64
 }
 
 func (c *run) phase(p dtetype.Phase) *PhaseReport {
@@ -405,15 +411,18 @@ func (c *run) compare(ctx context.Context) error {
 			var nrows int64
 			var l, s sides
 			var lState, lStatus, sState, sStatus *string
+			var lx legacyRow
 			if err := rows.Scan(&k.CycleID, &k.ReportID, &phase, &hasLegacy, &hasShadow, &nrows,
 				&lState, &lStatus, &l.PlannedStart, &l.PlannedEnd, &l.ActualStart, &l.ActualEnd, &l.StartedBy, &l.CompletedBy,
-				&sState, &sStatus, &s.PlannedStart, &s.PlannedEnd, &s.ActualStart, &s.ActualEnd, &s.StartedBy, &s.CompletedBy); err != nil {
+				&sState, &sStatus, &s.PlannedStart, &s.PlannedEnd, &s.ActualStart, &s.ActualEnd, &s.StartedBy, &s.CompletedBy,
+				&lx.UpdatedAt, &lx.BaseState, &lx.StatusOverridden); err != nil {
 				rows.Close()
 				return err
 			}
 			l.State, l.Status = dtetype.State(deref(lState)), dtetype.Status(deref(lStatus))
 			s.State, s.Status = dtetype.State(deref(sState)), dtetype.Status(deref(sStatus))
-			c.classify(key3{k, dtetype.Phase(phase)}, hasLegacy, hasShadow, nrows, &l, &s)
+			lx.Rows = nrows
+			c.classify(key3{k, dtetype.Phase(phase)}, hasLegacy, hasShadow, &lx, &l, &s)
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("error comparing: %w", err)
@@ -501,11 +510,22 @@ type divKey struct {
 	kind string
 }
 
-func (c *run) classify(k3 key3, hasLegacy, hasShadow bool, nrows int64, l, s *sides) {
-	if nrows > 1 {
+func (c *run) classify(k3 key3, hasLegacy, hasShadow bool, lx *legacyRow, l, s *sides) {
+	if nrows := lx.Rows; nrows > 1 {
 		c.dupExtra[k3.p] += nrows - 1
-		c.add(k3, dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindDuplicateRows, Legacy: fmt.Sprintf("%d rows", nrows), Shadow: "follows the oldest",
-			Detail: fmt.Sprintf("legacy has %d rows for this phase; the application and the shadow use the oldest", nrows)})
+		// Duplicates legacy held at install are old and known; more rows
+		// than that were added since, and are reported apart.
+		if base := int64(c.baseline[k3.k][k3.p]); nrows <= base {
+			c.add(k3, dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindDuplicateRows, Legacy: fmt.Sprintf("%d rows", nrows), Shadow: "follows the oldest",
+				Detail: fmt.Sprintf("legacy has %d rows for this phase, as it had when the bridge was installed; the application and the shadow use the oldest", nrows)})
+		} else {
+			was := fmt.Sprintf("%d when the bridge was installed", max(base, 1))
+			if c.baselineAt == nil {
+				was = "no baseline was recorded (install the bridge with this version to record one)"
+			}
+			c.add(k3, dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindDuplicateRowsAdded, Legacy: fmt.Sprintf("%d rows", nrows), Shadow: "follows the oldest",
+				Detail: fmt.Sprintf("legacy has %d rows for this phase, %s: a duplicate row was added since; the application and the shadow use the oldest", nrows, was)})
+		}
 	}
 	switch {
 	case !hasShadow:
@@ -522,7 +542,11 @@ func (c *run) classify(k3 key3, hasLegacy, hasShadow bool, nrows int64, l, s *si
 		c.add(k3, dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindStateMismatch, Legacy: string(l.State), Shadow: string(s.State), Detail: fieldDiff(l, s)})
 	}
 	if l.Status != s.Status {
-		c.add(k3, dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindStatusMismatch, Legacy: string(l.Status), Shadow: string(s.Status), Detail: fieldDiff(l, s)})
+		if d := legacyStatusInconsistent(k3, lx, l); d != nil {
+			c.add(k3, *d)
+		} else {
+			c.add(k3, dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindStatusMismatch, Legacy: string(l.Status), Shadow: string(s.Status), Detail: fieldDiff(l, s)})
+		}
 	}
 	if !sameTime(l.PlannedStart, s.PlannedStart, c.o.DateTolerance) || !sameTime(l.PlannedEnd, s.PlannedEnd, c.o.DateTolerance) ||
 		!sameTime(l.ActualStart, s.ActualStart, c.o.DateTolerance) || !sameTime(l.ActualEnd, s.ActualEnd, c.o.DateTolerance) {
@@ -531,6 +555,42 @@ func (c *run) classify(k3 key3, hasLegacy, hasShadow bool, nrows int64, l, s *si
 	if l.StartedBy != s.StartedBy || l.CompletedBy != s.CompletedBy {
 		c.add(k3, dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindActorMismatch, Legacy: actors(l), Shadow: actors(s), Detail: fieldDiff(l, s)})
 	}
+}
+
+// legacyRow is what reconcile reads of the legacy row beyond the compared
+// fields: how many rows the phase has, and what legacy's own schedule rule
+// needs.
+type legacyRow struct {
+	Rows             int64
+	UpdatedAt        *time.Time
+	BaseState        dtetype.State
+	StatusOverridden bool
+}
+
+// legacyStatusInconsistent returns the divergence for a schedule status
+// legacy stored against its own rule: no override explains it, and the
+// rule, applied to the row's own dates when legacy last wrote it, gives
+// another status. Nil when the stored status is what the rule gives (or
+// the rule cannot be applied).
+func legacyStatusInconsistent(k3 key3, lx *legacyRow, l *sides) *dtetype.Divergence {
+	if lx.StatusOverridden || lx.UpdatedAt == nil || lx.BaseState == "" || !l.Status.Valid() {
+		return nil
+	}
+	var end time.Time
+	if l.PlannedEnd != nil {
+		end = *l.PlannedEnd
+	}
+	rule := dtetype.LegacyScheduleStatus(*lx.UpdatedAt, lx.BaseState == dtetype.StateCompleted, end)
+	if rule == l.Status {
+		return nil
+	}
+	planned := "none"
+	if l.PlannedEnd != nil {
+		planned = dtetype.FormatTime(*l.PlannedEnd)
+	}
+	return &dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindLegacyStatusInconsistent, Legacy: string(l.Status), Shadow: string(rule),
+		Detail: fmt.Sprintf("legacy stored %s with no override, but its own schedule rule gives %s: state %s, planned end %s, row last written %s; "+
+			"the shadow follows the rule, and repair cannot change what legacy stored", l.Status, rule, lx.BaseState, planned, dtetype.FormatTime(*lx.UpdatedAt))}
 }
 
 func sameTime(a, b *time.Time, tol time.Duration) bool {
@@ -570,15 +630,33 @@ func fieldDiff(l, s *sides) (out string) {
 			out = fmt.Sprintf("(field diff unavailable: %v)", r)
 		}
 	}()
-	var r fieldReporter
+	r := fieldReporter{a: "legacy", b: "shadow"}
 	if cmp.Equal(*l, *s, cmp.Reporter(&r)) {
 		return "no field differs"
 	}
 	return strings.Join(r.diffs, "; ")
 }
 
-// fieldReporter collects go-cmp's differences as "Field: legacy X, shadow Y".
+// projectionDiff lists the fields in which a workflow's phase (as it would
+// be projected) and its stored projection differ, times at the
+// microsecond PostgreSQL keeps.
+func projectionDiff(workflow, projection store.ProjectedPhase) (out string) {
+	defer func() {
+		if r := recover(); r != nil {
+			out = fmt.Sprintf("(field diff unavailable: %v)", r)
+		}
+	}()
+	r := fieldReporter{a: "workflow", b: "projection"}
+	micro := cmp.Comparer(func(a, b time.Time) bool { return a.Truncate(time.Microsecond).Equal(b.Truncate(time.Microsecond)) })
+	if cmp.Equal(workflow, projection, micro, cmp.Reporter(&r)) {
+		return ""
+	}
+	return strings.Join(r.diffs, "; ")
+}
+
+// fieldReporter collects go-cmp's differences as "Field: a X, b Y".
 type fieldReporter struct {
+	a, b  string
 	path  cmp.Path
 	diffs []string
 }
@@ -591,7 +669,7 @@ func (r *fieldReporter) Report(rs cmp.Result) {
 		return
 	}
 	vl, vs := r.path.Last().Values()
-	r.diffs = append(r.diffs, fmt.Sprintf("%s: legacy %s, shadow %s", strings.TrimLeft(r.path.String(), "*"), shown(vl), shown(vs)))
+	r.diffs = append(r.diffs, fmt.Sprintf("%s: %s %s, %s %s", strings.TrimLeft(r.path.String(), "*"), r.a, shown(vl), r.b, shown(vs)))
 }
 
 // shown renders one side's value of a field.

@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.temporal.io/api/enums/v1"
 
+	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
 	"github.com/synapsedte/dtebridge/internal/legacysim"
@@ -125,6 +127,9 @@ func TestEveryKindDetected(t *testing.T) {
 	b.Exec(`ALTER TYPE phase_state_enum ADD VALUE 'Escalated'`)
 	// (with no override masking it, whatever the simulation left there).
 	b.Exec(`UPDATE workflow_phases SET state = 'Escalated', state_override = NULL` + where(keys[7], "Planning"))
+	// The projection lies about a status legacy computed by its own rule.
+	b.Exec(`UPDATE dtebridge.shadow_phases SET status = CASE WHEN status = 'behind_schedule' THEN 'on_schedule' ELSE 'behind_schedule' END
+		WHERE cycle_id = $1 AND report_id = $2 AND phase = 'planning'`, keys[9].CycleID, keys[9].ReportID)
 	// A rule the shadow records: Observations started with Testing not done.
 	b.Exec(`UPDATE workflow_phases SET state = 'In Progress', state_override = NULL` + where(keys[8], "Finalize Test Report"))
 	time.Sleep(2 * time.Second)
@@ -133,7 +138,8 @@ func TestEveryKindDetected(t *testing.T) {
 	r := run(t, b, func(o *reconcile.Options) { o.Expected = nil })
 	got := kinds(r, false)
 	for _, k := range []string{dtetype.KindStateMismatch, dtetype.KindStatusMismatch, dtetype.KindDatesMismatch, dtetype.KindActorMismatch,
-		dtetype.KindOrphanInShadow, dtetype.KindDuplicateRows, dtetype.KindMissingInShadow, dtetype.KindQuarantined, dtetype.KindRuleViolation} {
+		dtetype.KindOrphanInShadow, dtetype.KindDuplicateRowsAdded, dtetype.KindMissingInShadow, dtetype.KindQuarantined, dtetype.KindRuleViolation,
+		dtetype.KindLegacyStatusInconsistent} {
 		if got[k] == 0 {
 			t.Errorf("no %s found; found %v", k, got)
 		}
@@ -150,20 +156,25 @@ func TestEveryKindDetected(t *testing.T) {
 	if d := find(keys[0], "request_info", dtetype.KindStateMismatch); d.Legacy == d.Shadow || !strings.Contains(d.Detail, "State") {
 		t.Errorf("state mismatch: %+v", d)
 	}
-	find(keys[1], "observations", dtetype.KindStatusMismatch)
+	// Legacy's stored status, bypassing its own rule, is told apart from a
+	// status the shadow got wrong.
+	if d := find(keys[1], "observations", dtetype.KindLegacyStatusInconsistent); !strings.Contains(d.Detail, "planned end") {
+		t.Errorf("legacy status inconsistent: %+v", d)
+	}
+	find(keys[9], "planning", dtetype.KindStatusMismatch)
 	find(keys[2], "request_info", dtetype.KindDatesMismatch)
 	if d := find(keys[3], "request_info", dtetype.KindActorMismatch); !strings.Contains(d.Legacy, "4242") {
 		t.Errorf("actor mismatch: %+v", d)
 	}
 	find(keys[4], "finalize_test_report", dtetype.KindOrphanInShadow)
-	find(keys[5], "testing", dtetype.KindDuplicateRows)
+	find(keys[5], "testing", dtetype.KindDuplicateRowsAdded)
 	find(keys[6], "testing", dtetype.KindMissingInShadow)
 	find(keys[7], "planning", dtetype.KindQuarantined)
 
 	// The same run with the shipped rules: duplicates and rule violations
 	// are accepted, the rest is not.
 	r2 := run(t, b, nil)
-	if exp := kinds(r2, true); exp[dtetype.KindDuplicateRows] == 0 || exp[dtetype.KindRuleViolation] == 0 {
+	if exp := kinds(r2, true); exp[dtetype.KindDuplicateRowsAdded] == 0 || exp[dtetype.KindRuleViolation] == 0 {
 		t.Errorf("shipped rules did not accept duplicates and rule violations: %v", exp)
 	}
 	if r2.Consistency >= 1 {
@@ -528,5 +539,146 @@ func TestWholeTimeRangeReconciles(t *testing.T) {
 	if err := reconcile.Repair(ctx, b.Cfg.ReconcileOptions(b.DB.Pool), reconcile.TemporalOptions{Client: b.TC, WorkflowIDPrefix: b.Cfg.Shadow.WorkflowIDPrefix}, r); err != nil ||
 		r.Repair.Repaired != 1 {
 		t.Fatalf("repair: %v %+v", err, r.Repair)
+	}
+}
+
+// TestLegacyBaselineAndStatus: duplicate rows legacy held before install
+// are old duplicates, one inserted afterwards is reported apart, and a
+// second install keeps the baseline. A schedule status legacy stored
+// against its own rule is its own kind, which repair leaves alone.
+func TestLegacyBaselineAndStatus(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := bridgetest.New(t, legacysim.Production, &bridgetest.Options{History: func(db *testenv.DB) {
+		if _, err := legacysim.Simulate(ctx, db.Pool, &legacysim.SimConfig{Profile: legacysim.Production, Reports: 12, Ops: 600,
+			Concurrency: 1, Seed: 71}); err != nil {
+			t.Fatal(err)
+		}
+	}})
+	b.Quiescent(90 * time.Second)
+	var before int
+	b.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM workflow_phases GROUP BY cycle_id, report_id, phase_name HAVING count(*) > 1) d`).Scan(&before)
+	if before == 0 {
+		t.Fatal("the history has no duplicate rows")
+	}
+	noRules := func(o *reconcile.Options) { o.Expected = nil }
+	r := run(t, b, noRules)
+	if got := kinds(r, false); got[dtetype.KindDuplicateRows] != before || got[dtetype.KindDuplicateRowsAdded] != 0 {
+		t.Fatalf("%d phases with duplicates at install; found %v", before, got)
+	}
+
+	// A duplicate inserted now, by the application, and a second install.
+	var k dtetype.Key
+	b.DB.Pool.QueryRow(ctx, `SELECT cycle_id, report_id FROM workflow_phases WHERE phase_name = 'Planning'
+		AND (cycle_id, report_id) NOT IN (SELECT cycle_id, report_id FROM workflow_phases GROUP BY 1, 2, phase_name HAVING count(*) > 1)
+		ORDER BY 1, 2 LIMIT 1`).Scan(&k.CycleID, &k.ReportID)
+	if _, err := legacysim.NewModel(b.DB.Pool, legacysim.Production, nil).Duplicate(ctx, legacysim.Ref{Key: k, Phase: "Planning"}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, b.DB.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := adapter.Install(ctx, conn, b.Cfg.CaptureConfig(), false); err != nil {
+		t.Fatal(err)
+	}
+	b.Quiescent(30 * time.Second)
+	r = run(t, b, noRules)
+	var added []dtetype.Divergence
+	for _, d := range r.Divergences {
+		if d.Kind == dtetype.KindDuplicateRowsAdded {
+			added = append(added, d)
+		}
+	}
+	if len(added) != 1 || added[0].Key != k || added[0].Phase != "planning" || !strings.Contains(added[0].Detail, "1 when the bridge was installed") {
+		t.Fatalf("added duplicates: %+v", added)
+	}
+	if got := kinds(r, false); got[dtetype.KindDuplicateRows] != before {
+		t.Errorf("old duplicates after the second install: %v", got)
+	}
+	// The shipped rules accept the two apart.
+	r = run(t, b, nil)
+	rules := map[string]bool{}
+	for _, d := range r.Divergences {
+		if d.Kind == dtetype.KindDuplicateRows || d.Kind == dtetype.KindDuplicateRowsAdded {
+			rules[d.Kind+" "+d.Rule] = true
+		}
+	}
+	if !rules["duplicate_legacy_rows production-has-duplicate-rows"] || !rules["duplicate_rows_added production-still-adds-duplicate-rows"] || len(rules) != 2 {
+		t.Errorf("rules for duplicates: %v", rules)
+	}
+
+	// Legacy stores Past Due on a phase its own rule calls on schedule.
+	var s dtetype.Key
+	if err := b.DB.Pool.QueryRow(ctx, `SELECT cycle_id, report_id FROM workflow_phases WHERE phase_name = 'Testing' AND status_override IS NULL
+		AND schedule_status <> 'Past Due' AND (planned_end_date IS NULL OR planned_end_date > current_date)
+		AND (cycle_id, report_id) NOT IN (SELECT cycle_id, report_id FROM workflow_phases GROUP BY 1, 2, phase_name HAVING count(*) > 1)
+		ORDER BY 1, 2 LIMIT 1`).Scan(&s.CycleID, &s.ReportID); err != nil {
+		t.Fatal(err)
+	}
+	b.Bypass(`UPDATE workflow_phases SET schedule_status = 'Past Due' WHERE cycle_id = $1 AND report_id = $2 AND phase_name = 'Testing'`, s.CycleID, s.ReportID)
+	r = run(t, b, noRules)
+	find := func(r *reconcile.Report) *dtetype.Divergence {
+		for i, d := range r.Divergences {
+			if d.Key == s && d.Phase == "testing" && (d.Kind == dtetype.KindLegacyStatusInconsistent || d.Kind == dtetype.KindStatusMismatch) {
+				return &r.Divergences[i]
+			}
+		}
+		return nil
+	}
+	d := find(r)
+	if d == nil || d.Kind != dtetype.KindLegacyStatusInconsistent || d.Legacy != string(dtetype.StatusBehindSchedule) ||
+		!strings.Contains(d.Detail, "planned end") || !strings.Contains(d.Detail, "row last written") {
+		t.Fatalf("the stored status: %+v", d)
+	}
+	if err := reconcile.Repair(ctx, b.Cfg.ReconcileOptions(b.DB.Pool), reconcile.TemporalOptions{Client: b.TC, WorkflowIDPrefix: b.Cfg.Shadow.WorkflowIDPrefix}, r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Repair.Repaired != 0 || r.Repair.Attempted != 0 || r.Repair.NotRepairable[dtetype.KindLegacyStatusInconsistent] != 1 {
+		t.Errorf("repair: %+v; it cannot change what legacy stored, and must say so", r.Repair)
+	}
+	b.Quiescent(30 * time.Second)
+	if d := find(run(t, b, noRules)); d == nil || d.Kind != dtetype.KindLegacyStatusInconsistent {
+		t.Errorf("after repair: %+v", d)
+	}
+}
+
+// TestDeepComparesEveryField: a projection that lies about dates, actors or
+// fields reconcile does not compare with legacy (the base state, the row
+// count) is caught by the deep check, field by field.
+func TestDeepComparesEveryField(t *testing.T) {
+	t.Parallel()
+	b := bridgetest.New(t, legacysim.Seed, nil)
+	b.Simulate(4, 80, 73)
+	b.Quiescent(60 * time.Second)
+	ctx := context.Background()
+	var k dtetype.Key
+	b.DB.Pool.QueryRow(ctx, `SELECT cycle_id, report_id FROM dtebridge.shadow_phases WHERE phase = 'planning' AND actual_start IS NOT NULL
+		ORDER BY 1, 2 LIMIT 1`).Scan(&k.CycleID, &k.ReportID)
+	b.Exec(`UPDATE dtebridge.shadow_phases SET actual_start = actual_start - interval '3 days', started_by = '999', rows = rows + 1
+		WHERE cycle_id = $1 AND report_id = $2 AND phase = 'planning'`, k.CycleID, k.ReportID)
+	o := b.Cfg.ReconcileOptions(b.DB.Pool)
+	o.Expected = nil
+	r := run(t, b, func(o *reconcile.Options) { o.Expected = nil })
+	if err := reconcile.Deep(ctx, o, reconcile.TemporalOptions{Client: b.TC, WorkflowIDPrefix: b.Cfg.Shadow.WorkflowIDPrefix}, 0, r); err != nil {
+		t.Fatal(err)
+	}
+	var d *dtetype.Divergence
+	for i := range r.Divergences {
+		if r.Divergences[i].Kind == dtetype.KindProjectionMismatch {
+			if d != nil {
+				t.Fatalf("more than one projection mismatch: %+v", r.Divergences)
+			}
+			d = &r.Divergences[i]
+		}
+	}
+	if d == nil || d.Key != k || r.Deep.Disagreed != 1 {
+		t.Fatalf("deep: %+v, %+v", r.Deep, d)
+	}
+	for _, want := range []string{"planning: ", "ActualStart: workflow ", "StartedBy: workflow ", `projection "999"`, "Rows: workflow 1, projection 2"} {
+		if !strings.Contains(d.Detail, want) {
+			t.Errorf("detail %q lacks %q", d.Detail, want)
+		}
 	}
 }

@@ -99,6 +99,13 @@ func (r *Report) writeExtras(w io.Writer, bullet string) {
 	if r.Repair != nil {
 		fmt.Fprintf(w, "\n%sRepair: %d reports re-driven from legacy; %d of %d divergences repaired, %d remain.\n",
 			bullet, r.Repair.Reports, r.Repair.Repaired, r.Repair.Attempted, len(r.Repair.Remaining))
+		if len(r.Repair.NotRepairable) > 0 {
+			var parts []string
+			for _, k := range slices.Sorted(maps.Keys(r.Repair.NotRepairable)) {
+				parts = append(parts, fmt.Sprintf("%d %s", r.Repair.NotRepairable[k], k))
+			}
+			fmt.Fprintf(w, "%sNot repairable (legacy's own data or findings; a re-drive cannot change them): %s.\n", bullet, strings.Join(parts, ", "))
+		}
 	}
 	if r.Deep != nil {
 		fmt.Fprintf(w, "\n%sDeep check: %d workflows queried, %d disagree with their projection.\n", bullet, r.Deep.Queried, r.Deep.Disagreed)

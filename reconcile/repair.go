@@ -47,6 +47,11 @@ type RepairReport struct {
 	// bridge finishes them).
 	Failed  map[string]string `json:"failed,omitempty"`
 	Pending []dtetype.Key     `json:"pending,omitempty"`
+	// NotRepairable counts unexpected divergences of kinds a re-drive cannot
+	// change, by kind: facts of legacy's own data (duplicate rows, a status
+	// legacy stored against its rule), rule violations the shadow recorded,
+	// quarantined changes, authority conflicts. Repair does not try them.
+	NotRepairable map[string]int `json:"not_repairable,omitempty"`
 }
 
 // repairable kinds are the ones a resync from legacy can fix; the others
@@ -61,9 +66,12 @@ var repairable = []string{dtetype.KindMissingInShadow, dtetype.KindOrphanInShado
 // outcome in r.Repair. It needs a running dtebridge serve; without one it
 // changes nothing and says so.
 func Repair(ctx context.Context, o Options, t TemporalOptions, r *Report) error {
-	rep := &RepairReport{Remaining: []dtetype.Divergence{}, Failed: map[string]string{}, Pending: []dtetype.Key{}}
+	rep := &RepairReport{Remaining: []dtetype.Divergence{}, Failed: map[string]string{}, Pending: []dtetype.Key{}, NotRepairable: map[string]int{}}
 	var keys []dtetype.Key
 	for _, d := range r.Divergences {
+		if !d.Expected && !slices.Contains(repairable, d.Kind) {
+			rep.NotRepairable[d.Kind]++
+		}
 		if d.Expected || !slices.Contains(repairable, d.Kind) || (t.Owned != nil && t.Owned(d.Key, d.Phase)) {
 			continue
 		}
@@ -117,13 +125,13 @@ func Deep(ctx context.Context, o Options, t TemporalOptions, n int, r *Report) e
 	r.Deep = dr
 	for _, k := range keys {
 		dr.Queried++
-		projected := map[dtetype.Phase][3]string{}
+		projected := map[dtetype.Phase]store.ProjectedPhase{}
 		phases, err := o.Store.ProjectedPhases(ctx, k)
 		if err != nil {
 			return err
 		}
 		for _, p := range phases {
-			projected[p.Phase] = [3]string{string(p.State), string(p.LegacyStatus), string(p.Status)}
+			projected[p.Phase] = p
 		}
 		var problems []string
 		id := shadow.WorkflowID(t.WorkflowIDPrefix, k)
@@ -147,9 +155,14 @@ func Deep(ctx context.Context, o Options, t TemporalOptions, n int, r *Report) e
 			seen := map[dtetype.Phase]bool{}
 			for _, ps := range st.Phases {
 				seen[ps.Phase] = true
-				got := [3]string{string(ps.State), string(ps.LegacyStatus), string(ps.Status)}
-				if p, ok := projected[ps.Phase]; !ok || p != got {
-					problems = append(problems, fmt.Sprintf("%s: workflow %v, projection %v", ps.Phase, got, p))
+				p, ok := projected[ps.Phase]
+				if !ok {
+					problems = append(problems, fmt.Sprintf("%s: the workflow has it, the projection does not", ps.Phase))
+					continue
+				}
+				// Every field the projection holds, compared as stored.
+				if diff := projectionDiff(ps.Projected(), p); diff != "" {
+					problems = append(problems, fmt.Sprintf("%s: %s", ps.Phase, diff))
 				}
 			}
 			for p := range projected {

@@ -75,10 +75,12 @@ func newQueries(o *Options) (*queries, error) {
 			` + ts(c.PlannedStart) + ` AS planned_start, ` + ts(c.PlannedEnd) + ` AS planned_end,
 			` + ts(c.ActualStart) + ` AS actual_start, ` + ts(c.ActualEnd) + ` AS actual_end,
 			coalesce(` + id(c.StartedBy) + `::text, '') AS started_by, coalesce(` + id(c.CompletedBy) + `::text, '') AS completed_by,
+			` + ts(c.UpdatedAt) + ` AS updated_at, mb.state AS base_state, ` + id(c.StatusOverride) + ` IS NOT NULL AS status_overridden,
 			` + strings.Join(keys, ", ") + `
 		FROM ` + tbl + ` w
 		LEFT JOIN mp ON mp.label = ` + id(c.Phase) + `::text
 		LEFT JOIN ms ON ms.label = coalesce(` + id(c.StateOverride) + `, ` + id(c.State) + `)::text
+		LEFT JOIN ms mb ON mb.label = ` + id(c.State) + `::text
 		LEFT JOIN mt ON mt.label = coalesce(` + id(c.StatusOverride) + `, ` + id(c.Status) + `)::text
 		WHERE NOT (` + id(c.Phase) + `::text = ANY(@ignore::text[]))
 			AND (@phase::text IS NULL OR ` + phaseExpr + ` = @phase)

@@ -48,15 +48,22 @@ func (a *Activities) Project(ctx context.Context, p Projection) error {
 		sp.Recent = []Violation{}
 	}
 	for _, ps := range p.Phases {
-		var at *time.Time
-		if !ps.UpdatedAt.IsZero() {
-			t := ps.UpdatedAt
-			at = &t
-		}
-		sp.Phases = append(sp.Phases, store.ProjectedPhase{Phase: ps.Phase, RowID: ps.RowID, Rows: ps.Rows, State: ps.State, BaseState: ps.BaseState,
-			LegacyStatus: ps.LegacyStatus, Status: ps.Status, Override: ps.Override, PlannedStart: ps.PlannedStart, PlannedEnd: ps.PlannedEnd,
-			ActualStart: ps.ActualStart, ActualEnd: ps.ActualEnd, StartedBy: ps.StartedBy, CompletedBy: ps.CompletedBy,
-			StatusColumn: ps.LegacyStatusColumn, LastEventID: ps.LastEventID, LastSeq: ps.LastSeq, TxTime: at})
+		sp.Phases = append(sp.Phases, ps.Projected())
 	}
 	return a.Store.Project(ctx, sp)
+}
+
+// Projected is the phase as its projection holds it: the one mapping from
+// a workflow's state to the bridge schema, which the deep check also uses
+// to compare the two.
+func (ps *PhaseState) Projected() store.ProjectedPhase {
+	var at *time.Time
+	if !ps.UpdatedAt.IsZero() {
+		t := ps.UpdatedAt
+		at = &t
+	}
+	return store.ProjectedPhase{Phase: ps.Phase, RowID: ps.RowID, Rows: ps.Rows, State: ps.State, BaseState: ps.BaseState,
+		LegacyStatus: ps.LegacyStatus, Status: ps.Status, Override: ps.Override, PlannedStart: ps.PlannedStart, PlannedEnd: ps.PlannedEnd,
+		ActualStart: ps.ActualStart, ActualEnd: ps.ActualEnd, StartedBy: ps.StartedBy, CompletedBy: ps.CompletedBy,
+		StatusColumn: ps.LegacyStatusColumn, LastEventID: ps.LastEventID, LastSeq: ps.LastSeq, TxTime: at}
 }

@@ -63,6 +63,9 @@ type Options struct {
 	Config *config.Config
 	// HTTP, if set, adjusts the HTTP server.
 	HTTP func(*http.Server)
+	// History, if set, runs on the legacy database before the bridge is
+	// installed: the past legacy had when the migration began.
+	History func(db *testenv.DB)
 	// SignalTimeout, if set, bounds the mirror's calls to Temporal, for tests
 	// that take Temporal away. Default: the mirror's (10s): short timeouts
 	// under load cancel requests mid-flight, and a storm of those breaks the
@@ -94,6 +97,9 @@ func New(t testing.TB, p *legacysim.Profile, o *Options) *Bridge {
 		if cfg, err = config.Example(p.Name); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if o.History != nil {
+		o.History(db)
 	}
 	cfg.Shadow.TaskQueue = "tq-" + db.Name
 	cfg.Shadow.WorkflowIDPrefix = db.Name + "-"

@@ -151,6 +151,9 @@ func installCommand(g *globals) *cli.Command {
 			}
 			fmt.Fprintf(g.Stdout, "Installed: schema %s at version %d (was %d); capturing %s with %s triggers.\n",
 				cfg.Capture.Schema, res.ToVersion, res.FromVersion, cfg.Legacy.Name, cfg.Capture.Trigger)
+			if res.Baseline {
+				fmt.Fprintf(g.Stdout, "Recorded the legacy baseline: %d phases hold duplicate rows now; reconcile reports rows added later apart from these.\n", res.Duplicates)
+			}
 			return nil
 		},
 	}
