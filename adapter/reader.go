@@ -511,7 +511,7 @@ func (l *leader) runEpoch(ctx context.Context) (int, error) {
 			l.m.Read.Add(float64(len(changes)))
 			raws := make([]*legacy.RawChange, len(changes))
 			for i, c := range changes {
-				raws[i] = &legacy.RawChange{ID: c.ID, Op: c.Op, Source: c.Source, Old: c.Old, New: c.New, Origin: c.Origin, TxTime: c.TxTime, CapturedAt: c.CapturedAt}
+				raws[i] = &legacy.RawChange{ID: c.ID, Op: c.Op, Source: c.Source, Old: c.Old, New: c.New, Origin: c.Origin, TxTime: c.TxTime, CapturedAt: c.CapturedAt, TxID: c.TxID}
 			}
 			if err := l.process(ctx, raws, ""); err != nil {
 				return total, err

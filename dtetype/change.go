@@ -66,8 +66,11 @@ type PhaseChange struct {
 	LegacyPhase string `json:"legacy_phase"`
 	// LegacyStatus is the legacy status column, where one exists.
 	LegacyStatus string `json:"legacy_status,omitempty"`
-	// TxTime is the start time of the legacy transaction.
+	// TxTime is the start time of the legacy transaction; TxID its id, so
+	// the changes of one transaction can be handled together (empty for
+	// rows a backfill or re-drive read).
 	TxTime time.Time `json:"tx_time"`
+	TxID   string    `json:"tx_id,omitempty"`
 	// CapturedAt is when the capture trigger recorded the change.
 	CapturedAt time.Time `json:"captured_at"`
 	// Origin is OriginLegacy or OriginBridge.

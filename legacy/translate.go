@@ -50,6 +50,9 @@ type RawChange struct {
 	Origin     string          `json:"origin"`
 	TxTime     time.Time       `json:"tx_time"`
 	CapturedAt time.Time       `json:"captured_at"`
+	// TxID is the legacy transaction's id; empty for rows read by a
+	// backfill or re-drive.
+	TxID string `json:"tx_id,omitempty"`
 }
 
 // Translator turns raw changes into canonical phase changes.
@@ -173,7 +176,7 @@ func (t *Translator) Translate(raw *RawChange) Result {
 
 func (t *Translator) translate(raw *RawChange, row map[string]any) (*dtetype.PhaseChange, error) {
 	c := &t.m.Columns
-	pc := &dtetype.PhaseChange{Origin: raw.Origin, TxTime: raw.TxTime, CapturedAt: raw.CapturedAt}
+	pc := &dtetype.PhaseChange{Origin: raw.Origin, TxTime: raw.TxTime, TxID: raw.TxID, CapturedAt: raw.CapturedAt}
 	if raw.Op == "S" {
 		// A row read by a backfill or a repair: its time is when legacy last
 		// wrote it, which is when legacy last computed its schedule status.

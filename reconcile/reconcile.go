@@ -160,7 +160,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if c.baseline, c.baselineAt, err = o.Store.On(tx).Baseline(ctx); err != nil {
 		return nil, err
 	}
-	for _, step := range []func(context.Context) error{c.lag, c.quarantine, c.checksums, c.compare, c.violations} {
+	for _, step := range []func(context.Context) error{c.lag, c.quarantine, c.openConflicts, c.checksums, c.compare, c.violations, c.listConflicts} {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}
@@ -190,10 +190,13 @@ type run struct {
 	// has not applied; behindPhases narrows that to phases where known.
 	behindSince map[dtetype.Key]time.Time
 	quarantined map[dtetype.Key]string
-	legacyRows  map[dtetype.Phase]int64
-	perPhase    map[dtetype.Phase]*PhaseReport
-	divergent   map[key3]bool
-	inFlight    map[key3]bool
+	// conflicts are the open authority conflicts in scope: a legacy write
+	// the new engine did not accept explains the differences it causes.
+	conflicts  map[key3]store.OpenConflict
+	legacyRows map[dtetype.Phase]int64
+	perPhase   map[dtetype.Phase]*PhaseReport
+	divergent  map[key3]bool
+	inFlight   map[key3]bool
 	// quarantineListed says, per quarantined report, whether its one
 	// quarantined divergence is unexpected.
 	quarantineListed map[dtetype.Key]bool
@@ -275,6 +278,55 @@ func (c *run) quarantine(ctx context.Context) error {
 	var err error
 	c.quarantined, err = c.o.Store.On(c.tx).QuarantinedReports(ctx)
 	return err
+}
+
+// openConflicts reads the open authority conflicts in scope.
+func (c *run) openConflicts(ctx context.Context) error {
+	open, err := c.o.Store.On(c.tx).OpenConflicts(ctx)
+	if err != nil {
+		return err
+	}
+	c.conflicts = map[key3]store.OpenConflict{}
+	sc := c.o.Scope
+	for _, oc := range open {
+		if (sc.Cycle != nil && oc.Key.CycleID != *sc.Cycle) || (sc.Phase != "" && oc.Phase != sc.Phase) ||
+			(sc.Keys != nil && !slices.Contains(sc.Keys, oc.Key)) {
+			continue
+		}
+		c.conflicts[key3{oc.Key, oc.Phase}] = oc
+	}
+	return nil
+}
+
+// listConflicts reports every open authority conflict, also those whose
+// legacy write happens to agree with the engine: each is open until a
+// revert or a rollback resolves it.
+func (c *run) listConflicts(context.Context) error {
+	for _, k3 := range slices.SortedFunc(maps.Keys(c.conflicts), func(a, b key3) int {
+		if a.k != b.k {
+			return keyOrder(a.k, b.k)
+		}
+		return strings.Compare(string(a.p), string(b.p))
+	}) {
+		c.add(k3, conflictDivergence(k3, c.conflicts[k3]))
+	}
+	return nil
+}
+
+// keyOrder orders keys by cycle, then report.
+func keyOrder(a, b dtetype.Key) int {
+	switch {
+	case a.CycleID < b.CycleID || (a.CycleID == b.CycleID && a.ReportID < b.ReportID):
+		return -1
+	case a == b:
+		return 0
+	}
+	return 1
+}
+
+func conflictDivergence(k3 key3, oc store.OpenConflict) dtetype.Divergence {
+	return dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindAuthorityConflict, Legacy: oc.LegacyValue, Shadow: "engine is authoritative",
+		Detail: oc.Detail}
 }
 
 // checksums compares a checksum per (cycle, phase) of each side and keeps
@@ -469,7 +521,12 @@ func (c *run) add(k3 key3, d dtetype.Divergence) {
 	if slices.Contains(comparisonKinds, d.Kind) {
 		behind, stale, since := c.behind(k3.k)
 		reasons, quarantined := c.quarantined[k3.k]
+		oc, conflict := c.conflicts[k3]
 		switch {
+		case conflict:
+			// The legacy write the engine did not accept is the cause: one
+			// authority_conflict, not the mismatches it makes.
+			d = conflictDivergence(k3, oc)
 		case behind && stale:
 			d = dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindStale, Legacy: d.Legacy, Shadow: d.Shadow,
 				Detail: fmt.Sprintf("the shadow has been behind since %s, longer than the %s grace", since.Format(time.RFC3339), c.o.LagGrace)}

@@ -131,6 +131,8 @@ type Change struct {
 	Origin     string
 	TxTime     time.Time
 	CapturedAt time.Time
+	// TxID is the legacy transaction's id (xid8, as text).
+	TxID string
 }
 
 // Epoch reads the changes of one commit epoch (committed after acked and
@@ -157,7 +159,7 @@ func (e *Epoch) Next(ctx context.Context) ([]Change, error) {
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Change, error) {
 		var c Change
-		err := r.Scan(&c.ID, &c.Op, &c.Source, &c.Old, &c.New, &c.Origin, &c.TxTime, &c.CapturedAt)
+		err := r.Scan(&c.ID, &c.Op, &c.Source, &c.Old, &c.New, &c.Origin, &c.TxTime, &c.CapturedAt, &c.TxID)
 		return c, err
 	})
 	if err != nil {
@@ -323,4 +325,16 @@ func (s *Store) ReportChanges(ctx context.Context, k dtetype.Key, cycleCol, repo
 		err := r.Scan(&c.ID, &c.Op, &c.Origin, &c.CapturedAt)
 		return c, err
 	})
+}
+
+// TxPhaseLabels returns the phase labels of report k's rows that legacy
+// transaction txID changed (the labels before and after); cycleCol,
+// reportCol and phaseCol name the legacy columns that hold them.
+func (s *Store) TxPhaseLabels(ctx context.Context, txID string, k dtetype.Key, cycleCol, reportCol, phaseCol string) ([]string, error) {
+	rows, err := s.db.Query(ctx, s.sql("TxPhaseLabels"), txID, cycleCol, reportCol,
+		strconv.FormatInt(k.CycleID, 10), strconv.FormatInt(k.ReportID, 10), phaseCol)
+	if err != nil {
+		return nil, fmt.Errorf("error reading legacy transaction %s's changes to %s: %w", txID, k, err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }

@@ -170,6 +170,35 @@ func (s *Store) RecordConflict(ctx context.Context, k dtetype.Key, phase dtetype
 	return true, nil
 }
 
+// ResolveConflict resolves report k's open authority conflict in phase,
+// adding note to its detail.
+func (s *Store) ResolveConflict(ctx context.Context, k dtetype.Key, phase dtetype.Phase, note string) error {
+	if _, err := s.db.Exec(ctx, s.sql("ResolveConflict"), k.CycleID, k.ReportID, string(phase), note); err != nil {
+		return fmt.Errorf("error resolving the authority conflict of %s %s: %w", k, phase, err)
+	}
+	return nil
+}
+
+// OpenConflict is an authority conflict not yet resolved.
+type OpenConflict struct {
+	Key         dtetype.Key
+	Phase       dtetype.Phase
+	LegacyValue string
+	Detail      string
+}
+
+// OpenConflicts returns every open authority conflict.
+func (s *Store) OpenConflicts(ctx context.Context) ([]OpenConflict, error) {
+	rows, err := s.db.Query(ctx, s.sql("OpenConflicts"))
+	if err != nil {
+		return nil, fmt.Errorf("error reading authority conflicts: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (OpenConflict, error) {
+		var c OpenConflict
+		return c, r.Scan(&c.Key.CycleID, &c.Key.ReportID, &c.Phase, &c.LegacyValue, &c.Detail)
+	})
+}
+
 // Command is an engine command as the audit records it.
 type Command struct {
 	ID     string        `json:"id"`

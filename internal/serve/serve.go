@@ -208,7 +208,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	mc := adapter.MirrorConfig{Client: o.Temporal, Definition: def, Store: st, TaskQueue: cfg.Shadow.TaskQueue,
 		WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Concurrency: cfg.Shadow.Concurrency, SearchAttributes: sa, Logger: log,
 		Metrics: s.MirrorMetrics, Users: users, Authority: s.authority}
-	conflicts := &cutover.Conflicts{Store: s.store, Policy: cfg.Cutover.ConflictPolicy, Client: o.Temporal,
+	conflicts := &cutover.Conflicts{Store: s.store, Policy: cfg.Cutover.ConflictPolicy, Authority: s.authority, Legacy: &cfg.Legacy, Client: o.Temporal,
 		WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Counter: cm.Conflicts, Logger: log}
 	mc.OnConflict = conflicts.Handle
 	if o.Mirror != nil {

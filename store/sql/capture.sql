@@ -45,7 +45,7 @@ SELECT pg_current_snapshot()::text,
 
 -- name: DeclareEpoch
 DECLARE epoch NO SCROLL CURSOR FOR
-SELECT id, op, source, old_row, new_row, origin, tx_time, captured_at FROM {{.Schema}}.changes
+SELECT id, op, source, old_row, new_row, origin, tx_time, captured_at, xid::text FROM {{.Schema}}.changes
 WHERE (xid >= pg_snapshot_xmax($1::pg_snapshot) OR xid IN (SELECT pg_snapshot_xip($1::pg_snapshot)))
   AND pg_visible_in_snapshot(xid, $2::pg_snapshot)
   AND id > $3
@@ -117,3 +117,12 @@ SELECT id, op, origin, captured_at FROM {{.Schema}}.changes
 WHERE (new_row->>$3) = $1::text AND (new_row->>$4) = $2::text
    OR (old_row->>$3) = $1::text AND (old_row->>$4) = $2::text
 ORDER BY id;
+
+-- name: TxPhaseLabels
+-- The phase labels (before and after) of report ($4, $5)'s rows that legacy
+-- transaction $1 changed; $2, $3 and $6 name the legacy columns holding the
+-- cycle, the report and the phase.
+SELECT DISTINCT r.row_image->>$6 FROM {{.Schema}}.changes c,
+    LATERAL (VALUES (c.new_row), (c.old_row)) AS r(row_image)
+WHERE c.xid = $1::xid8 AND r.row_image IS NOT NULL
+  AND (r.row_image->>$2) = $4::text AND (r.row_image->>$3) = $5::text AND r.row_image->>$6 IS NOT NULL;

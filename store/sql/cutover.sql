@@ -52,6 +52,15 @@ DO UPDATE SET last_seen = now(), legacy_value = excluded.legacy_value, detail = 
 WHERE divergences.detail IS DISTINCT FROM excluded.detail
 RETURNING divergence_id;
 
+-- name: ResolveConflict
+-- A conflict undone by a revert is resolved, saying so.
+UPDATE {{.Schema}}.divergences SET resolved_at = now(), detail = detail || '; ' || $4
+WHERE cycle_id = $1 AND report_id = $2 AND phase = $3 AND kind = 'authority_conflict' AND resolved_at IS NULL;
+
+-- name: OpenConflicts
+SELECT cycle_id, report_id, phase, coalesce(legacy_value, ''), coalesce(detail, '') FROM {{.Schema}}.divergences
+WHERE kind = 'authority_conflict' AND resolved_at IS NULL;
+
 -- name: ClaimCommand
 INSERT INTO {{.Schema}}.commands (command_id, cycle_id, report_id, phase, action, actor, role, reason)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (command_id) DO NOTHING;
