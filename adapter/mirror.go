@@ -168,7 +168,7 @@ func (m *Mirror) Deliver(ctx context.Context, b Batch) error {
 			return fmt.Errorf("error handling authority conflicts: %w", err)
 		}
 	}
-	if len(b.Changes) == 0 && len(b.Resync) == 0 {
+	if len(b.Changes) == 0 && len(b.Resync) == 0 && len(b.History) == 0 {
 		return nil
 	}
 	began := time.Now()
@@ -194,15 +194,23 @@ func (m *Mirror) Deliver(ctx context.Context, b Batch) error {
 		}
 		seqs[k] = max(seqs[k], seq)
 	}
+	history := map[dtetype.Key]bool{}
+	for _, k := range b.History {
+		if _, ok := byKey[k]; !ok {
+			keys = append(keys, k)
+			byKey[k] = nil
+		}
+		history[k] = true
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(m.cfg.Concurrency)
 	var mu sync.Mutex
 	var poisoned []Poisoned
 	for _, k := range keys {
 		changes := byKey[k]
-		resync := b.Resync[k]
+		resync, judge := b.Resync[k], history[k]
 		g.Go(func() error {
-			sent, err := m.signal(gctx, k, changes, resync)
+			sent, err := m.signal(gctx, k, changes, resync, judge)
 			var p *Poisoned
 			if errors.As(err, &p) {
 				// Temporal refuses this change for good: the report's
@@ -286,9 +294,10 @@ func tooLarge(err error) bool {
 // signals of at most MaxSignalChanges. A resync (resync > 0: the sequence
 // number it is delivered under) replaces the workflow's rows with changes,
 // which are all of the report's legacy rows; it is signalled even with no
-// rows, so a report legacy no longer has is emptied.
-func (m *Mirror) signal(ctx context.Context, k dtetype.Key, changes []dtetype.PhaseChange, resync int64) (sent int, err error) {
-	if resync == 0 && len(changes) == 0 {
+// rows, so a report legacy no longer has is emptied. With history, the
+// last signal asks the workflow to judge the history its rows record.
+func (m *Mirror) signal(ctx context.Context, k dtetype.Key, changes []dtetype.PhaseChange, resync int64, history bool) (sent int, err error) {
+	if resync == 0 && len(changes) == 0 && !history {
 		return 0, nil
 	}
 	id := shadow.WorkflowID(m.cfg.WorkflowIDPrefix, k)
@@ -302,7 +311,7 @@ func (m *Mirror) signal(ctx context.Context, k dtetype.Key, changes []dtetype.Ph
 	size := m.cfg.MaxSignalChanges
 	for first || sent < len(changes) {
 		n := min(len(changes)-sent, size)
-		sig := shadow.Signal{Changes: changes[sent : sent+n]}
+		sig := shadow.Signal{Changes: changes[sent : sent+n], History: history && sent+n == len(changes)}
 		if resync > 0 {
 			sig.Resync = first
 			if sent+n == len(changes) {

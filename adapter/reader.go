@@ -71,6 +71,10 @@ type Batch struct {
 	// not own the quarantine (every consumer but the mirror) instead of
 	// being quarantined.
 	Rejected []Rejected
+	// History lists the reports whose legacy rows a backfill has now
+	// delivered in full (a backfill reads report by report): their shadows
+	// judge the history those rows record, once.
+	History []dtetype.Key
 	// Resync, if set, makes the batch a re-drive: for each report in it,
 	// the report's changes in the batch are all its legacy rows, which
 	// replace what its shadow holds, and the value is the sequence number
@@ -281,6 +285,9 @@ type leader struct {
 	c    Consumer
 	cp   *store.Checkpoint
 	held map[dtetype.Key]bool
+	// backfillPending is the report a running backfill's last batch ended
+	// on: its rows may go on in the next batch.
+	backfillPending *dtetype.Key
 
 	// redrives is set when re-drives are pending.
 	redrives bool
@@ -665,9 +672,13 @@ func (l *leader) process(ctx context.Context, raws []*legacy.RawChange, backfill
 	var q []quarantined
 	var rejected []Rejected
 	seq := l.cp.Seq
+	var keys []dtetype.Key // each raw's report, in order, where it has one
 	for _, raw := range raws {
 		seq++
 		res := l.tr.Translate(raw)
+		if res.HasKey {
+			keys = append(keys, res.Key)
+		}
 		if res.Ignored {
 			l.m.Ignored.Inc()
 			continue
@@ -697,8 +708,13 @@ func (l *leader) process(ctx context.Context, raws []*legacy.RawChange, backfill
 	if err := l.quarantine(ctx, q); err != nil {
 		return err
 	}
+	var history []dtetype.Key
+	var pending *dtetype.Key
+	if backfill != "" {
+		history, pending = backfillComplete(keys, l.backfillPending)
+	}
 	if len(out) > 0 || len(rejected) > 0 || backfill != "" {
-		err := l.c.Deliver(ctx, Batch{Changes: out, Backfill: backfill, Rejected: rejected})
+		err := l.c.Deliver(ctx, Batch{Changes: out, Backfill: backfill, Rejected: rejected, History: history})
 		var pe *PoisonError
 		switch {
 		case errors.As(err, &pe) && !l.ownsQuarantine():
@@ -719,7 +735,32 @@ func (l *leader) process(ctx context.Context, raws []*legacy.RawChange, backfill
 	}
 	l.m.Delivered.Add(float64(len(out)))
 	l.cp.Seq = seq
+	if backfill != "" {
+		l.backfillPending = pending
+	}
 	return nil
+}
+
+// backfillComplete says which reports a backfill batch completes: the
+// backfill reads report by report, so every report the batch holds is
+// complete but the last, which may go on in the next batch, and the one
+// left pending by the batch before is complete unless this batch goes on
+// with it. It returns them and the report now pending.
+func backfillComplete(raws []dtetype.Key, pending *dtetype.Key) ([]dtetype.Key, *dtetype.Key) {
+	var keys []dtetype.Key
+	if pending != nil {
+		keys = append(keys, *pending)
+	}
+	for _, k := range raws {
+		if len(keys) == 0 || keys[len(keys)-1] != k {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	last := keys[len(keys)-1]
+	return keys[:len(keys)-1], &last
 }
 
 // splitPoisoned splits changes a consumer was given into those it
@@ -830,6 +871,7 @@ func (l *leader) backfill(ctx context.Context) error {
 		return fmt.Errorf("error taking the backfill snapshot: %w", err)
 	}
 	id := snapshotID(snap)
+	l.backfillPending = nil
 	l.log.Info("backfill started", "table", l.table.Name, "snapshot", snap)
 	if _, err := tx.Exec(ctx, "DECLARE backfill NO SCROLL CURSOR FOR "+l.table.SnapshotSQL(false)); err != nil {
 		return fmt.Errorf("error reading %s: %w", l.table.Name, err)
@@ -861,7 +903,11 @@ func (l *leader) backfill(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := l.c.Deliver(ctx, Batch{Backfill: id, Last: true}); err != nil {
+	var last []dtetype.Key
+	if l.backfillPending != nil {
+		last = []dtetype.Key{*l.backfillPending}
+	}
+	if err := l.c.Deliver(ctx, Batch{Backfill: id, Last: true, History: last}); err != nil {
 		return fmt.Errorf("consumer refused the end of backfill: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -9,18 +9,20 @@ import (
 )
 
 // SnapshotSQL is the query that reads legacy rows as they stand, each as
-// its JSON image, its key as text and the transaction's time: every row in
-// key order, or (byReport) the rows of the reports whose cycles and
-// reports are $1 and $2, report by report. Backfills and re-drives read
-// legacy truth with it, in the snapshot they join the stream at.
+// its JSON image, its key as text and the transaction's time, report by
+// report (each report's rows together, in key order): every row, or
+// (byReport) the rows of the reports whose cycles and reports are $1 and
+// $2. Backfills and re-drives read legacy truth with it, in the snapshot
+// they join the stream at; a backfill knows a report's rows are complete
+// when the next report's begin.
 func (t *Table) SnapshotSQL(byReport bool) string {
 	q := "SELECT to_jsonb(t), " + t.KeyExpr("t") + ", now() FROM " + t.Ident() + " t"
-	if !byReport {
-		return q + " ORDER BY " + t.KeyOrder("t")
-	}
 	cy, rp := Col("t", t.Columns.Cycle), Col("t", t.Columns.Report)
-	return q + " WHERE (" + cy + ", " + rp + ") IN (SELECT * FROM unnest($1::bigint[], $2::bigint[]))" +
-		" ORDER BY " + cy + ", " + rp + ", " + t.KeyOrder("t")
+	order := " ORDER BY " + cy + ", " + rp + ", " + t.KeyOrder("t")
+	if !byReport {
+		return q + order
+	}
+	return q + " WHERE (" + cy + ", " + rp + ") IN (SELECT * FROM unnest($1::bigint[], $2::bigint[]))" + order
 }
 
 // ScanSnapshot reads one row of SnapshotSQL as a snapshot change.

@@ -18,13 +18,14 @@ type Projection struct {
 	Applied           int64          `json:"applied"`
 	ViolationCounts   map[string]int `json:"violation_counts"`
 	Violations        []Violation    `json:"violations"`
+	Historical        []Violation    `json:"historical,omitempty"`
 	Phases            []PhaseState   `json:"phases"`
 }
 
 func projectionOf(s *State) Projection {
 	p := Projection{Key: s.Key, DefinitionID: s.DefinitionID, DefinitionVersion: s.DefinitionVersion,
 		Version: s.ProjectionVersion, AppliedSeq: s.AppliedSeq, Applied: s.Applied,
-		ViolationCounts: s.ViolationCounts, Violations: s.Violations}
+		ViolationCounts: s.ViolationCounts, Violations: s.Violations, Historical: s.Historical}
 	for _, ps := range s.Phases {
 		p.Phases = append(p.Phases, *ps)
 	}
@@ -43,9 +44,12 @@ type Activities struct {
 // changes nothing.
 func (a *Activities) Project(ctx context.Context, p Projection) error {
 	sp := store.Projection{Key: p.Key, DefinitionID: p.DefinitionID, DefinitionVersion: p.DefinitionVersion, Version: p.Version,
-		AppliedSeq: p.AppliedSeq, Applied: p.Applied, ViolationCounts: p.ViolationCounts, Recent: p.Violations}
+		AppliedSeq: p.AppliedSeq, Applied: p.Applied, ViolationCounts: p.ViolationCounts, Recent: p.Violations, Historical: p.Historical}
 	if p.Violations == nil {
 		sp.Recent = []Violation{}
+	}
+	if p.Historical == nil {
+		sp.Historical = []Violation{}
 	}
 	for _, ps := range p.Phases {
 		sp.Phases = append(sp.Phases, ps.Projected())

@@ -155,6 +155,61 @@ func (e *engine) judge(c dtetype.PhaseChange, from, to dtetype.State) {
 	}
 }
 
+// judgeHistory judges the state legacy's rows record, as a backfill
+// delivered them, against the definition: what one snapshot can show. A
+// started phase whose dependencies (on branches that apply) are not
+// completed, an actor whose role may not have started or completed the
+// phase, a phase completed that never recorded a start. The findings
+// replace the historical ones.
+func (e *engine) judgeHistory() {
+	var out []Violation
+	for _, ps := range e.s.Phases {
+		def := e.d.Phase(ps.Phase)
+		if def == nil || ps.State == dtetype.StateNotStarted {
+			continue
+		}
+		if !def.When.Holds(e.attrs) {
+			continue
+		}
+		add := func(rule, format string, args ...any) {
+			out = append(out, Violation{Rule: rule, Phase: ps.Phase, EventID: ps.LastEventID, At: ps.UpdatedAt,
+				Detail: fmt.Sprintf(format, args...) + " (legacy history)"})
+		}
+		var unmet []string
+		for _, dep := range def.DependsOn {
+			if dd := e.d.Phase(dep); dd != nil && !dd.When.Holds(e.attrs) {
+				continue
+			}
+			st := dtetype.StateNotStarted
+			if d := e.s.phase(dep); d != nil {
+				st = d.State
+			}
+			if st != dtetype.StateCompleted {
+				unmet = append(unmet, fmt.Sprintf("%s is %s", dep, st))
+			}
+		}
+		if len(unmet) > 0 {
+			add(RuleDependencyUnmet, "%s is %s while %s", ps.Phase, ps.State, strings.Join(unmet, ", "))
+		}
+		if ps.State == dtetype.StateCompleted && ps.ActualStart == nil {
+			add(RuleSkippedPhase, "%s is completed with no start recorded", ps.Phase)
+		}
+		v := e.s.view(ps.Phase)
+		if v == nil || len(def.Roles) == 0 {
+			continue
+		}
+		for _, a := range []struct{ verb, actor, role string }{{"start", v.StartedBy, v.StartedByRole}, {"complete", v.CompletedBy, v.CompletedByRole}} {
+			if a.role == "" {
+				continue
+			}
+			if canonical, known := e.d.CanonicalRole(a.role); !known || !slices.Contains(def.Roles, canonical) {
+				add(RuleRoleNotAllowed, "user %s, role %q, recorded as the one to %s %s (allowed: %s)", a.actor, a.role, a.verb, ps.Phase, strings.Join(def.Roles, ", "))
+			}
+		}
+	}
+	e.s.Historical = out
+}
+
 // refreshStatuses recomputes every phase's own schedule status at now and
 // reports whether any changed.
 func (e *engine) refreshStatuses(now time.Time) bool {

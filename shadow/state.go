@@ -16,6 +16,12 @@ const (
 	RuleSkippedPhase      = "skipped_phase"
 )
 
+// History values.
+const (
+	HistoryJudged = "judged"
+	HistoryLive   = "live"
+)
+
 // Rules returns every rule the shadow judges.
 func Rules() []string {
 	return []string{RuleDependencyUnmet, RuleRoleNotAllowed, RuleInvalidTransition, RuleSkippedPhase}
@@ -74,6 +80,14 @@ type State struct {
 	// counts all of them by rule.
 	Violations      []Violation    `json:"violations"`
 	ViolationCounts map[string]int `json:"violation_counts"`
+	// Historical are the findings of the report's legacy history, judged
+	// once from the rows a backfill delivered (what one snapshot can show:
+	// dependencies, the recorded actors' roles, states no rule allows);
+	// counted apart from the violations of live changes. History says
+	// whether that was done: HistoryJudged, or HistoryLive for a report the
+	// shadow followed from its first change, which has no history to judge.
+	Historical []Violation `json:"historical,omitempty"`
+	History    string      `json:"history,omitempty"`
 	// Seen are recent event ids, for deduplication after redelivery.
 	Seen       []string `json:"seen"`
 	AppliedSeq int64    `json:"applied_seq"`

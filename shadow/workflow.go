@@ -61,6 +61,9 @@ type Signal struct {
 	// Resync replaces the workflow's rows with Changes, a report's full
 	// legacy rows: a re-drive sends it. Violations stay recorded.
 	Resync bool `json:"resync,omitempty"`
+	// History asks the workflow to judge the history its rows record, once:
+	// a backfill has delivered all of the report's legacy rows.
+	History bool `json:"history,omitempty"`
 	// Seq, if set, is the sequence number a re-drive was delivered under:
 	// the workflow has applied everything up to it once it has applied the
 	// signal, rows or none.
@@ -114,7 +117,14 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 			s.Rows, s.Phases, changed = nil, nil, true
 		}
 		for _, c := range sig.Changes {
+			if s.History == "" && s.Applied == 0 && c.Op != dtetype.OpSnapshot {
+				s.History = HistoryLive // followed from its first change
+			}
 			changed = e.apply(c) || changed
+		}
+		if sig.History && s.History == "" {
+			e.judgeHistory()
+			s.History, changed = HistoryJudged, true
 		}
 		if sig.Seq > s.AppliedSeq {
 			s.AppliedSeq, changed = sig.Seq, true

@@ -25,7 +25,9 @@ type Projection struct {
 	// latest ones (JSON).
 	ViolationCounts map[string]int
 	Recent          any
-	Phases          []ProjectedPhase
+	// Historical are the findings of the report's legacy history (JSON).
+	Historical any
+	Phases     []ProjectedPhase
 }
 
 // ProjectedPhase is one phase of a projection.
@@ -67,10 +69,14 @@ func (s *Store) Project(ctx context.Context, p Projection) error {
 	if p.Recent == nil {
 		recent = []byte("[]")
 	}
+	historical, _ := json.Marshal(p.Historical)
+	if p.Historical == nil {
+		historical = []byte("[]")
+	}
 	return s.InTx(ctx, func(tx *Store) error {
 		var fresh bool
 		err := tx.db.QueryRow(ctx, tx.sql("ProjectKey"), p.Key.CycleID, p.Key.ReportID, p.DefinitionID, p.DefinitionVersion, p.Version,
-			p.AppliedSeq, p.Applied, total, countsJSON, recent).Scan(&fresh)
+			p.AppliedSeq, p.Applied, total, countsJSON, recent, historical).Scan(&fresh)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // a newer projection is already there
 		}
@@ -243,4 +249,46 @@ func (s *Store) BehindReports(ctx context.Context) ([]Behind, error) {
 		err := r.Scan(&b.Key.CycleID, &b.Key.ReportID, &b.Since, &b.DeliveredSeq, &b.DeliveredAt, &b.AppliedSeq, &b.Version, &b.UpdatedAt)
 		return b, err
 	})
+}
+
+// FindingCount is how often the shadow found one rule broken in one phase,
+// historically or live, and in which reports.
+type FindingCount struct {
+	Historical bool
+	Phase      dtetype.Phase
+	Rule       string
+	Findings   int64
+	Reports    int64
+	// Keys are the reports involved, the first limit of them (all with 0).
+	Keys []dtetype.Key
+}
+
+// Findings counts the shadow's findings by origin, phase and rule, of one
+// phase if phase is set, listing up to limit reports each (all with 0).
+func (s *Store) Findings(ctx context.Context, phase dtetype.Phase, limit int) ([]FindingCount, error) {
+	rows, err := s.db.Query(ctx, s.sql("Findings"), nullable(string(phase)), limit)
+	if err != nil {
+		return nil, fmt.Errorf("error reading the shadow's findings: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (FindingCount, error) {
+		var f FindingCount
+		var cycles, reports []int64
+		if err := r.Scan(&f.Historical, &f.Phase, &f.Rule, &f.Findings, &f.Reports, &cycles, &reports); err != nil {
+			return f, err
+		}
+		for i := range cycles {
+			f.Keys = append(f.Keys, dtetype.Key{CycleID: cycles[i], ReportID: reports[i]})
+		}
+		return f, nil
+	})
+}
+
+// HistoricalReports counts the reports with historical findings (in phase,
+// if set).
+func (s *Store) HistoricalReports(ctx context.Context, phase dtetype.Phase) (int64, error) {
+	var n int64
+	if err := s.db.QueryRow(ctx, s.sql("HistoricalReports"), nullable(string(phase))).Scan(&n); err != nil {
+		return 0, fmt.Errorf("error counting reports with historical findings: %w", err)
+	}
+	return n, nil
 }

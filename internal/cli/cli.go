@@ -148,6 +148,7 @@ func App(stdout, stderr io.Writer) *cli.App {
 			statusCommand(g),
 			serveCommand(g),
 			reconcileCommand(g),
+			findingsCommand(g),
 			cutoverCommand(g),
 			phaseCommand(g),
 			definitionsCommand(g),

@@ -26,6 +26,7 @@ import (
 	"github.com/synapsedte/dtebridge/internal/localprom"
 	"github.com/synapsedte/dtebridge/internal/serve"
 	"github.com/synapsedte/dtebridge/reconcile"
+	"github.com/synapsedte/dtebridge/shadow"
 	"github.com/synapsedte/dtebridge/store"
 )
 
@@ -143,6 +144,14 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacysim.Profile) e
 	if err := legacysim.Init(ctx, d.pool, p); err != nil {
 		return fmt.Errorf("%w (the demo needs an empty database)", err)
 	}
+	// A migration never starts on an empty database: legacy has a past,
+	// which the bridge backfills and judges against the new rules.
+	hist := o.simulateOptions
+	hist.Reports, hist.Ops, hist.Rate, hist.Seed = max(2, o.Reports/4), max(300, o.Ops/4), 0, o.Seed+100
+	d.step("Writing legacy history before the bridge exists: %d reports, %d operations, as the legacy application made them", hist.Reports, hist.Ops)
+	if _, err := legacysim.Simulate(ctx, d.pool, hist.config(p, nil)); err != nil {
+		return err
+	}
 	conn, err := connectOne(ctx, svc.DatabaseURL)
 	if err != nil {
 		return err
@@ -184,6 +193,18 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacysim.Profile) e
 		}
 		defer prom.Stop()
 		d.step("Prometheus on %s, scraping the bridge every 2s with the alert rules of dashboards/alerts.yml", prom.URL())
+	}
+
+	if err := waitQuiescent(ctx, d.pool, cfg, d.srv, 2*time.Minute); err != nil {
+		return err
+	}
+	findings, err := shadow.Findings(ctx, cfg.Store(d.pool), d.srv.Definition(), "", 3)
+	if err != nil {
+		return err
+	}
+	d.step("Backfilled the history; how it measures against the new rules (dtebridge findings):")
+	if err := findings.WriteTable(d.out); err != nil {
+		return err
 	}
 
 	half := o.simulateOptions
@@ -511,7 +532,15 @@ func waitQuiescent(ctx context.Context, pool *pgxpool.Pool, cfg *config.Config, 
 		if err != nil {
 			return err
 		}
-		if b.Changes == 0 && behind == 0 {
+		cps, err := st.Checkpoints(ctx, time.Duration(cfg.Capture.ConsumerLease))
+		if err != nil {
+			return err
+		}
+		backfilled := false
+		for _, cp := range cps {
+			backfilled = backfilled || (cp.Consumer == store.MirrorConsumer && cp.BackfilledAt != nil)
+		}
+		if b.Changes == 0 && behind == 0 && backfilled {
 			return nil
 		}
 		if time.Now().After(deadline) {

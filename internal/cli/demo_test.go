@@ -103,6 +103,8 @@ func TestDemoRunsAndLeavesNothing(t *testing.T) {
 				"planning: shadow -> new 50%", "on the new engine: start, a second start (refused: invalid_transition), complete",
 				"consistency 100.00%; 0 unexpected", "planning           new 50%",
 				"Temporal Web UI: http://127.0.0.1:", "Stopping the services",
+				"Writing legacy history before the bridge exists", "Backfilled the history; how it measures against the new rules",
+				"historical findings in", "\nhistorical  ",
 			}
 			if profile == "seed" {
 				want = append(want, "Prometheus: http://127.0.0.1:")

@@ -161,7 +161,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	o.Temporal = tc
 	s.opts.Temporal = tc
 	phases := def.PhaseIDs()
-	s.registry.MustRegister(reconcile.NewCollector(st, phases, log), adapter.NewQuarantineCollector(st, log))
+	s.registry.MustRegister(reconcile.NewCollector(st, phases, log), adapter.NewQuarantineCollector(st, log), shadow.NewFindingsCollector(st, log))
 
 	if s.token, err = cfg.Token(); err != nil {
 		return nil, err

@@ -3,12 +3,13 @@
 
 -- name: ProjectKey
 INSERT INTO {{.Schema}}.shadow_keys AS k (cycle_id, report_id, definition_id, definition_version,
-    version, applied_seq, applied, violations, violation_counts, recent_violations, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
+    version, applied_seq, applied, violations, violation_counts, recent_violations, historical, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
 ON CONFLICT (cycle_id, report_id) DO UPDATE SET definition_id = excluded.definition_id,
     definition_version = excluded.definition_version, version = excluded.version,
     applied_seq = excluded.applied_seq, applied = excluded.applied, violations = excluded.violations,
-    violation_counts = excluded.violation_counts, recent_violations = excluded.recent_violations, updated_at = now()
+    violation_counts = excluded.violation_counts, recent_violations = excluded.recent_violations,
+    historical = excluded.historical, updated_at = now()
 WHERE k.version < excluded.version
 RETURNING true;
 
@@ -75,3 +76,28 @@ SELECT m.cycle_id, m.report_id, coalesce(m.pending_since, m.delivered_at), m.del
        s.applied_seq, s.version, s.updated_at
 FROM {{.Schema}}.mirror_keys m LEFT JOIN {{.Schema}}.shadow_keys s USING (cycle_id, report_id)
 WHERE s.applied_seq IS NULL OR s.applied_seq < m.delivered_seq;
+
+-- name: Findings
+-- The shadow's findings per origin (historical: judged from the legacy
+-- history a backfill delivered; live: violations of live changes, in each
+-- report's recent window), phase and rule, with the number of findings and
+-- reports, and the first $2 reports involved (all with $2 = 0).
+WITH f AS (
+    SELECT true AS historical, k.cycle_id, k.report_id, v->>'phase' AS phase, v->>'rule' AS rule
+    FROM {{.Schema}}.shadow_keys k, jsonb_array_elements(k.historical) v
+    UNION ALL
+    SELECT false, k.cycle_id, k.report_id, v->>'phase', v->>'rule'
+    FROM {{.Schema}}.shadow_keys k, jsonb_array_elements(k.recent_violations) v WHERE k.violations > 0
+), g AS (
+    SELECT historical, phase, rule, count(*) AS findings,
+           array_agg(DISTINCT ARRAY[cycle_id, report_id]) AS reports
+    FROM f WHERE ($1::text IS NULL OR phase = $1) GROUP BY 1, 2, 3
+)
+SELECT historical, phase, rule, findings, cardinality(reports) / 2,
+       ARRAY(SELECT reports[i][1] FROM generate_subscripts(reports, 1) i WHERE $2 = 0 OR i <= $2),
+       ARRAY(SELECT reports[i][2] FROM generate_subscripts(reports, 1) i WHERE $2 = 0 OR i <= $2)
+FROM g ORDER BY historical DESC, phase, rule;
+
+-- name: HistoricalReports
+SELECT count(*) FROM {{.Schema}}.shadow_keys k
+WHERE EXISTS (SELECT 1 FROM jsonb_array_elements(k.historical) v WHERE $1::text IS NULL OR v->>'phase' = $1);
