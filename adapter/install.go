@@ -153,7 +153,11 @@ func Install(ctx context.Context, conn *pgx.Conn, cfg *CaptureConfig, dryRun boo
 		if cfg.Legacy == nil {
 			return nil
 		}
-		var err error
+		attrs, err := attachAttributes(ctx, tx, cfg)
+		if err != nil {
+			return err
+		}
+		res.SQL = append(res.SQL, attrs...)
 		res.Baseline, err = store.New(nil, cfg.Schema).On(tx).RecordBaseline(ctx, func() ([]store.BaselineRow, error) {
 			q, args := cfg.Legacy.DuplicatesSQL()
 			rows, err := tx.Query(ctx, q, args...)
@@ -219,8 +223,76 @@ func checkTable(ctx context.Context, conn *pgx.Conn, cfg *CaptureConfig) error {
 				return fmt.Errorf("%s is %q, which is not a column of %s: set %s in the config to the column that holds it", nc[0], nc[1], cfg.Table, nc[0])
 			}
 		}
+		for _, name := range cfg.Legacy.AttributeNames() {
+			a := cfg.Legacy.Attributes[name]
+			acols, err := tableColumns(ctx, conn, a.Table)
+			if err != nil {
+				return err
+			}
+			if len(acols) == 0 {
+				return fmt.Errorf("legacy.attributes.%s.table %q does not exist (or this role cannot see it)", name, a.Table)
+			}
+			for _, c := range [][2]string{{"key", a.Key}, {"cycle", a.Cycle}, {"column", a.Column}} {
+				if c[1] != "" && !slices.Contains(acols, c[1]) {
+					return fmt.Errorf("legacy.attributes.%s.%s is %q, which is not a column of %s", name, c[0], c[1], a.Table)
+				}
+			}
+		}
 	}
 	return nil
+}
+
+// tableColumns lists a table's columns; none when it does not exist.
+func tableColumns(ctx context.Context, conn *pgx.Conn, table string) ([]string, error) {
+	var cols []string
+	err := conn.QueryRow(ctx, `SELECT coalesce(array_agg(attname::text), '{}') FROM pg_attribute
+		WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`, pgx.Identifier(strings.Split(table, ".")).Sanitize()).Scan(&cols)
+	if err != nil {
+		return nil, fmt.Errorf("error inspecting table %s: %w", table, err)
+	}
+	return cols, nil
+}
+
+// attributeTriggerName is the trigger that captures changes to the tables
+// report attributes come from.
+const attributeTriggerName = "dtebridge_capture_attributes"
+
+// attachAttributes attaches a row capture trigger to each table report
+// attributes come from, unless it is there: a change of an attribute is
+// captured like a phase change, and the capture leader re-drives the
+// report's shadows with it.
+func attachAttributes(ctx context.Context, tx pgx.Tx, cfg *CaptureConfig) ([]string, error) {
+	var stmts []string
+	for _, table := range cfg.Legacy.AttributeTables() {
+		if strings.EqualFold(table, cfg.Table) {
+			continue // the phase table is captured already
+		}
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2)`,
+			pgx.Identifier(strings.Split(table, ".")).Sanitize(), attributeTriggerName).Scan(&exists); err != nil {
+			return nil, err
+		}
+		if exists {
+			continue
+		}
+		var cols []string
+		for _, name := range cfg.Legacy.AttributeNames() {
+			if a := cfg.Legacy.Attributes[name]; a.Table == table {
+				for _, c := range []string{a.Key, a.Cycle, a.Column} {
+					if c != "" && !slices.Contains(cols, pgx.Identifier{c}.Sanitize()) {
+						cols = append(cols, pgx.Identifier{c}.Sanitize())
+					}
+				}
+			}
+		}
+		stmt := fmt.Sprintf("CREATE TRIGGER %s AFTER INSERT OR DELETE OR UPDATE OF %s ON %s FOR EACH ROW EXECUTE FUNCTION %s.capture_row()",
+			attributeTriggerName, strings.Join(cols, ", "), pgx.Identifier(strings.Split(table, ".")).Sanitize(), pgx.Identifier{cfg.Schema}.Sanitize())
+		if _, err := tx.Exec(ctx, stmt); err != nil {
+			return nil, fmt.Errorf("error attaching capture to %s (legacy.attributes): %w", table, err)
+		}
+		stmts = append(stmts, stmt)
+	}
+	return stmts, nil
 }
 
 // Uninstall detaches capture from the legacy table and drops the bridge

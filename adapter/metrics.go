@@ -21,8 +21,11 @@ type Metrics struct {
 	Lag         prometheus.Histogram
 	Leader      prometheus.Gauge
 	Backfills   prometheus.Counter
-	Pruned      prometheus.Counter
-	Errors      *prometheus.CounterVec
+	// AttributeRedrives counts reports re-driven because legacy changed
+	// one of their attributes.
+	AttributeRedrives prometheus.Counter
+	Pruned            prometheus.Counter
+	Errors            *prometheus.CounterVec
 	// DeliveryFailing is how long deliveries to the consumer have been
 	// failing, 0 while they work.
 	DeliveryFailing prometheus.Gauge
@@ -53,6 +56,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 while this process holds capture leadership, else 0."}),
 		Backfills: prometheus.NewCounter(prometheus.CounterOpts{Name: "dtebridge_capture_backfills_total",
 			Help: "Completed backfills (consistent snapshots of the legacy table)."}),
+		AttributeRedrives: prometheus.NewCounter(prometheus.CounterOpts{Name: "dtebridge_capture_attribute_redrives_total",
+			Help: "Reports re-driven because legacy changed one of their attributes (legacy.attributes)."}),
 		Pruned: prometheus.NewCounter(prometheus.CounterOpts{Name: "dtebridge_capture_pruned_total",
 			Help: "Acknowledged changes deleted by retention."}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dtebridge_capture_errors_total",
@@ -69,7 +74,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Quarantined.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Read, m.Delivered, m.Quarantined, m.Ignored, m.Backlog, m.BacklogAge, m.Lag, m.Leader, m.Backfills, m.Pruned, m.Errors,
+		reg.MustRegister(m.Read, m.Delivered, m.Quarantined, m.Ignored, m.Backlog, m.BacklogAge, m.Lag, m.Leader, m.Backfills, m.AttributeRedrives, m.Pruned, m.Errors,
 			m.DeliveryFailing, m.DeliveryGrace)
 	}
 	return m

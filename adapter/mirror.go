@@ -44,6 +44,10 @@ type MirrorConfig struct {
 	SearchAttributes bool
 	// Users, if set, resolves actors' roles for the role rule.
 	Users *legacy.Users
+	// Attributes, if set, reads reports' attributes (legacy.attributes):
+	// every signal carries them as legacy holds them at delivery, and a
+	// workflow starts with them.
+	Attributes func(ctx context.Context, keys []dtetype.Key) (map[dtetype.Key]map[string]string, error)
 	// Authority, if set, says which phases are mirrored and which reports
 	// the new engine owns (package cutover implements it).
 	Authority Authority
@@ -202,15 +206,23 @@ func (m *Mirror) Deliver(ctx context.Context, b Batch) error {
 		}
 		history[k] = true
 	}
+	var attrs map[dtetype.Key]map[string]string
+	if m.cfg.Attributes != nil {
+		var err error
+		if attrs, err = m.cfg.Attributes(ctx, keys); err != nil {
+			m.cfg.Metrics.Failures.Inc()
+			return err
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(m.cfg.Concurrency)
 	var mu sync.Mutex
 	var poisoned []Poisoned
 	for _, k := range keys {
 		changes := byKey[k]
-		resync, judge := b.Resync[k], history[k]
+		resync, judge, kattrs := b.Resync[k], history[k], attrs[k]
 		g.Go(func() error {
-			sent, err := m.signal(gctx, k, changes, resync, judge)
+			sent, err := m.signal(gctx, k, changes, resync, judge, kattrs)
 			var p *Poisoned
 			if errors.As(err, &p) {
 				// Temporal refuses this change for good: the report's
@@ -296,7 +308,9 @@ func tooLarge(err error) bool {
 // which are all of the report's legacy rows; it is signalled even with no
 // rows, so a report legacy no longer has is emptied. With history, the
 // last signal asks the workflow to judge the history its rows record.
-func (m *Mirror) signal(ctx context.Context, k dtetype.Key, changes []dtetype.PhaseChange, resync int64, history bool) (sent int, err error) {
+// attrs, if not nil, are the report's attributes: the workflow starts with
+// them and the first signal carries them.
+func (m *Mirror) signal(ctx context.Context, k dtetype.Key, changes []dtetype.PhaseChange, resync int64, history bool, attrs map[string]string) (sent int, err error) {
 	if resync == 0 && len(changes) == 0 && !history {
 		return 0, nil
 	}
@@ -306,12 +320,15 @@ func (m *Mirror) signal(ctx context.Context, k dtetype.Key, changes []dtetype.Ph
 		opts.TypedSearchAttributes = temporal.NewSearchAttributes(shadow.SACycle.ValueSet(k.CycleID), shadow.SAReport.ValueSet(k.ReportID),
 			shadow.SADefinition.ValueSet(m.cfg.Definition.Key()), shadow.SAHasViolations.ValueSet(false))
 	}
-	in := shadow.Input{Key: k, Definition: *m.cfg.Definition, SearchAttributes: m.cfg.SearchAttributes}
+	in := shadow.Input{Key: k, Definition: *m.cfg.Definition, SearchAttributes: m.cfg.SearchAttributes, Attributes: attrs}
 	first := true
 	size := m.cfg.MaxSignalChanges
 	for first || sent < len(changes) {
 		n := min(len(changes)-sent, size)
 		sig := shadow.Signal{Changes: changes[sent : sent+n], History: history && sent+n == len(changes)}
+		if first {
+			sig.Attributes = attrs
+		}
 		if resync > 0 {
 			sig.Resync = first
 			if sent+n == len(changes) {

@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -673,8 +674,13 @@ func (l *leader) process(ctx context.Context, raws []*legacy.RawChange, backfill
 	var rejected []Rejected
 	seq := l.cp.Seq
 	var keys []dtetype.Key // each raw's report, in order, where it has one
+	var attributes []attributeChange
 	for _, raw := range raws {
 		seq++
+		if a, ok := l.attributeChange(raw); ok {
+			attributes = append(attributes, a)
+			continue
+		}
 		res := l.tr.Translate(raw)
 		if res.HasKey {
 			keys = append(keys, res.Key)
@@ -708,6 +714,9 @@ func (l *leader) process(ctx context.Context, raws []*legacy.RawChange, backfill
 	if err := l.quarantine(ctx, q); err != nil {
 		return err
 	}
+	if err := l.redriveAttributes(ctx, attributes); err != nil {
+		return err
+	}
 	var history []dtetype.Key
 	var pending *dtetype.Key
 	if backfill != "" {
@@ -738,6 +747,76 @@ func (l *leader) process(ctx context.Context, raws []*legacy.RawChange, backfill
 	if backfill != "" {
 		l.backfillPending = pending
 	}
+	return nil
+}
+
+// attributeChange is a captured change to a table report attributes come
+// from: the report it belongs to (and the cycle, for a per-cycle one).
+type attributeChange struct {
+	report int64
+	cycle  *int64
+}
+
+// attributeChange reports whether raw is a change to an attribute table
+// (legacy.attributes), and whose.
+func (l *leader) attributeChange(raw *legacy.RawChange) (attributeChange, bool) {
+	if raw.Source == "" || len(l.table.Attributes) == 0 || raw.Op == "S" {
+		return attributeChange{}, false
+	}
+	var a attributeChange
+	var ok bool
+	for _, row := range [][]byte{raw.New, raw.Old} {
+		if len(row) > 0 && string(row) != "null" {
+			if a.report, a.cycle, ok = l.table.AttributeReport(raw.Source, row); ok {
+				return a, true
+			}
+		}
+	}
+	return a, false
+}
+
+// redriveAttributes re-drives the shadows of the reports whose attributes
+// legacy changed, every cycle of them: the re-drive, served at the next
+// epoch boundary, carries the rows and the attributes as they are then, in
+// order with the stream. Only the mirror's leader does; other consumers
+// only watch.
+func (l *leader) redriveAttributes(ctx context.Context, changes []attributeChange) error {
+	if len(changes) == 0 || !l.ownsQuarantine() {
+		return nil
+	}
+	var reports []int64
+	for _, a := range changes {
+		if !slices.Contains(reports, a.report) {
+			reports = append(reports, a.report)
+		}
+	}
+	rows, err := l.st.Pool().Query(ctx, l.table.KeysOfReportsSQL(), reports)
+	if err != nil {
+		return fmt.Errorf("error reading the reports whose attributes changed: %w", err)
+	}
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (dtetype.Key, error) {
+		var k dtetype.Key
+		return k, r.Scan(&k.CycleID, &k.ReportID)
+	})
+	if err != nil {
+		return fmt.Errorf("error reading the reports whose attributes changed: %w", err)
+	}
+	var keys []dtetype.Key
+	for _, k := range all {
+		for _, a := range changes {
+			if a.report == k.ReportID && (a.cycle == nil || *a.cycle == k.CycleID) && !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	if _, err := l.st.RequestRedrives(ctx, store.RedriveRequest{Keys: keys, Reason: store.RedriveAttributes, RequestedBy: "capture"}); err != nil {
+		return err
+	}
+	l.redrives = true
+	l.m.AttributeRedrives.Add(float64(len(keys)))
 	return nil
 }
 

@@ -14,8 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -408,7 +410,23 @@ func (c *Config) LoadDefinitions() ([]*dtetype.Definition, *dtetype.Definition, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("error in config %s: %w", c.path, err)
 	}
+	if err := c.CheckAttributes(sel); err != nil {
+		return nil, nil, err
+	}
 	return defs, sel, nil
+}
+
+// CheckAttributes checks that every report attribute d's when conditions
+// test is configured (legacy.attributes): without it, a conditional phase
+// would silently never apply.
+func (c *Config) CheckAttributes(d *dtetype.Definition) error {
+	for _, name := range slices.Sorted(maps.Keys(d.WhenAttributes())) {
+		if _, ok := c.Legacy.Attributes[name]; !ok {
+			return fmt.Errorf("%s: the when conditions of %v test report attribute %q, which legacy.attributes does not configure: "+
+				"add legacy.attributes.%s with the table, key (report id column) and column it comes from", d.Key(), d.WhenAttributes()[name], name, name)
+		}
+	}
+	return nil
 }
 
 func fileExists(p string) bool {

@@ -121,6 +121,18 @@ func (c *Condition) String() string {
 	return c.Attribute + " " + c.Op + " " + c.Values[0]
 }
 
+// WhenAttributes lists, sorted, the report attributes the definition's
+// when conditions test, with the phases that test each.
+func (d *Definition) WhenAttributes() map[string][]Phase {
+	out := map[string][]Phase{}
+	for _, p := range d.Phases {
+		if p.When != nil {
+			out[p.When.Attribute] = append(out[p.When.Attribute], p.ID)
+		}
+	}
+	return out
+}
+
 // Phase returns the definition of phase p, or nil.
 func (d *Definition) Phase(p Phase) *PhaseDef {
 	for i := range d.Phases {

@@ -28,6 +28,9 @@ const (
 	// KindProjectionMismatch is found by the deep check: a workflow's own
 	// state disagrees with its projection.
 	KindProjectionMismatch = "projection_mismatch"
+	// KindAttributesMismatch: the report attributes a shadow judges its
+	// when conditions by are not legacy's (phase "*").
+	KindAttributesMismatch = "attributes_mismatch"
 	// KindAuthorityConflict is a legacy write to a phase and report the new
 	// engine owns.
 	KindAuthorityConflict = "authority_conflict"
@@ -37,7 +40,7 @@ const (
 func Kinds() []string {
 	return []string{KindMissingInShadow, KindOrphanInShadow, KindStateMismatch, KindStatusMismatch, KindDatesMismatch,
 		KindActorMismatch, KindRuleViolation, KindDuplicateRows, KindDuplicateRowsAdded, KindLegacyStatusInconsistent,
-		KindQuarantined, KindStale, KindProjectionMismatch, KindAuthorityConflict}
+		KindQuarantined, KindStale, KindProjectionMismatch, KindAttributesMismatch, KindAuthorityConflict}
 }
 
 // Divergence is one difference between legacy and the shadow for one

@@ -37,6 +37,9 @@ type Table struct {
 	IgnorePhases []string `yaml:"ignore_phases"`
 	// Users, if set, locates the users table and its role column.
 	Users *UsersTable `yaml:"users"`
+	// Attributes names where each report attribute comes from (the
+	// attributes a definition's when conditions test), by attribute name.
+	Attributes map[string]Attribute `yaml:"attributes"`
 	// Write is how the legacy application writes rows, which the writer
 	// reproduces.
 	Write Write `yaml:"write"`
@@ -76,6 +79,20 @@ func (c *Columns) Named() [][2]string {
 		}
 	}
 	return out
+}
+
+// Attribute locates one report attribute: a column of a table joined to
+// the phase table by the report key (and the cycle, where the attribute is
+// per cycle).
+type Attribute struct {
+	// Table is the table holding it, optionally schema-qualified.
+	Table string `yaml:"table"`
+	// Key is its column holding the report id; Cycle, if set, its column
+	// holding the cycle id.
+	Key   string `yaml:"key"`
+	Cycle string `yaml:"cycle"`
+	// Column holds the attribute's value.
+	Column string `yaml:"column"`
 }
 
 // UsersTable locates the legacy users table, to resolve actors' roles.
@@ -124,6 +141,7 @@ func (t *Table) Clone() *Table {
 		u := *t.Users
 		c.Users = &u
 	}
+	c.Attributes = maps.Clone(t.Attributes)
 	c.Write.Gates = map[dtetype.Phase][]dtetype.Phase{}
 	for k, v := range t.Write.Gates {
 		c.Write.Gates[k] = append([]dtetype.Phase(nil), v...)
@@ -268,6 +286,16 @@ func (t *Table) Validate() error {
 	}
 	if t.Users != nil && (t.Users.Table == "" || t.Users.ID == "" || t.Users.Role == "") {
 		return fmt.Errorf("legacy.users needs table, id and role")
+	}
+	for name, a := range t.Attributes {
+		switch {
+		case name == "":
+			return fmt.Errorf("legacy.attributes: an attribute has no name")
+		case a.Table == "" || strings.Count(a.Table, ".") > 1 || strings.HasPrefix(a.Table, ".") || strings.HasSuffix(a.Table, "."):
+			return fmt.Errorf("legacy.attributes.%s.table %q is not table or schema.table", name, a.Table)
+		case a.Key == "" || a.Column == "":
+			return fmt.Errorf("legacy.attributes.%s needs key (the column holding the report id) and column (the one holding the value)", name)
+		}
 	}
 	return nil
 }

@@ -160,7 +160,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if c.baseline, c.baselineAt, err = o.Store.On(tx).Baseline(ctx); err != nil {
 		return nil, err
 	}
-	for _, step := range []func(context.Context) error{c.lag, c.quarantine, c.openConflicts, c.checksums, c.compare, c.violations, c.listConflicts} {
+	for _, step := range []func(context.Context) error{c.lag, c.quarantine, c.openConflicts, c.checksums, c.compare, c.violations, c.listConflicts, c.attributes} {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}
@@ -278,6 +278,80 @@ func (c *run) quarantine(ctx context.Context) error {
 	var err error
 	c.quarantined, err = c.o.Store.On(c.tx).QuarantinedReports(ctx)
 	return err
+}
+
+// attributes compares the report attributes each shadow judges by with
+// legacy's (legacy.attributes), report by report.
+func (c *run) attributes(ctx context.Context) error {
+	if len(c.o.Table.Attributes) == 0 {
+		return nil
+	}
+	rows, err := c.tx.Query(ctx, c.o.Table.AllAttributesSQL())
+	if err != nil {
+		return fmt.Errorf("error reading report attributes (legacy.attributes): %w", err)
+	}
+	legacyAttrs := map[dtetype.Key]map[string]string{}
+	for rows.Next() {
+		var k dtetype.Key
+		var a map[string]string
+		if err := rows.Scan(&k.CycleID, &k.ReportID, &a); err != nil {
+			rows.Close()
+			return err
+		}
+		legacyAttrs[k] = a
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("error reading report attributes (legacy.attributes): %w", err)
+	}
+	shadowAttrs, err := c.o.Store.On(c.tx).ShadowAttributes(ctx)
+	if err != nil {
+		return err
+	}
+	keys := slices.Collect(maps.Keys(legacyAttrs))
+	for k := range shadowAttrs {
+		if _, ok := legacyAttrs[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, keyOrder)
+	sc := c.o.Scope
+	for _, k := range keys {
+		l, s := legacyAttrs[k], shadowAttrs[k]
+		if maps.Equal(l, s) || (sc.Cycle != nil && k.CycleID != *sc.Cycle) || (sc.Keys != nil && !slices.Contains(sc.Keys, k)) {
+			continue
+		}
+		if behind, _, _ := c.behind(k); behind {
+			continue // the shadow has not caught up: in flight, not divergent
+		}
+		d := dtetype.Divergence{Key: k, Phase: "*", Kind: dtetype.KindAttributesMismatch, Legacy: renderAttrs(l), Shadow: renderAttrs(s),
+			Detail: "the shadow judges its when conditions by attributes legacy no longer holds"}
+		c.addReportLevel(d)
+	}
+	return nil
+}
+
+// addReportLevel records a divergence of a whole report (phase "*"): it
+// counts against no phase's consistency.
+func (c *run) addReportLevel(d dtetype.Divergence) {
+	for i := range c.o.Expected {
+		if c.o.Expected[i].Matches(&d) {
+			d.Rule, d.Expected = c.o.Expected[i].Name, true
+			break
+		}
+	}
+	c.r.Divergences = append(c.r.Divergences, d)
+}
+
+func renderAttrs(a map[string]string) string {
+	if len(a) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, n := range slices.Sorted(maps.Keys(a)) {
+		parts = append(parts, n+"="+a[n])
+	}
+	return strings.Join(parts, " ")
 }
 
 // openConflicts reads the open authority conflicts in scope.

@@ -58,7 +58,8 @@ type RepairReport struct {
 // are facts about legacy (a rule it let through, duplicate rows) or wait on
 // the mapping (quarantine).
 var repairable = []string{dtetype.KindMissingInShadow, dtetype.KindOrphanInShadow, dtetype.KindStateMismatch, dtetype.KindStatusMismatch,
-	dtetype.KindDatesMismatch, dtetype.KindActorMismatch, dtetype.KindStale, dtetype.KindProjectionMismatch}
+	dtetype.KindDatesMismatch, dtetype.KindActorMismatch, dtetype.KindStale, dtetype.KindProjectionMismatch,
+	dtetype.KindAttributesMismatch}
 
 // Repair re-drives every report with an unexpected, repairable divergence
 // from legacy truth (adapter.Redrive, served by the running bridge), waits

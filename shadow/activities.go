@@ -10,22 +10,23 @@ import (
 
 // Projection is a shadow workflow's state as written to the bridge schema.
 type Projection struct {
-	Key               dtetype.Key    `json:"key"`
-	DefinitionID      string         `json:"definition_id"`
-	DefinitionVersion string         `json:"definition_version"`
-	Version           int64          `json:"version"`
-	AppliedSeq        int64          `json:"applied_seq"`
-	Applied           int64          `json:"applied"`
-	ViolationCounts   map[string]int `json:"violation_counts"`
-	Violations        []Violation    `json:"violations"`
-	Historical        []Violation    `json:"historical,omitempty"`
-	Phases            []PhaseState   `json:"phases"`
+	Key               dtetype.Key       `json:"key"`
+	DefinitionID      string            `json:"definition_id"`
+	DefinitionVersion string            `json:"definition_version"`
+	Version           int64             `json:"version"`
+	AppliedSeq        int64             `json:"applied_seq"`
+	Applied           int64             `json:"applied"`
+	ViolationCounts   map[string]int    `json:"violation_counts"`
+	Violations        []Violation       `json:"violations"`
+	Historical        []Violation       `json:"historical,omitempty"`
+	Attributes        map[string]string `json:"attributes,omitempty"`
+	Phases            []PhaseState      `json:"phases"`
 }
 
 func projectionOf(s *State) Projection {
 	p := Projection{Key: s.Key, DefinitionID: s.DefinitionID, DefinitionVersion: s.DefinitionVersion,
 		Version: s.ProjectionVersion, AppliedSeq: s.AppliedSeq, Applied: s.Applied,
-		ViolationCounts: s.ViolationCounts, Violations: s.Violations, Historical: s.Historical}
+		ViolationCounts: s.ViolationCounts, Violations: s.Violations, Historical: s.Historical, Attributes: s.Attributes}
 	for _, ps := range s.Phases {
 		p.Phases = append(p.Phases, *ps)
 	}
@@ -44,7 +45,7 @@ type Activities struct {
 // changes nothing.
 func (a *Activities) Project(ctx context.Context, p Projection) error {
 	sp := store.Projection{Key: p.Key, DefinitionID: p.DefinitionID, DefinitionVersion: p.DefinitionVersion, Version: p.Version,
-		AppliedSeq: p.AppliedSeq, Applied: p.Applied, ViolationCounts: p.ViolationCounts, Recent: p.Violations, Historical: p.Historical}
+		AppliedSeq: p.AppliedSeq, Applied: p.Applied, ViolationCounts: p.ViolationCounts, Recent: p.Violations, Historical: p.Historical, Attributes: p.Attributes}
 	if p.Violations == nil {
 		sp.Recent = []Violation{}
 	}

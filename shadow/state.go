@@ -69,11 +69,13 @@ type PhaseState struct {
 // State is everything a shadow workflow knows; the state query returns it
 // and continue-as-new carries it.
 type State struct {
-	Key               dtetype.Key   `json:"key"`
-	DefinitionID      string        `json:"definition_id"`
-	DefinitionVersion string        `json:"definition_version"`
-	StatusPolicy      string        `json:"status_policy"`
-	Phases            []*PhaseState `json:"phases"`
+	Key               dtetype.Key `json:"key"`
+	DefinitionID      string      `json:"definition_id"`
+	DefinitionVersion string      `json:"definition_version"`
+	StatusPolicy      string      `json:"status_policy"`
+	// Attributes are the report's attributes the when conditions test.
+	Attributes map[string]string `json:"attributes,omitempty"`
+	Phases     []*PhaseState     `json:"phases"`
 	// Rows holds the latest change per legacy row.
 	Rows []dtetype.PhaseChange `json:"rows"`
 	// Violations are the most recent rule violations; ViolationCounts

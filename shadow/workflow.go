@@ -2,6 +2,7 @@ package shadow
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -61,6 +62,9 @@ type Signal struct {
 	// Resync replaces the workflow's rows with Changes, a report's full
 	// legacy rows: a re-drive sends it. Violations stay recorded.
 	Resync bool `json:"resync,omitempty"`
+	// Attributes, when not nil, are the report's attributes as legacy holds
+	// them now (legacy.attributes), which replace the workflow's.
+	Attributes map[string]string `json:"attributes"`
 	// History asks the workflow to judge the history its rows record, once:
 	// a backfill has delivered all of the report's legacy rows.
 	History bool `json:"history,omitempty"`
@@ -79,10 +83,10 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 	s := in.State
 	if s == nil {
 		s = &State{Key: in.Key, DefinitionID: in.Definition.ID, DefinitionVersion: in.Definition.Version,
-			StatusPolicy: in.Definition.StatusPolicy, ViolationCounts: map[string]int{}}
+			StatusPolicy: in.Definition.StatusPolicy, ViolationCounts: map[string]int{}, Attributes: in.Attributes}
 	}
 	s.Runs++
-	e := &engine{s: s, d: &in.Definition, attrs: in.Attributes, metrics: workflow.GetMetricsHandler(ctx)}
+	e := &engine{s: s, d: &in.Definition, attrs: s.Attributes, metrics: workflow.GetMetricsHandler(ctx)}
 	if err := workflow.SetQueryHandler(ctx, QueryState, func() (*State, error) { return s, nil }); err != nil {
 		return err
 	}
@@ -115,6 +119,11 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 		changed := false
 		if sig.Resync {
 			s.Rows, s.Phases, changed = nil, nil, true
+		}
+		if sig.Attributes != nil && !maps.Equal(sig.Attributes, s.Attributes) {
+			// Legacy's attributes now: the when conditions judge by them.
+			s.Attributes, changed = maps.Clone(sig.Attributes), true
+			e.attrs = s.Attributes
 		}
 		for _, c := range sig.Changes {
 			if s.History == "" && s.Applied == 0 && c.Op != dtetype.OpSnapshot {

@@ -27,6 +27,8 @@ type Projection struct {
 	Recent          any
 	// Historical are the findings of the report's legacy history (JSON).
 	Historical any
+	// Attributes are the report's attributes the shadow judges by.
+	Attributes map[string]string
 	Phases     []ProjectedPhase
 }
 
@@ -69,6 +71,10 @@ func (s *Store) Project(ctx context.Context, p Projection) error {
 	if p.Recent == nil {
 		recent = []byte("[]")
 	}
+	attributes, _ := json.Marshal(p.Attributes)
+	if p.Attributes == nil {
+		attributes = []byte("{}")
+	}
 	historical, _ := json.Marshal(p.Historical)
 	if p.Historical == nil {
 		historical = []byte("[]")
@@ -76,7 +82,7 @@ func (s *Store) Project(ctx context.Context, p Projection) error {
 	return s.InTx(ctx, func(tx *Store) error {
 		var fresh bool
 		err := tx.db.QueryRow(ctx, tx.sql("ProjectKey"), p.Key.CycleID, p.Key.ReportID, p.DefinitionID, p.DefinitionVersion, p.Version,
-			p.AppliedSeq, p.Applied, total, countsJSON, recent, historical).Scan(&fresh)
+			p.AppliedSeq, p.Applied, total, countsJSON, recent, historical, attributes).Scan(&fresh)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // a newer projection is already there
 		}
@@ -291,4 +297,24 @@ func (s *Store) HistoricalReports(ctx context.Context, phase dtetype.Phase) (int
 		return 0, fmt.Errorf("error counting reports with historical findings: %w", err)
 	}
 	return n, nil
+}
+
+// ShadowAttributes returns the attributes each shadow judges by, for the
+// reports that have any.
+func (s *Store) ShadowAttributes(ctx context.Context) (map[dtetype.Key]map[string]string, error) {
+	rows, err := s.db.Query(ctx, s.sql("ShadowAttributes"))
+	if err != nil {
+		return nil, fmt.Errorf("error reading the shadow's attributes: %w", err)
+	}
+	defer rows.Close()
+	out := map[dtetype.Key]map[string]string{}
+	for rows.Next() {
+		var k dtetype.Key
+		var a map[string]string
+		if err := rows.Scan(&k.CycleID, &k.ReportID, &a); err != nil {
+			return nil, err
+		}
+		out[k] = a
+	}
+	return out, rows.Err()
 }

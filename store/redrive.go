@@ -21,6 +21,8 @@ const (
 	RedriveQuarantine = "quarantine"
 	RedriveMigrate    = "migrate"
 	RedriveMode       = "mode_change"
+	// RedriveAttributes: legacy changed a report attribute.
+	RedriveAttributes = "attributes"
 )
 
 // RedriveRequest asks the capture leader of the mirror to re-drive reports.

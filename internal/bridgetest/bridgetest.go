@@ -54,7 +54,7 @@ type Options struct {
 	ReconcileEvery time.Duration
 	// Token, if set, is the bearer token of the command API.
 	Token string
-	// Configure, if set, adjusts the example config before serving.
+	// Configure, if set, adjusts the example config before install.
 	Configure func(*config.Config)
 	// Schema, if set, is the SQL of a legacy database of the test's own,
 	// applied instead of the profile's schema; Config is then its
@@ -103,6 +103,9 @@ func New(t testing.TB, p *legacysim.Profile, o *Options) *Bridge {
 	}
 	cfg.Shadow.TaskQueue = "tq-" + db.Name
 	cfg.Shadow.WorkflowIDPrefix = db.Name + "-"
+	if o.Configure != nil {
+		o.Configure(cfg)
+	}
 	conn, err := pgx.Connect(ctx, db.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -117,9 +120,6 @@ func New(t testing.TB, p *legacysim.Profile, o *Options) *Bridge {
 			t.Fatal(err)
 		}
 		cfg.HTTP.TokenFile = path
-	}
-	if o.Configure != nil {
-		o.Configure(cfg)
 	}
 	tc := o.Temporal
 	if tc == nil {

@@ -126,6 +126,24 @@ func definitionsCommand(g *globals) *cli.Command {
 					case err != nil:
 						return err
 					default:
+						if g.ConfigPath != "" {
+							// With a configuration, the attributes the when
+							// conditions test must be configured.
+							cfg, err := g.loadConfig()
+							if err != nil {
+								return err
+							}
+							missing := 0
+							for _, d := range defs {
+								if err := cfg.CheckAttributes(d); err != nil {
+									fmt.Fprintf(g.Stderr, "%s: %v\n", f, err)
+									missing++
+								}
+							}
+							if bad += missing; missing > 0 {
+								continue
+							}
+						}
 						var ids []string
 						for _, d := range defs {
 							ids = append(ids, d.Key())

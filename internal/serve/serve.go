@@ -208,6 +208,12 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	mc := adapter.MirrorConfig{Client: o.Temporal, Definition: def, Store: st, TaskQueue: cfg.Shadow.TaskQueue,
 		WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Concurrency: cfg.Shadow.Concurrency, SearchAttributes: sa, Logger: log,
 		Metrics: s.MirrorMetrics, Users: users, Authority: s.authority}
+	if len(cfg.Legacy.Attributes) > 0 {
+		table := cfg.Legacy.Clone()
+		mc.Attributes = func(ctx context.Context, keys []dtetype.Key) (map[dtetype.Key]map[string]string, error) {
+			return table.ReadAttributes(ctx, o.Pool, keys)
+		}
+	}
 	conflicts := &cutover.Conflicts{Store: s.store, Policy: cfg.Cutover.ConflictPolicy, Authority: s.authority, Legacy: &cfg.Legacy, Client: o.Temporal,
 		WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Counter: cm.Conflicts, Logger: log}
 	mc.OnConflict = conflicts.Handle
