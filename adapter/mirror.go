@@ -28,6 +28,9 @@ type MirrorConfig struct {
 	Client client.Client
 	// Definition starts new shadow workflows; running ones keep theirs.
 	Definition *dtetype.Definition
+	// Definitions are every definition loaded, which a definition
+	// migration may move running workflows to.
+	Definitions []*dtetype.Definition
 	// Store is the bridge schema, for the per-report delivery watermark.
 	Store *store.Store
 	// TaskQueue is the shadow workers' queue; required.
@@ -221,8 +224,14 @@ func (m *Mirror) Deliver(ctx context.Context, b Batch) error {
 	for _, k := range keys {
 		changes := byKey[k]
 		resync, judge, kattrs := b.Resync[k], history[k], attrs[k]
+		var target *dtetype.Definition
+		if key := b.Migrate[k]; key != "" && resync > 0 {
+			if target = m.definition(key); target == nil {
+				return fmt.Errorf("definition %s to migrate %s to is not loaded", key, k)
+			}
+		}
 		g.Go(func() error {
-			sent, err := m.signal(gctx, k, changes, resync, judge, kattrs)
+			sent, err := m.signal(gctx, k, changes, resync, judge, kattrs, target)
 			var p *Poisoned
 			if errors.As(err, &p) {
 				// Temporal refuses this change for good: the report's
@@ -257,6 +266,19 @@ func (m *Mirror) Deliver(ctx context.Context, b Batch) error {
 	m.cfg.Metrics.Delivery.Observe(time.Since(began).Seconds())
 	if len(poisoned) > 0 {
 		return &PoisonError{Poisoned: poisoned}
+	}
+	return nil
+}
+
+// definition returns the loaded definition with key id@version, or nil.
+func (m *Mirror) definition(key string) *dtetype.Definition {
+	for _, d := range m.cfg.Definitions {
+		if d.Key() == key {
+			return d
+		}
+	}
+	if m.cfg.Definition.Key() == key {
+		return m.cfg.Definition
 	}
 	return nil
 }
@@ -309,18 +331,24 @@ func tooLarge(err error) bool {
 // rows, so a report legacy no longer has is emptied. With history, the
 // last signal asks the workflow to judge the history its rows record.
 // attrs, if not nil, are the report's attributes: the workflow starts with
-// them and the first signal carries them.
-func (m *Mirror) signal(ctx context.Context, k dtetype.Key, changes []dtetype.PhaseChange, resync int64, history bool, attrs map[string]string) (sent int, err error) {
+// them and the first signal carries them. With migrate, the last signal moves the workflow to that definition (and
+// a workflow started by it starts on it).
+func (m *Mirror) signal(ctx context.Context, k dtetype.Key, changes []dtetype.PhaseChange, resync int64, history bool, attrs map[string]string,
+	migrate *dtetype.Definition) (sent int, err error) {
 	if resync == 0 && len(changes) == 0 && !history {
 		return 0, nil
+	}
+	def := m.cfg.Definition
+	if migrate != nil {
+		def = migrate
 	}
 	id := shadow.WorkflowID(m.cfg.WorkflowIDPrefix, k)
 	opts := client.StartWorkflowOptions{ID: id, TaskQueue: m.cfg.TaskQueue}
 	if m.cfg.SearchAttributes {
 		opts.TypedSearchAttributes = temporal.NewSearchAttributes(shadow.SACycle.ValueSet(k.CycleID), shadow.SAReport.ValueSet(k.ReportID),
-			shadow.SADefinition.ValueSet(m.cfg.Definition.Key()), shadow.SAHasViolations.ValueSet(false))
+			shadow.SADefinition.ValueSet(def.Key()), shadow.SAHasViolations.ValueSet(false))
 	}
-	in := shadow.Input{Key: k, Definition: *m.cfg.Definition, SearchAttributes: m.cfg.SearchAttributes, Attributes: attrs}
+	in := shadow.Input{Key: k, Definition: *def, SearchAttributes: m.cfg.SearchAttributes, Attributes: attrs}
 	first := true
 	size := m.cfg.MaxSignalChanges
 	for first || sent < len(changes) {
@@ -328,6 +356,9 @@ func (m *Mirror) signal(ctx context.Context, k dtetype.Key, changes []dtetype.Ph
 		sig := shadow.Signal{Changes: changes[sent : sent+n], History: history && sent+n == len(changes)}
 		if first {
 			sig.Attributes = attrs
+		}
+		if sent+n == len(changes) {
+			sig.Migrate = migrate
 		}
 		if resync > 0 {
 			sig.Resync = first

@@ -76,6 +76,9 @@ type Batch struct {
 	// delivered in full (a backfill reads report by report): their shadows
 	// judge the history those rows record, once.
 	History []dtetype.Key
+	// Migrate, for reports of a re-drive, names the definition (id@version)
+	// their shadows move to.
+	Migrate map[dtetype.Key]string
 	// Resync, if set, makes the batch a re-drive: for each report in it,
 	// the report's changes in the batch are all its legacy rows, which
 	// replace what its shadow holds, and the value is the sequence number
@@ -117,6 +120,10 @@ type ReaderConfig struct {
 	Ephemeral bool
 	// BatchSize is the most changes per batch. Default: 500.
 	BatchSize int
+	// KnownDefinition, if set, says whether the consumer can move a shadow
+	// to definition key (id@version): a re-drive that asks for one it
+	// cannot fails, saying so.
+	KnownDefinition func(key string) bool
 	// PollInterval is how long an idle reader waits for a NOTIFY before it
 	// looks anyway. Default: 1s.
 	PollInterval time.Duration
@@ -568,8 +575,19 @@ func (l *leader) redrive(ctx context.Context, tx pgx.Tx, snap string) error {
 		return err
 	}
 	ids := map[dtetype.Key][]int64{}
+	migrate := map[dtetype.Key]string{}
 	var keys []dtetype.Key
 	for _, p := range pending {
+		if p.Definition != "" && l.cfg.KnownDefinition != nil && !l.cfg.KnownDefinition(p.Definition) {
+			if err := l.st.FinishRedrives(ctx, []int64{p.ID}, 0, 0,
+				"definition "+p.Definition+" is not loaded by the running serve: add its file to definitions in the config and restart serve"); err != nil {
+				return err
+			}
+			continue
+		}
+		if p.Definition != "" {
+			migrate[p.Key] = p.Definition
+		}
 		if l.held[p.Key] {
 			if err := l.st.FinishRedrives(ctx, []int64{p.ID}, 0, 0,
 				"the report has changes in quarantine; resolve them first (dtebridge quarantine list)"); err != nil {
@@ -606,7 +624,7 @@ func (l *leader) redrive(ctx context.Context, tx pgx.Tx, snap string) error {
 		return fmt.Errorf("error reading legacy rows to re-drive: %w", err)
 	}
 	tag := snapshotID(snap)
-	b := Batch{Resync: map[dtetype.Key]int64{}}
+	b := Batch{Resync: map[dtetype.Key]int64{}, Migrate: migrate}
 	seq := l.cp.Seq
 	count := map[dtetype.Key]int{}
 	failed := map[dtetype.Key]string{}

@@ -279,3 +279,13 @@ func (e *engine) nextThreshold(now time.Time) time.Time {
 	}
 	return next
 }
+
+// Rejudge returns the findings report state s would have under definition
+// d, as a migration to d records them (it judges s's state as the history
+// judge does): a preview that changes nothing.
+func Rejudge(s *State, d *dtetype.Definition) []Violation {
+	c := *s
+	e := &engine{s: &c, d: d, attrs: s.Attributes}
+	e.judgeHistory()
+	return c.Historical
+}

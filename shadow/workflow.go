@@ -65,6 +65,11 @@ type Signal struct {
 	// Attributes, when not nil, are the report's attributes as legacy holds
 	// them now (legacy.attributes), which replace the workflow's.
 	Attributes map[string]string `json:"attributes"`
+	// Migrate, if set, moves the workflow to this definition: it re-judges
+	// the report's state under it (the findings replace the old version's)
+	// and continues as new on it. A definition migration's re-drive sends
+	// it with the report's last rows.
+	Migrate *dtetype.Definition `json:"migrate,omitempty"`
 	// History asks the workflow to judge the history its rows record, once:
 	// a backfill has delivered all of the report's legacy rows.
 	History bool `json:"history,omitempty"`
@@ -115,6 +120,9 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 	}
 
 	signals := workflow.GetSignalChannel(ctx, SignalChanges)
+	// migrated is the definition a migration moved the workflow to: it
+	// continues as new on it, so the new version is pinned from then on.
+	var migrated *dtetype.Definition
 	receive := func(sig Signal) bool {
 		changed := false
 		if sig.Resync {
@@ -132,6 +140,18 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 			changed = e.apply(c) || changed
 		}
 		if sig.History && s.History == "" {
+			e.judgeHistory()
+			s.History, changed = HistoryJudged, true
+		}
+		if sig.Migrate != nil {
+			// Moved to another definition version: the report's state, as
+			// the re-drive just delivered it, is judged again under the new
+			// rules, and those findings replace the ones the old version
+			// recorded.
+			d := *sig.Migrate
+			migrated, e.d = &d, &d
+			s.DefinitionID, s.DefinitionVersion, s.StatusPolicy = d.ID, d.Version, d.StatusPolicy
+			s.Violations, s.ViolationCounts = nil, map[string]int{}
 			e.judgeHistory()
 			s.History, changed = HistoryJudged, true
 		}
@@ -189,7 +209,7 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 				return err
 			}
 		}
-		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() || (in.MaxChangesPerRun > 0 && s.Applied-appliedAtStart >= in.MaxChangesPerRun) {
+		if migrated != nil || workflow.GetInfo(ctx).GetContinueAsNewSuggested() || (in.MaxChangesPerRun > 0 && s.Applied-appliedAtStart >= in.MaxChangesPerRun) {
 			// Commands in flight finish in this run, so none is lost; then
 			// every signal that arrived meanwhile goes with the state. A
 			// projection yields, so check again until nothing is pending.
@@ -215,6 +235,9 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 			}
 			next := in
 			next.State = s
+			if migrated != nil {
+				next.Definition = *migrated
+			}
 			return workflow.NewContinueAsNewError(ctx, WorkflowName, next)
 		}
 	}

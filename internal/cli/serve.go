@@ -222,6 +222,6 @@ func definitionsCommand(g *globals) *cli.Command {
 				}
 				return nil
 			},
-		}},
+		}, definitionsMigrateCommand(g), definitionsMigrationsCommand(g)},
 	}
 }

@@ -205,7 +205,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := s.worker.Start(); err != nil {
 		return nil, fmt.Errorf("error starting the shadow worker: %w", err)
 	}
-	mc := adapter.MirrorConfig{Client: o.Temporal, Definition: def, Store: st, TaskQueue: cfg.Shadow.TaskQueue,
+	mc := adapter.MirrorConfig{Client: o.Temporal, Definition: def, Definitions: defs, Store: st, TaskQueue: cfg.Shadow.TaskQueue,
 		WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Concurrency: cfg.Shadow.Concurrency, SearchAttributes: sa, Logger: log,
 		Metrics: s.MirrorMetrics, Users: users, Authority: s.authority}
 	if len(cfg.Legacy.Attributes) > 0 {
@@ -222,6 +222,10 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	rc := cfg.ReaderConfig()
 	rc.Logger, rc.Metrics, rc.Identity = log, s.Metrics, o.Identity
+	rc.KnownDefinition = func(key string) bool {
+		_, err := config.Select(defs, key)
+		return err == nil && strings.Contains(key, "@")
+	}
 	if o.Reader != nil {
 		o.Reader(rc)
 	}

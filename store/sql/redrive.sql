@@ -2,8 +2,9 @@
 -- by the capture leader at an epoch boundary (see adapter/redrive.go).
 
 -- name: RequestRedrive
+-- The ids come back in the order of the keys given.
 INSERT INTO {{.Schema}}.redrives (consumer, cycle_id, report_id, reason, requested_by, definition)
-SELECT $1, c, r, $4, $5, $6 FROM unnest($2::bigint[], $3::bigint[]) AS u(c, r)
+SELECT $1, c, r, $4, $5, $6 FROM unnest($2::bigint[], $3::bigint[]) WITH ORDINALITY AS u(c, r, n) ORDER BY n
 RETURNING redrive_id;
 
 -- name: PendingRedrives
