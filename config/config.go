@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -56,6 +57,7 @@ const (
 	DefaultDateTolerance    = time.Second
 	DefaultGateRuns         = 3
 	DefaultGateWithin       = 24 * time.Hour
+	DefaultGateMinSpan      = time.Hour
 	DefaultMinConsistency   = 0.999
 	DefaultConflictPolicy   = cutover.PolicyAlert
 	DefaultListen           = "127.0.0.1:8080"
@@ -149,14 +151,20 @@ type Reconcile struct {
 	Expected []reconcile.Rule `yaml:"expected"`
 }
 
+// Gate is the promotion gate: Runs recorded reconcile runs of the phase
+// within Within, spanning at least MinSpan, each at least MinConsistency
+// consistent with no unexpected divergence.
+type Gate struct {
+	// Runs, Within, MinSpan and MinConsistency: defaults 3, 24h, 1h, 0.999.
+	Runs           int      `yaml:"runs"`
+	Within         Duration `yaml:"within"`
+	MinSpan        Duration `yaml:"min_span"`
+	MinConsistency float64  `yaml:"min_consistency"`
+}
+
 // Cutover configures cutover gates and conflicts.
 type Cutover struct {
-	Gate struct {
-		// Runs, Within and MinConsistency: defaults 3, 24h, 0.999.
-		Runs           int      `yaml:"runs"`
-		Within         Duration `yaml:"within"`
-		MinConsistency float64  `yaml:"min_consistency"`
-	} `yaml:"gate"`
+	Gate Gate `yaml:"gate"`
 	// ConflictPolicy is alert (record and count) or revert (also rewrite the
 	// engine's state to the legacy row). Default: alert.
 	ConflictPolicy string `yaml:"conflict_policy"`
@@ -236,18 +244,21 @@ func ExampleYAML(profile string) ([]byte, error) {
 	return examples.ReadFile("examples/" + profile + ".yaml")
 }
 
-// Parse decodes, resolves and validates configuration text; name labels
-// errors.
+// Parse decodes, resolves and validates configuration text, values and
+// references (the definitions files, shadow.definition, the phases the
+// mapping names); name labels errors, which read file:line: message.
 func Parse(name string, b []byte) (*Config, error) {
 	c := &Config{path: name}
 	d := yaml.NewDecoder(bytes.NewReader(b))
 	d.KnownFields(true)
 	if err := d.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("error loading config %s: %w", name, err)
+		return nil, fmt.Errorf("error in config %w", decodeError(name, err))
 	}
+	var root yaml.Node
+	_ = yaml.Unmarshal(b, &root) // it decoded above; the nodes give lines
 	c.resolve()
 	if err := c.validate(); err != nil {
-		return nil, fmt.Errorf("error in config %s: %w", name, err)
+		return nil, fmt.Errorf("error in config %w", located(name, &root, err))
 	}
 	return c, nil
 }
@@ -297,6 +308,7 @@ func (c *Config) resolve() {
 	g.Runs = cmp.Or(g.Runs, DefaultGateRuns)
 	g.Within = cmp.Or(g.Within, Duration(DefaultGateWithin))
 	g.MinConsistency = cmp.Or(g.MinConsistency, DefaultMinConsistency)
+	g.MinSpan = cmp.Or(g.MinSpan, Duration(DefaultGateMinSpan))
 	c.Cutover.ConflictPolicy = cmp.Or(c.Cutover.ConflictPolicy, DefaultConflictPolicy)
 	c.Cutover.CommandTimeout = cmp.Or(c.Cutover.CommandTimeout, Duration(DefaultCommandTimeout))
 	c.HTTP.Listen = cmp.Or(c.HTTP.Listen, DefaultListen)
@@ -306,24 +318,106 @@ func (c *Config) validate() error {
 	if err := c.Legacy.Validate(); err != nil {
 		return err
 	}
-	if c.Capture.BatchSize < 0 {
-		return fmt.Errorf("capture.batch_size must not be negative, got %d", c.Capture.BatchSize)
+	cp, g := &c.Capture, &c.Cutover.Gate
+	positive := []struct {
+		path string
+		v    time.Duration
+	}{{"capture.poll_interval", time.Duration(cp.PollInterval)}, {"capture.retention", time.Duration(cp.Retention)},
+		{"capture.delivery_grace", time.Duration(cp.DeliveryGrace)}, {"capture.consumer_lease", time.Duration(cp.ConsumerLease)},
+		{"reconcile.lag_grace", time.Duration(c.Reconcile.LagGrace)}, {"cutover.gate.within", time.Duration(g.Within)},
+		{"cutover.command_timeout", time.Duration(c.Cutover.CommandTimeout)}}
+	for _, p := range positive {
+		if p.v <= 0 {
+			return settingf(p.path, "must be a positive duration, got %s", p.v)
+		}
+	}
+	switch {
+	case cp.BatchSize < 0:
+		return settingf("capture.batch_size", "must not be negative, got %d", cp.BatchSize)
+	case cp.BatchSize > 100000:
+		return settingf("capture.batch_size", "is %d: at most 100000 changes go in one batch", cp.BatchSize)
+	case cp.MaxText < -1:
+		return settingf("capture.max_text_bytes", "is %d: give a byte count, or -1 for no cap", cp.MaxText)
+	case c.Reconcile.DateTolerance < 0:
+		return settingf("reconcile.date_tolerance", "must not be negative, got %s", time.Duration(c.Reconcile.DateTolerance))
+	case g.MinConsistency <= 0 || g.MinConsistency > 1:
+		return settingf("cutover.gate.min_consistency", "is %v: give a fraction from 0 to 1 (0.999 is 99.9%%)", g.MinConsistency)
+	case g.Runs < 1 || g.Runs > 1000:
+		return settingf("cutover.gate.runs", "is %d: give the number of clean reconcile runs the gate needs, 1 or more", g.Runs)
+	case g.MinSpan < 0 || g.MinSpan > g.Within:
+		return settingf("cutover.gate.min_span", "is %s: the runs must span between 0 and cutover.gate.within (%s)", time.Duration(g.MinSpan), time.Duration(g.Within))
+	case c.Shadow.Concurrency < 0:
+		return settingf("shadow.concurrency", "must not be negative, got %d", c.Shadow.Concurrency)
+	case c.HTTP.Listen != "" && !strings.Contains(c.HTTP.Listen, ":"):
+		return settingf("http.listen", "%q is not host:port (127.0.0.1:8080, or :8080 for every interface)", c.HTTP.Listen)
+	}
+	if _, port, err := net.SplitHostPort(c.HTTP.Listen); err != nil || port == "" {
+		return settingf("http.listen", "%q is not host:port (127.0.0.1:8080, or :8080 for every interface)", c.HTTP.Listen)
 	}
 	for i := range c.Reconcile.Expected {
 		if err := c.Reconcile.Expected[i].Validate(); err != nil {
-			return fmt.Errorf("reconcile.expected[%d]: %w", i, err)
+			return settingf(fmt.Sprintf("reconcile.expected[%d]", i), "%v", err)
 		}
 	}
 	if p := c.Cutover.ConflictPolicy; p != cutover.PolicyAlert && p != cutover.PolicyRevert {
-		return fmt.Errorf("cutover.conflict_policy %q is not alert or revert", p)
+		return settingf("cutover.conflict_policy", "%q is not alert or revert", p)
 	}
 	if (c.HTTP.TLSCertFile == "") != (c.HTTP.TLSKeyFile == "") {
-		return fmt.Errorf("http.tls_cert_file and http.tls_key_file go together: set both, or neither")
+		return settingf("http.tls_cert_file", "http.tls_cert_file and http.tls_key_file go together: set both, or neither")
 	}
-	if c.Shadow.Concurrency < 0 {
-		return fmt.Errorf("shadow.concurrency must not be negative, got %d", c.Shadow.Concurrency)
+	if err := c.CaptureConfig().Validate(); err != nil {
+		return err
 	}
-	return c.CaptureConfig().Validate()
+	return c.validateReferences()
+}
+
+// validateReferences checks what the settings name: the definitions files
+// exist and parse, shadow.definition selects one, and every phase the
+// mapping, the write rules and the expected rules name is a phase of it.
+func (c *Config) validateReferences() error {
+	for i, p := range c.Definitions {
+		if _, err := c.definitionFile(p); err != nil {
+			return settingf(fmt.Sprintf("definitions[%d]", i), "%v", err)
+		}
+	}
+	_, def, err := c.LoadDefinitions()
+	if err != nil {
+		if strings.HasPrefix(err.Error(), "error in config") {
+			return settingf("shadow.definition", "%v", errors.Unwrap(err))
+		}
+		return settingf("definitions", "%v", err)
+	}
+	known := def.PhaseIDs()
+	unknown := func(path string, p dtetype.Phase, hint string) error {
+		return settingf(path, "%q is not a phase of %s (phases: %v)%s", p, def.Key(), known, hint)
+	}
+	for label, p := range c.Legacy.Phases.All() {
+		if !slices.Contains(known, p) {
+			return unknown("legacy.phases", p, fmt.Sprintf(": map label %q to one of them, or list it in legacy.ignore_phases", label))
+		}
+	}
+	for p, deps := range c.Legacy.Write.Gates {
+		for _, d := range append([]dtetype.Phase{p}, deps...) {
+			if !slices.Contains(known, d) {
+				return unknown("legacy.write.gates", d, "")
+			}
+		}
+	}
+	for a, b := range c.Legacy.Write.StartOnComplete {
+		for _, d := range []dtetype.Phase{a, b} {
+			if !slices.Contains(known, d) {
+				return unknown("legacy.write.start_on_complete", d, "")
+			}
+		}
+	}
+	for i, r := range c.Reconcile.Expected {
+		for _, p := range r.Phases {
+			if !slices.Contains(known, p) {
+				return unknown(fmt.Sprintf("reconcile.expected[%d].phases", i), p, "")
+			}
+		}
+	}
+	return nil
 }
 
 // Path returns the file the configuration came from.
@@ -353,7 +447,8 @@ func (c *Config) ReconcileOptions(pool *pgxpool.Pool) reconcile.Options {
 
 // GateConfig returns the gate settings.
 func (c *Config) GateConfig() cutover.GateConfig {
-	return cutover.GateConfig{Runs: c.Cutover.Gate.Runs, Within: time.Duration(c.Cutover.Gate.Within), MinConsistency: c.Cutover.Gate.MinConsistency}
+	g := c.Cutover.Gate
+	return cutover.GateConfig{Runs: g.Runs, Within: time.Duration(g.Within), MinSpan: time.Duration(g.MinSpan), MinConsistency: g.MinConsistency}
 }
 
 // Token reads the bearer token, or returns "" when none is configured. A
@@ -396,10 +491,8 @@ func (c *Config) LoadDefinitions() ([]*dtetype.Definition, *dtetype.Definition, 
 	resolved := make([]string, len(paths))
 	for i, p := range paths {
 		resolved[i] = p
-		if !filepath.IsAbs(p) && c.path != "" && !strings.HasPrefix(c.path, "examples/") {
-			if near := filepath.Join(filepath.Dir(c.path), p); fileExists(near) {
-				resolved[i] = near
-			}
+		if r, err := c.definitionFile(p); err == nil {
+			resolved[i] = r
 		}
 	}
 	defs, err := shadow.LoadDefinitions(resolved...)
@@ -427,6 +520,24 @@ func (c *Config) CheckAttributes(d *dtetype.Definition) error {
 		}
 	}
 	return nil
+}
+
+// definitionFile resolves a definitions entry: a file next to the config,
+// a path as given, or a shipped definition (definitions/NAME.yaml).
+func (c *Config) definitionFile(p string) (string, error) {
+	if !filepath.IsAbs(p) && c.path != "" && !strings.HasPrefix(c.path, "examples/") {
+		if near := filepath.Join(filepath.Dir(c.path), p); fileExists(near) {
+			return near, nil
+		}
+	}
+	if fileExists(p) || slices.Contains(shadow.BuiltinDefinitionFiles(), filepath.ToSlash(filepath.Clean(p))) {
+		return p, nil
+	}
+	where := "next to the config"
+	if c.path == "" || strings.HasPrefix(c.path, "examples/") {
+		where = "in the working directory"
+	}
+	return "", fmt.Errorf("file %q not found (%s, as given, or shipped: %s)", p, where, strings.Join(shadow.BuiltinDefinitionFiles(), ", "))
 }
 
 func fileExists(p string) bool {

@@ -27,9 +27,37 @@ type GateConfig struct {
 	Runs int `json:"runs"`
 	// Within is how recent they must be.
 	Within time.Duration `json:"within"`
+	// MinSpan is how long the runs must span, oldest to newest, so a gate
+	// is not passed by runs seconds apart.
+	MinSpan time.Duration `json:"min_span"`
 	// MinConsistency is the least consistency each run must show for the
 	// phase.
 	MinConsistency float64 `json:"min_consistency"`
+}
+
+// gateConfigJSON is GateConfig with durations written as Go duration
+// strings ("24h0m0s").
+type gateConfigJSON struct {
+	Runs           int              `json:"runs"`
+	Within         dtetype.Duration `json:"within"`
+	MinSpan        dtetype.Duration `json:"min_span"`
+	MinConsistency float64          `json:"min_consistency"`
+}
+
+// MarshalJSON writes durations as strings.
+func (g GateConfig) MarshalJSON() ([]byte, error) {
+	return json.Marshal(gateConfigJSON{g.Runs, dtetype.Duration(g.Within), dtetype.Duration(g.MinSpan), g.MinConsistency})
+}
+
+// UnmarshalJSON reads durations as strings, or as nanoseconds (gates
+// recorded before they were strings).
+func (g *GateConfig) UnmarshalJSON(b []byte) error {
+	var j gateConfigJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*g = GateConfig{j.Runs, time.Duration(j.Within), time.Duration(j.MinSpan), j.MinConsistency}
+	return nil
 }
 
 // Store reads and changes cutover state in the bridge schema.
@@ -80,8 +108,8 @@ func (g *GateResult) String() string {
 	if len(runs) > 0 {
 		figures = " [" + strings.Join(runs, "; ") + "]"
 	}
-	return fmt.Sprintf("gate for %s (%d runs within %s at ≥ %.2f%%, no unexpected divergences) %s%s",
-		g.Phase, g.Config.Runs, g.Config.Within, g.Config.MinConsistency*100, verdict, figures)
+	return fmt.Sprintf("gate for %s (%d runs within %s spanning ≥ %s at ≥ %.2f%%, no unexpected divergences) %s%s",
+		g.Phase, g.Config.Runs, g.Config.Within, g.Config.MinSpan, g.Config.MinConsistency*100, verdict, figures)
 }
 
 // Gate judges whether phase may be promoted: the last cfg.Runs full
@@ -114,6 +142,11 @@ func (s *Store) Gate(ctx context.Context, phase dtetype.Phase, cfg GateConfig) (
 	}
 	if len(res.Runs) < cfg.Runs {
 		res.Why = append(res.Why, fmt.Sprintf("%d reconcile runs of %s recorded, %d needed", len(res.Runs), phase, cfg.Runs))
+	} else if n := len(res.Runs); n > 0 {
+		if span := res.Runs[0].FinishedAt.Sub(res.Runs[n-1].FinishedAt); span < cfg.MinSpan {
+			res.Why = append(res.Why, fmt.Sprintf("the %d runs span %s, less than %s (cutover.gate.min_span): reconcile again later",
+				n, span.Round(time.Second), cfg.MinSpan))
+		}
 	}
 	for _, r := range res.Runs {
 		switch {

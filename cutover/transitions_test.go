@@ -2,11 +2,14 @@ package cutover_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/synapsedte/dtebridge/adapter"
+	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/cutover"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/legacysim"
@@ -125,4 +128,29 @@ func unexpected(r *reconcile.Report) []dtetype.Divergence {
 		}
 	}
 	return out
+}
+
+// TestGateSpan: three clean runs seconds apart do not pass a gate whose
+// runs must span longer; spread out, they do.
+func TestGateSpan(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	e.Cfg.Cutover.Gate.MinSpan = config.Duration(2 * time.Second)
+	e.reconcileRuns(3)
+	g, err := e.store.Gate(ctx, "planning", e.Cfg.GateConfig())
+	if err != nil || g.Pass || !strings.Contains(strings.Join(g.Why, "; "), "less than 2s (cutover.gate.min_span)") {
+		t.Fatalf("runs back to back: %v %+v", err, g)
+	}
+	for range 2 {
+		time.Sleep(1100 * time.Millisecond)
+		e.reconcileRuns(1)
+	}
+	if g, err = e.store.Gate(ctx, "planning", e.Cfg.GateConfig()); err != nil || !g.Pass {
+		t.Fatalf("runs spread over 2.2s: %v %+v", err, g)
+	}
+	b, _ := json.Marshal(g.Config)
+	if string(b) != `{"runs":3,"within":"24h0m0s","min_span":"2s","min_consistency":0.999}` {
+		t.Errorf("gate config as JSON: %s", b)
+	}
 }

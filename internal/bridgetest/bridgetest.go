@@ -101,6 +101,8 @@ func New(t testing.TB, p *legacysim.Profile, o *Options) *Bridge {
 	if o.History != nil {
 		o.History(db)
 	}
+	// Tests reconcile back to back: the gate's span would refuse them.
+	cfg.Cutover.Gate.MinSpan = config.Duration(time.Nanosecond)
 	cfg.Shadow.TaskQueue = "tq-" + db.Name
 	cfg.Shadow.WorkflowIDPrefix = db.Name + "-"
 	if o.Configure != nil {

@@ -105,7 +105,14 @@ func demoConfig(g *globals, p *legacysim.Profile) (*config.Config, error) {
 	if g.ConfigPath != "" {
 		return config.Load(g.ConfigPath)
 	}
-	return config.Example(p.Name)
+	cfg, err := config.Example(p.Name)
+	if err != nil {
+		return nil, err
+	}
+	// The demo's gate runs are a second apart, not the hour a real gate
+	// wants them to span.
+	cfg.Cutover.Gate.MinSpan = config.Duration(2 * time.Second)
+	return cfg, nil
 }
 
 func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacysim.Profile) error {
@@ -361,8 +368,13 @@ func (d *demo) cutover(ctx context.Context) error {
 	phase := dtetype.Phase(d.o.Phase)
 	store := cutover.NewStore(d.cfg.Store(d.pool))
 	gate := d.cfg.GateConfig()
-	d.step("Reconciling %d times: the gate to move %s needs %d clean runs", gate.Runs, phase, gate.Runs)
-	for range gate.Runs {
+	d.step("Reconciling %d times: the gate to move %s needs %d clean runs spanning %s", gate.Runs, phase, gate.Runs, gate.MinSpan)
+	for i := range gate.Runs {
+		if i > 0 {
+			if err := sleepCtx(ctx, gate.MinSpan/time.Duration(gate.Runs-1)+100*time.Millisecond); err != nil {
+				return err
+			}
+		}
 		rep, err := d.reconcile(ctx)
 		if err != nil {
 			return err
