@@ -145,7 +145,7 @@ func (s *Store) Gate(ctx context.Context, phase dtetype.Phase, cfg GateConfig) (
 	} else if n := len(res.Runs); n > 0 {
 		if span := res.Runs[0].FinishedAt.Sub(res.Runs[n-1].FinishedAt); span < cfg.MinSpan {
 			res.Why = append(res.Why, fmt.Sprintf("the %d runs span %s, less than %s (cutover.gate.min_span): reconcile again later",
-				n, span.Round(time.Second), cfg.MinSpan))
+				n, span.Round(time.Millisecond), cfg.MinSpan))
 		}
 	}
 	for _, r := range res.Runs {

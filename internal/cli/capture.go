@@ -132,7 +132,12 @@ func installCommand(g *globals) *cli.Command {
 		Flags:  []cli.Flag{&cli.BoolFlag{Name: "dry-run", Usage: "print the SQL instead of running it", Destination: &o.DryRun}},
 		Before: noArgs,
 		Action: func(c *cli.Context) error {
-			cfg, err := g.loadConfig()
+			cfg, pool, err := g.open(c.Context)
+			if err != nil {
+				return err
+			}
+			err = preflightInstall(c.Context, g, cfg, pool)
+			pool.Close()
 			if err != nil {
 				return err
 			}

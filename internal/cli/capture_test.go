@@ -146,3 +146,47 @@ func TestServeNeedsTemporal(t *testing.T) {
 	}
 	r.oneLine(t, "--temporal-address")
 }
+
+// TestCheckAndInstallRefuse: dtebridge check names what does not fit and
+// exits 1; install refuses the same and changes nothing; the matching
+// configuration passes both.
+func TestCheckAndInstallRefuse(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	if r := runCLI(t, "--database-url", db.URL, "legacy", "init"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	if r := runCLI(t, "--database-url", db.URL, "legacy", "simulate", "--reports", "3", "--rate", "0", "--ops", "30"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	wrong := []string{"--database-url", db.URL, "--config", exampleConfig(t, "production")}
+	r := runCLI(t, append(wrong, "check", "--no-temporal")...)
+	if r.code != 1 || !strings.Contains(r.stdout, `ERROR`) || !strings.Contains(r.stdout, `legacy.statuses`) || !strings.Contains(r.stdout, "fix: add") {
+		t.Errorf("check with the production config on a seed database: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, append(wrong, "check", "--no-temporal", "--format", "json")...)
+	var rep struct {
+		Errors   int
+		Problems []struct{ Severity, Check, Setting, Message, Fix string }
+	}
+	if r.code != 1 || json.Unmarshal([]byte(r.stdout), &rep) != nil || rep.Errors == 0 || len(rep.Problems) < rep.Errors {
+		t.Errorf("check --format json: exit %d, %q", r.code, r.stdout)
+	}
+	r = runCLI(t, append(wrong, "install")...)
+	var n int
+	db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = 'dtebridge'`).Scan(&n)
+	if r.code != 1 || !strings.Contains(r.stderr, "install refused") || n != 0 {
+		t.Errorf("install with the wrong config: exit %d, schema created %d, %q", r.code, n, r.stderr)
+	}
+	right := []string{"--database-url", db.URL, "--config", exampleConfig(t, "seed")}
+	if r = runCLI(t, append(right, "check", "--no-temporal")...); r.code != 0 || strings.Contains(r.stdout, "ERROR") {
+		t.Errorf("check with the seed config: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	if r = runCLI(t, append(right, "--temporal-address", "127.0.0.1:1", "check")...); r.code != 1 || !strings.Contains(r.stdout, "temporal") {
+		t.Errorf("check with Temporal unreachable: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	if r = runCLI(t, append(right, "install")...); r.code != 0 {
+		t.Errorf("install with the seed config: exit %d, %q", r.code, r.stderr)
+	}
+}

@@ -149,6 +149,7 @@ func App(stdout, stderr io.Writer) *cli.App {
 			serveCommand(g),
 			reconcileCommand(g),
 			findingsCommand(g),
+			checkCommand(g),
 			cutoverCommand(g),
 			phaseCommand(g),
 			definitionsCommand(g),

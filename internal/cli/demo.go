@@ -111,7 +111,7 @@ func demoConfig(g *globals, p *legacysim.Profile) (*config.Config, error) {
 	}
 	// The demo's gate runs are a second apart, not the hour a real gate
 	// wants them to span.
-	cfg.Cutover.Gate.MinSpan = config.Duration(2 * time.Second)
+	cfg.Cutover.Gate.MinSpan = config.Duration(time.Second)
 	return cfg, nil
 }
 
@@ -371,7 +371,7 @@ func (d *demo) cutover(ctx context.Context) error {
 	d.step("Reconciling %d times: the gate to move %s needs %d clean runs spanning %s", gate.Runs, phase, gate.Runs, gate.MinSpan)
 	for i := range gate.Runs {
 		if i > 0 {
-			if err := sleepCtx(ctx, gate.MinSpan/time.Duration(gate.Runs-1)+100*time.Millisecond); err != nil {
+			if err := sleepCtx(ctx, gate.MinSpan+100*time.Millisecond); err != nil {
 				return err
 			}
 		}

@@ -99,7 +99,7 @@ func TestDemoRunsAndLeavesNothing(t *testing.T) {
 			want := []string{
 				"Simulated 15 reports", "found actor_mismatch", "found dates_mismatch", "found state_mismatch",
 				"3 of 3 divergences repaired", "repaired 3 of 3. Now 0 unexpected divergences.",
-				"gate for planning (3 runs within 24h0m0s spanning ≥ 2s at ≥ 99.90%, no unexpected divergences) passes",
+				"gate for planning (3 runs within 24h0m0s spanning ≥ 1s at ≥ 99.90%, no unexpected divergences) passes",
 				"planning: shadow -> new 50%", "on the new engine: start, a second start (refused: invalid_transition), complete",
 				"consistency 100.00%; 0 unexpected", "planning           new 50%",
 				"Temporal Web UI: http://127.0.0.1:", "Stopping the services",

@@ -40,6 +40,7 @@ import (
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/cutover"
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/internal/preflight"
 	"github.com/synapsedte/dtebridge/internal/telemetry"
 	"github.com/synapsedte/dtebridge/legacy"
 	"github.com/synapsedte/dtebridge/reconcile"
@@ -135,6 +136,18 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	st := cfg.Store(o.Pool)
 	if _, err := st.Version(ctx); err != nil {
 		return nil, err
+	}
+	// The configuration against the live database, before anything runs:
+	// an error refuses to start, warnings are logged.
+	check, err := preflight.Run(ctx, preflight.Options{Config: cfg, Pool: o.Pool, TokenGiven: o.Token != ""})
+	if err != nil {
+		return nil, err
+	}
+	if err := check.Err(); err != nil {
+		return nil, err
+	}
+	for _, p := range check.Problems {
+		log.Warn("preflight: "+p.Message, "check", p.Check, "setting", p.Setting, "fix", p.Fix)
 	}
 	s := &Server{opts: o, log: log, registry: prometheus.NewRegistry(), defs: defs, definition: def, done: make(chan struct{}),
 		temporalAddr: o.TemporalAddress, st: st}
@@ -245,9 +258,6 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		tlsOn := cfg.HTTP.TLSCertFile != ""
 		if host, _, _ := net.SplitHostPort(s.addr); !tlsOn && !net.ParseIP(host).IsLoopback() {
 			log.Warn("serving HTTP without TLS on a non-loopback address: the bearer token and commands travel in clear; set http.tls_cert_file and http.tls_key_file, or put a TLS proxy in front", "listen", s.addr)
-		}
-		if s.token == "" {
-			log.Warn("no http.token_file: engine commands and every other mutation are refused (401) until one is configured")
 		}
 		s.http = newHTTPServer(s.routes())
 		if o.HTTP != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
 	"github.com/synapsedte/dtebridge/internal/legacysim"
+	"github.com/synapsedte/dtebridge/internal/serve"
 	"github.com/synapsedte/dtebridge/internal/testenv"
 	"github.com/synapsedte/dtebridge/shadow"
 )
@@ -141,5 +142,17 @@ func TestScheduledReconcile(t *testing.T) {
 	b.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM dtebridge.reconcile_runs`).Scan(&runs)
 	if runs == 0 {
 		t.Error("scheduled runs were not recorded")
+	}
+}
+
+// TestServeRefusesAMismatchedConfig: serve runs the preflight check at
+// start and refuses a configuration that does not fit the database.
+func TestServeRefusesAMismatchedConfig(t *testing.T) {
+	t.Parallel()
+	b := bridgetest.New(t, legacysim.Seed, &bridgetest.Options{NoServe: true})
+	b.Cfg.Legacy.Columns.PlannedEnd = "due_date"
+	_, err := serve.Start(context.Background(), serve.Options{Config: b.Cfg, Pool: b.DB.Pool, Temporal: b.TC, Namespace: "default", Listen: "127.0.0.1:0"})
+	if err == nil || !strings.Contains(err.Error(), "preflight check found") || !strings.Contains(err.Error(), "legacy.columns.planned_end") {
+		t.Fatalf("serve with a column the table lacks: %v", err)
 	}
 }

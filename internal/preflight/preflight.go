@@ -1,0 +1,509 @@
+// Package preflight compares a configuration with the live systems before
+// anything changes (dtebridge check; also run by install and by serve at
+// start, where a problem refuses to go on): the mapping against the
+// database's enum labels, the configured columns and their types, the
+// users and attribute tables, the grants what this configuration does
+// needs, the token file, and Temporal.
+package preflight
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/synapsedte/dtebridge/config"
+	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/legacy"
+	"github.com/synapsedte/dtebridge/shadow"
+)
+
+// Severities.
+const (
+	// Error: the configuration cannot work here.
+	Error = "error"
+	// Warning: it works, but something it may need later is missing.
+	Warning = "warning"
+)
+
+// Problem is one finding of the check, with its fix.
+type Problem struct {
+	Severity string `json:"severity"`
+	// Check names the check: labels, columns, users, attributes, grants,
+	// token, temporal.
+	Check string `json:"check"`
+	// Setting is the configuration setting involved, if one is.
+	Setting string `json:"setting,omitempty"`
+	Message string `json:"message"`
+	Fix     string `json:"fix"`
+}
+
+// Report is the check's outcome.
+type Report struct {
+	Config   string    `json:"config"`
+	Problems []Problem `json:"problems"`
+	Errors   int       `json:"errors"`
+	Warnings int       `json:"warnings"`
+}
+
+// OK is true without errors (warnings allowed).
+func (r *Report) OK() bool { return r.Errors == 0 }
+
+// Err returns the errors as one error, or nil.
+func (r *Report) Err() error {
+	if r.OK() {
+		return nil
+	}
+	var lines []string
+	for _, p := range r.Problems {
+		if p.Severity == Error {
+			lines = append(lines, fmt.Sprintf("%s: %s (fix: %s)", p.Check, p.Message, p.Fix))
+		}
+	}
+	return fmt.Errorf("preflight check found %d problems (dtebridge check lists them):\n  %s", r.Errors, strings.Join(lines, "\n  "))
+}
+
+func (r *Report) add(sev, check, setting, fix, format string, args ...any) {
+	r.Problems = append(r.Problems, Problem{Severity: sev, Check: check, Setting: setting, Message: fmt.Sprintf(format, args...), Fix: fix})
+	if sev == Error {
+		r.Errors++
+	} else {
+		r.Warnings++
+	}
+}
+
+// Options says what to check.
+type Options struct {
+	Config *config.Config
+	Pool   *pgxpool.Pool
+	// Temporal, if set, is checked: reachable, the namespace, the search
+	// attributes.
+	Temporal  client.Client
+	Namespace string
+	// Installing: the capture triggers are about to be attached, so the
+	// trigger grants are needed even where triggers exist.
+	Installing bool
+	// TokenGiven: the caller holds a bearer token of its own (the demo's),
+	// so a missing http.token_file is no problem.
+	TokenGiven bool
+}
+
+// Run runs every check that applies.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	r := &Report{Config: o.Config.Path(), Problems: []Problem{}}
+	c := &checker{o: o, r: r, t: &o.Config.Legacy}
+	steps := []func(context.Context) error{c.columns, c.labels, c.users, c.attributes, c.grants, c.token}
+	if o.Temporal != nil {
+		steps = append(steps, c.temporal)
+	}
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+type checker struct {
+	o Options
+	r *Report
+	t *legacy.Table
+	// cols are the legacy table's columns by name.
+	cols map[string]column
+}
+
+type column struct {
+	typ    string // format_type
+	enum   []string
+	isEnum bool
+	base   string // the type's category: N numeric, S string, D date/time, E enum...
+}
+
+func tableColumns(ctx context.Context, db *pgxpool.Pool, table string) (map[string]column, error) {
+	rows, err := db.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typtype = 'e', t.typcategory::text,
+			coalesce((SELECT array_agg(enumlabel::text ORDER BY enumsortorder) FROM pg_enum WHERE enumtypid = a.atttypid), '{}')
+		FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+		WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, ident(table))
+	if err != nil {
+		return nil, fmt.Errorf("error inspecting %s: %w", table, err)
+	}
+	defer rows.Close()
+	out := map[string]column{}
+	for rows.Next() {
+		var name string
+		var c column
+		if err := rows.Scan(&name, &c.typ, &c.isEnum, &c.base, &c.enum); err != nil {
+			return nil, err
+		}
+		out[name] = c
+	}
+	return out, rows.Err()
+}
+
+func ident(table string) string { return pgx.Identifier(strings.Split(table, ".")).Sanitize() }
+
+// columns checks the table, its key and its configured columns exist with
+// types the bridge can use.
+func (c *checker) columns(ctx context.Context) error {
+	var err error
+	if c.cols, err = tableColumns(ctx, c.o.Pool, c.t.Name); err != nil {
+		return err
+	}
+	if len(c.cols) == 0 {
+		c.r.add(Error, "columns", "legacy.table", "set legacy.table to the legacy phase table (schema.table), or grant this role access to it",
+			"table %s does not exist, or this role cannot see it", c.t.Name)
+		return nil
+	}
+	for _, k := range c.t.Key {
+		if _, ok := c.cols[k]; !ok {
+			c.r.add(Error, "columns", "legacy.key", "set legacy.key to the table's primary-key columns", "key column %q is not a column of %s", k, c.t.Name)
+		}
+	}
+	want := map[string]string{"cycle": "N", "report": "N", "planned_start": "D", "planned_end": "D", "actual_start": "D", "actual_end": "D",
+		"updated_at": "D", "override_at": "D", "phase": "ES", "state": "ES", "status": "ES", "state_override": "ES", "status_override": "ES",
+		"legacy_status": "ES"}
+	kinds := map[string]string{"N": "a whole number", "D": "a date or timestamp", "ES": "an enum or text"}
+	for _, nc := range c.t.Columns.Named() {
+		col, ok := c.cols[nc[1]]
+		setting := nc[0]
+		if !ok {
+			c.r.add(Error, "columns", setting, "set "+setting+" to the column that holds it", "%s is %q, which is not a column of %s", setting, nc[1], c.t.Name)
+			continue
+		}
+		role := strings.TrimPrefix(setting, "legacy.columns.")
+		cats, typed := want[role]
+		if typed && !strings.Contains(cats, col.base) {
+			c.r.add(Error, "columns", setting, "point "+setting+" at a column of that type, or change the column",
+				"%s.%s is %s; the bridge needs %s there", c.t.Name, nc[1], col.typ, kinds[cats])
+		}
+	}
+	return nil
+}
+
+// labels checks the mapping against the labels the database can hold: an
+// enum's labels, or for a text column the values it holds now. A label
+// rows hold that the mapping does not know is an error (each change
+// carrying it would go to quarantine); one only the enum allows is a
+// warning. A mapped label the enum lacks is an error where the write-back
+// writes it, else a warning.
+func (c *checker) labels(ctx context.Context) error {
+	if len(c.cols) == 0 {
+		return nil
+	}
+	type mapping struct {
+		setting, column string
+		known           func(string) bool
+		labels          []string
+		written         func(string) bool
+		values          string
+	}
+	never := func(string) bool { return false }
+	var ms []mapping
+	{
+		var labels []string
+		for l := range c.t.Phases.All() {
+			labels = append(labels, l)
+		}
+		known := func(l string) bool { _, ok := c.t.Phases.Get(l); return ok || slices.Contains(c.t.IgnorePhases, l) }
+		ms = append(ms, mapping{"legacy.phases", c.t.Columns.Phase, known, labels, never, "a canonical phase id, or list it in legacy.ignore_phases"})
+	}
+	{
+		var labels []string
+		for l := range c.t.States.All() {
+			labels = append(labels, l)
+		}
+		known := func(l string) bool { _, ok := c.t.States.Get(l); return ok }
+		written := func(l string) bool {
+			for _, st := range dtetype.States() {
+				if w, err := c.t.StateLabel(st); err == nil && w == l {
+					return true
+				}
+			}
+			return false
+		}
+		values := fmt.Sprintf("one of %v", dtetype.States())
+		ms = append(ms, mapping{"legacy.states", c.t.Columns.State, known, labels, written, values},
+			mapping{"legacy.states", c.t.Columns.StateOverride, known, nil, never, values})
+	}
+	{
+		var labels []string
+		for l := range c.t.Statuses.All() {
+			labels = append(labels, l)
+		}
+		known := func(l string) bool { _, ok := c.t.Statuses.Get(l); return ok }
+		written := func(l string) bool {
+			for _, st := range dtetype.Statuses() {
+				if w, err := c.t.StatusLabel(st); err == nil && w == l {
+					return true
+				}
+			}
+			return false
+		}
+		values := fmt.Sprintf("one of %v", dtetype.Statuses())
+		ms = append(ms, mapping{"legacy.statuses", c.t.Columns.Status, known, labels, written, values},
+			mapping{"legacy.statuses", c.t.Columns.StatusOverride, known, nil, never, values})
+	}
+	if c.t.Columns.LegacyStatus != "" {
+		var labels []string
+		for l := range c.t.LegacyStatuses.All() {
+			labels = append(labels, l)
+		}
+		known := func(l string) bool { _, ok := c.t.LegacyStatuses.Get(l); return ok }
+		written := func(l string) bool {
+			for _, st := range dtetype.States() {
+				if w, err := c.t.LegacyStatusLabel(st); err == nil && w == l {
+					return true
+				}
+			}
+			return false
+		}
+		ms = append(ms, mapping{"legacy.legacy_statuses", c.t.Columns.LegacyStatus, known, labels, written, fmt.Sprintf("one of %v", dtetype.States())})
+	}
+	for _, m := range ms {
+		col, ok := c.cols[m.column]
+		if !ok {
+			continue
+		}
+		// The values rows hold now: for an enum, which of its unmapped
+		// labels any row holds (cheap: usually none to look for); for text,
+		// every distinct value.
+		colSQL := pgx.Identifier{m.column}.Sanitize()
+		q, args := "SELECT DISTINCT "+colSQL+"::text FROM "+ident(c.t.Name)+" WHERE "+colSQL+" IS NOT NULL LIMIT 1000", []any{}
+		if col.isEnum {
+			var unmapped []string
+			for _, l := range col.enum {
+				if !m.known(l) {
+					unmapped = append(unmapped, l)
+				}
+			}
+			q = "SELECT l FROM unnest($1::text[]) l WHERE EXISTS (SELECT 1 FROM " + ident(c.t.Name) + " WHERE " + colSQL + "::text = l)"
+			args = []any{unmapped}
+		}
+		rows, err := c.o.Pool.Query(ctx, q, args...)
+		if err != nil {
+			return fmt.Errorf("error reading %s.%s: %w", c.t.Name, m.column, err)
+		}
+		held, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("error reading %s.%s: %w", c.t.Name, m.column, err)
+		}
+		for _, l := range held {
+			if !m.known(l) {
+				c.r.add(Error, "labels", m.setting, fmt.Sprintf("add %q to %s, mapped to %s", l, m.setting, m.values),
+					"rows of %s hold %q in %s, which %s does not map: each change carrying it would go to quarantine", c.t.Name, l, m.column, m.setting)
+			}
+		}
+		if !col.isEnum {
+			continue
+		}
+		for _, l := range col.enum {
+			if !m.known(l) && !slices.Contains(held, l) {
+				c.r.add(Warning, "labels", m.setting, fmt.Sprintf("add %q to %s, mapped to %s", l, m.setting, m.values),
+					"the enum %s of %s allows %q, which %s does not map (no row holds it now)", col.typ, m.column, l, m.setting)
+			}
+		}
+		for _, l := range m.labels {
+			if slices.Contains(col.enum, l) {
+				continue
+			}
+			if m.written(l) {
+				c.r.add(Error, "labels", m.setting, fmt.Sprintf("correct %q in %s to one of the enum's labels %v, or declare another in legacy.write.labels", l, m.setting, col.enum),
+					"%s maps %q, which the write-back writes, but the enum %s of %s has no such label: every engine command would fail", m.setting, l, col.typ, m.column)
+			} else {
+				c.r.add(Warning, "labels", m.setting, fmt.Sprintf("remove %q from %s, or correct its spelling to one of %v", l, m.setting, col.enum),
+					"%s maps %q, which the enum %s of %s does not have", m.setting, l, col.typ, m.column)
+			}
+		}
+	}
+	return nil
+}
+
+// users checks the users table and its id and role columns are there and
+// readable.
+func (c *checker) users(ctx context.Context) error {
+	u := c.t.Users
+	if u == nil {
+		return nil
+	}
+	cols, err := tableColumns(ctx, c.o.Pool, u.Table)
+	if err != nil {
+		return err
+	}
+	if len(cols) == 0 {
+		c.r.add(Error, "users", "legacy.users.table", "set legacy.users.table, or grant this role access to it",
+			"users table %s does not exist, or this role cannot see it: the role rule would be silently off", u.Table)
+		return nil
+	}
+	for _, col := range [][2]string{{"legacy.users.id", u.ID}, {"legacy.users.role", u.Role}} {
+		if _, ok := cols[col[1]]; !ok {
+			c.r.add(Error, "users", col[0], "set "+col[0]+" to the column that holds it", "%s is %q, which is not a column of %s", col[0], col[1], u.Table)
+			continue
+		}
+		var can bool
+		if err := c.o.Pool.QueryRow(ctx, `SELECT has_column_privilege(to_regclass($1), $2, 'SELECT')`, ident(u.Table), col[1]).Scan(&can); err != nil {
+			return err
+		}
+		if !can {
+			c.r.add(Error, "users", col[0], fmt.Sprintf("GRANT SELECT (%s) ON %s TO %s", col[1], u.Table, "<this role>"),
+				"this role may not read %s.%s: every role lookup would fail and the role rule would be off", u.Table, col[1])
+		}
+	}
+	return nil
+}
+
+// attributes checks each attribute's table and columns, and that this
+// role may read them.
+func (c *checker) attributes(ctx context.Context) error {
+	for _, name := range c.t.AttributeNames() {
+		a := c.t.Attributes[name]
+		setting := "legacy.attributes." + name
+		cols, err := tableColumns(ctx, c.o.Pool, a.Table)
+		if err != nil {
+			return err
+		}
+		if len(cols) == 0 {
+			c.r.add(Error, "attributes", setting+".table", "set "+setting+".table, or grant this role access to it", "table %s does not exist, or this role cannot see it", a.Table)
+			continue
+		}
+		for _, col := range [][2]string{{"key", a.Key}, {"cycle", a.Cycle}, {"column", a.Column}} {
+			if col[1] == "" {
+				continue
+			}
+			if _, ok := cols[col[1]]; !ok {
+				c.r.add(Error, "attributes", setting+"."+col[0], "set "+setting+"."+col[0]+" to a column of "+a.Table, "%s.%s is %q, which is not a column of %s", setting, col[0], col[1], a.Table)
+			}
+		}
+	}
+	return nil
+}
+
+// grants checks this role may do what the configuration will: read the
+// legacy table (backfill, reconcile), attach capture (install), and write
+// back (phases on new).
+func (c *checker) grants(ctx context.Context) error {
+	if len(c.cols) == 0 {
+		return nil
+	}
+	priv := func(table, p string) (bool, error) {
+		var ok bool
+		err := c.o.Pool.QueryRow(ctx, `SELECT has_table_privilege(to_regclass($1), $2)`, ident(table), p).Scan(&ok)
+		return ok, err
+	}
+	can, err := priv(c.t.Name, "SELECT")
+	if err != nil {
+		return err
+	}
+	if !can {
+		c.r.add(Error, "grants", "legacy.table", fmt.Sprintf("GRANT SELECT ON %s TO <this role>", c.t.Name),
+			"this role may not read %s: backfill and reconcile need it", c.t.Name)
+	}
+	schema := c.o.Config.Capture.Schema
+	var installed bool
+	if err := c.o.Pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pgx.Identifier{schema, "changes"}.Sanitize()).Scan(&installed); err != nil {
+		return err
+	}
+	tables := append([]string{c.t.Name}, c.t.AttributeTables()...)
+	if !installed || c.o.Installing {
+		for _, t := range tables {
+			if can, err = priv(t, "TRIGGER"); err != nil {
+				return err
+			}
+			if !can {
+				c.r.add(Error, "grants", "legacy.table", fmt.Sprintf("GRANT TRIGGER ON %s TO <this role>, or run install as its owner", t),
+					"this role may not create triggers on %s: install attaches capture there", t)
+			}
+		}
+		var create bool
+		if err := c.o.Pool.QueryRow(ctx, `SELECT has_database_privilege(current_database(), 'CREATE') OR to_regnamespace($1) IS NOT NULL`,
+			pgx.Identifier{schema}.Sanitize()).Scan(&create); err != nil {
+			return err
+		}
+		if !create {
+			c.r.add(Error, "grants", "capture.schema", "GRANT CREATE ON DATABASE <db> TO <this role>, or create the schema "+schema+" for it",
+				"this role may not create the bridge schema %s", schema)
+		}
+	}
+	if can, err = priv(c.t.Name, "UPDATE"); err != nil {
+		return err
+	}
+	if !can {
+		onNew := false
+		if installed {
+			if err := c.o.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+pgx.Identifier{schema, "cutover_modes"}.Sanitize()+` WHERE mode = 'new')`).Scan(&onNew); err != nil {
+				return err
+			}
+		}
+		sev, what := Warning, "moving a phase to new will be refused until it may"
+		if onNew {
+			sev, what = Error, "a phase is on new, and its commands cannot be written back"
+		}
+		c.r.add(sev, "grants", "legacy.table", fmt.Sprintf("GRANT UPDATE ON %s TO <this role>", c.t.Name),
+			"this role may not update %s, which cutover's write-back does: %s", c.t.Name, what)
+	}
+	return nil
+}
+
+// token checks the token file, when one is configured.
+func (c *checker) token(context.Context) error {
+	if c.o.Config.HTTP.TokenFile == "" && !c.o.TokenGiven {
+		c.r.add(Warning, "token", "http.token_file", "write a random token into a file only this user can read, and set http.token_file",
+			"no http.token_file: engine commands and every other mutation are refused (401) until one is configured")
+		return nil
+	}
+	if c.o.Config.HTTP.TokenFile == "" {
+		return nil
+	}
+	if _, err := c.o.Config.Token(); err != nil {
+		c.r.add(Error, "token", "http.token_file", "create the file with the token and chmod 600 it", "%v", err)
+	}
+	return nil
+}
+
+// temporal checks Temporal answers, the namespace exists and the search
+// attributes are registered.
+func (c *checker) temporal(ctx context.Context) error {
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.o.Temporal.CheckHealth(tctx, &client.CheckHealthRequest{}); err != nil {
+		c.r.add(Error, "temporal", "temporal.address", "start Temporal, or set --temporal-address / temporal.address to where it runs", "Temporal does not answer: %v", err)
+		return nil
+	}
+	ns := cmpOr(c.o.Namespace, "default")
+	if _, err := c.o.Temporal.WorkflowService().DescribeNamespace(tctx, &workflowservice.DescribeNamespaceRequest{Namespace: ns}); err != nil {
+		c.r.add(Error, "temporal", "temporal.namespace", "create the namespace (temporal operator namespace create "+ns+"), or set --temporal-namespace",
+			"namespace %q: %v", ns, err)
+		return nil
+	}
+	resp, err := c.o.Temporal.OperatorService().ListSearchAttributes(tctx, &operatorservice.ListSearchAttributesRequest{Namespace: ns})
+	if err != nil {
+		c.r.add(Warning, "temporal", "", "let serve register them, or register them with temporal operator search-attribute create",
+			"cannot list search attributes: %v", err)
+		return nil
+	}
+	var missing []string
+	for name := range shadow.SearchAttributeTypes() {
+		if _, ok := resp.GetCustomAttributes()[name]; !ok {
+			missing = append(missing, name)
+		}
+	}
+	slices.Sort(missing)
+	if len(missing) > 0 {
+		c.r.add(Warning, "temporal", "", "serve registers them when it may; else: temporal operator search-attribute create --name NAME --type TYPE",
+			"search attributes %s are not registered in %s: workflows run without them", strings.Join(missing, ", "), ns)
+	}
+	return nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
