@@ -14,6 +14,7 @@ import (
 
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/config"
+	"github.com/synapsedte/dtebridge/cutover"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
 	"github.com/synapsedte/dtebridge/internal/legacysim"
@@ -326,6 +327,13 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	if n, err := cfg.Store(bpool).Prune(ctx, time.Nanosecond, time.Hour); err != nil {
 		t.Errorf("prune as the bridge role: %v (pruned %d)", err, n)
+	}
+	// Without UPDATE on the legacy table, no phase moves to new, forced or
+	// not: its commands could not be written back.
+	_, err = cutover.NewStore(cfg.Store(bpool)).Set(ctx, cutover.Change{Phase: "planning", Mode: dtetype.ModeNew, Percent: 10, Actor: "a",
+		Reason: "r", Force: true, LegacyTable: cfg.Legacy.Name}, cfg.GateConfig())
+	if err == nil || !strings.Contains(err.Error(), "may not UPDATE public.workflow_phases") {
+		t.Errorf("a forced move to new without UPDATE: %v", err)
 	}
 	bconn2 := connect(t, asRole(bridge))
 	if _, err := adapter.Uninstall(ctx, bconn2, cfg.CaptureConfig(), false); err != nil {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/reconcile"
 	"github.com/synapsedte/dtebridge/store"
@@ -174,6 +175,9 @@ type Change struct {
 	Reason  string
 	// Force overrides a gate refusal; the override is recorded.
 	Force bool
+	// LegacyTable is the table the write-back updates: a move to new needs
+	// this role to be allowed to, force or not.
+	LegacyTable string
 }
 
 // Sentinel errors.
@@ -237,6 +241,17 @@ func (s *Store) Set(ctx context.Context, c Change, gate GateConfig) (*Result, er
 		if from.Mode == c.Mode && from.Percent == c.Percent {
 			res.To, res.NoOp = from, true // nothing changes, so nothing is logged
 			return nil
+		}
+		if c.Mode == dtetype.ModeNew && c.LegacyTable != "" {
+			var can bool
+			if err := tx.DB().QueryRow(ctx, `SELECT has_table_privilege(to_regclass($1), 'UPDATE')`,
+				pgx.Identifier(strings.Split(c.LegacyTable, ".")).Sanitize()).Scan(&can); err != nil {
+				return err
+			}
+			if !can {
+				return fmt.Errorf("%w: this role may not UPDATE %s, so the new engine's commands could not be written back: GRANT UPDATE ON %s to it first (dtebridge check lists what the configuration needs)",
+					ErrInvalidChange, c.LegacyTable, c.LegacyTable)
+			}
 		}
 		promotes := c.Mode == dtetype.ModeNew && (from.Mode != dtetype.ModeNew || c.Percent > from.Percent)
 		g, err := NewStore(tx).Gate(ctx, c.Phase, gate)

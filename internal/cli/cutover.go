@@ -115,7 +115,7 @@ func cutoverCommand(g *globals) *cli.Command {
 				if def.Phase(dtetype.Phase(set.Phase)) == nil {
 					return usagef("phase %q is not in %s (phases: %v)", set.Phase, def.Key(), def.PhaseIDs())
 				}
-				res, err := cutover.NewStore(cfg.Store(pool)).Set(c.Context, cutover.Change{Phase: dtetype.Phase(set.Phase), Mode: set.Mode,
+				res, err := cutover.NewStore(cfg.Store(pool)).Set(c.Context, cutover.Change{Phase: dtetype.Phase(set.Phase), Mode: set.Mode, LegacyTable: cfg.Legacy.Name,
 					Percent: set.Percent, Actor: set.Actor, Reason: set.Reason, Force: set.Force}, cfg.GateConfig())
 				if errors.Is(err, cutover.ErrInvalidChange) {
 					return usagef("%v", err)

@@ -382,7 +382,7 @@ func (d *demo) cutover(ctx context.Context) error {
 		fmt.Fprintf(d.out, "    run %d: %.2f%% consistent, %d unexpected divergences\n", rep.RunID, rep.Consistency*100, rep.Unexpected)
 	}
 	d.step("Moving %s to the new engine for %d%% of reports", phase, d.o.Percent)
-	res, err := store.Set(ctx, cutover.Change{Phase: phase, Mode: dtetype.ModeNew, Percent: d.o.Percent, Actor: "demo",
+	res, err := store.Set(ctx, cutover.Change{Phase: phase, Mode: dtetype.ModeNew, Percent: d.o.Percent, Actor: "demo", LegacyTable: d.cfg.Legacy.Name,
 		Reason: "demo: the new engine takes a share of " + string(phase)}, gate)
 	if err != nil {
 		return err
