@@ -330,6 +330,47 @@ func (s *Store) Set(ctx context.Context, c Change, gate GateConfig) (*Result, er
 	return res, nil
 }
 
+// OnNew is which reports a phase is on the new engine for.
+type OnNew struct {
+	Mode dtetype.Mode `json:"mode"`
+	// Reports are those the engine owns the phase of, each pinned (it
+	// stays on new when the percentage falls) or covered by the
+	// percentage's buckets.
+	Reports []ReportOnNew `json:"reports"`
+	// Followed is how many reports the shadow follows in all.
+	Followed int `json:"followed"`
+}
+
+// ReportOnNew is one report the new engine owns a phase of.
+type ReportOnNew struct {
+	Key    dtetype.Key `json:"key"`
+	Pinned bool        `json:"pinned"`
+}
+
+// ReportsOnNew lists the reports phase is on the new engine for, in key
+// order.
+func (s *Store) ReportsOnNew(ctx context.Context, phase dtetype.Phase) (*OnNew, error) {
+	modes, err := s.st.Modes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	promoted, err := s.st.Promoted(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := s.st.ProjectedKeys(ctx, nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := &OnNew{Mode: dtetype.ModeOf(modes, phase), Reports: []ReportOnNew{}, Followed: len(keys)}
+	for _, k := range keys {
+		if pinned := promoted[phase][k]; out.Mode.Covers(k, pinned) {
+			out.Reports = append(out.Reports, ReportOnNew{Key: k, Pinned: pinned})
+		}
+	}
+	return out, nil
+}
+
 // History returns the audit log, newest first, optionally for one phase.
 func (s *Store) History(ctx context.Context, phase dtetype.Phase, limit int) ([]store.LogEntry, error) {
 	return s.st.History(ctx, phase, limit)

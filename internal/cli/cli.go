@@ -39,10 +39,12 @@ func Version() string {
 	return "dev"
 }
 
-// Exit codes.
+// Exit codes: documented in the README (Command line).
 const (
 	exitError = 1
 	exitUsage = 2
+	// exitGateRefused: cutover set refused by the promotion gate.
+	exitGateRefused = 4
 )
 
 // usageError marks a command-line mistake; it exits with code 2.
@@ -75,8 +77,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 	if err == nil {
 		return 0
 	}
-	msg := strings.Join(strings.Fields(Redact(err.Error())), " ")
-	fmt.Fprintf(stderr, "dtebridge: %s\n", msg)
+	// An exit with no message has said everything on stdout already.
+	if msg := strings.Join(strings.Fields(Redact(err.Error())), " "); msg != "" {
+		fmt.Fprintf(stderr, "dtebridge: %s\n", msg)
+	}
 	var ue *usageError
 	var ec cli.ExitCoder
 	switch {

@@ -97,9 +97,13 @@ func cutoverCommand(g *globals) *cli.Command {
 				&cli.StringFlag{Name: "actor", Usage: "who makes the change (recorded)", Required: true, Destination: &set.Actor},
 				&cli.StringFlag{Name: "reason", Usage: "why (recorded)", Required: true, Destination: &set.Reason},
 				&cli.BoolFlag{Name: "force", Usage: "override a gate refusal (recorded)", Destination: &set.Force},
+				formatFlag(&format),
 			},
 			Before: noArgs,
 			Action: func(c *cli.Context) error {
+				if err := checkFormat(format); err != nil {
+					return err
+				}
 				cfg, pool, err := g.open(c.Context)
 				if err != nil {
 					return err
@@ -120,8 +124,27 @@ func cutoverCommand(g *globals) *cli.Command {
 				if errors.Is(err, cutover.ErrInvalidChange) {
 					return usagef("%v", err)
 				}
+				var ge *cutover.GateError
+				if errors.As(err, &ge) {
+					if format == "json" {
+						if err := writeJSON(g.Stdout, map[string]any{"refused": true, "message": ge.Error(), "gate": ge.Gate}); err != nil {
+							return err
+						}
+						return cli.Exit("", exitGateRefused)
+					}
+					return cli.Exit(ge.Error(), exitGateRefused)
+				}
 				if err != nil {
 					return err
+				}
+				if format == "json" {
+					rr := map[string]any{"result": res}
+					if len(res.Redrives) > 0 {
+						if rr["redrives"], err = adapter.AwaitRedrives(c.Context, cfg.Store(pool), res.Redrives, time.Minute); err != nil {
+							return err
+						}
+					}
+					return writeJSON(g.Stdout, rr)
 				}
 				if res.NoOp {
 					fmt.Fprintf(g.Stdout, "%s is already %s %d%%: nothing changed, nothing logged.\n", set.Phase, res.To.Mode, res.To.Percent)
@@ -137,9 +160,9 @@ func cutoverCommand(g *globals) *cli.Command {
 				return nil
 			},
 		}, {
-			Name:   "history",
-			Usage:  "the audit log of mode changes, newest first",
-			Flags:  []cli.Flag{&cli.StringFlag{Name: "phase", Usage: "only this phase", Destination: &phase}, &cli.IntFlag{Name: "limit", Value: 50, Destination: &limit}, formatFlag(&format)},
+			Name:   "reports",
+			Usage:  "the reports a phase is on the new engine for",
+			Flags:  []cli.Flag{&cli.StringFlag{Name: "phase", Usage: "canonical phase id", Required: true, Destination: &phase}, formatFlag(&format)},
 			Before: noArgs,
 			Action: func(c *cli.Context) error {
 				if err := checkFormat(format); err != nil {
@@ -150,6 +173,53 @@ func cutoverCommand(g *globals) *cli.Command {
 					return err
 				}
 				defer pool.Close()
+				_, def, err := cfg.LoadDefinitions()
+				if err != nil {
+					return err
+				}
+				if err := checkPhase(def, phase); err != nil {
+					return err
+				}
+				on, err := cutover.NewStore(cfg.Store(pool)).ReportsOnNew(c.Context, dtetype.Phase(phase))
+				if err != nil {
+					return err
+				}
+				if format == "json" {
+					return writeJSON(g.Stdout, on)
+				}
+				fmt.Fprintf(g.Stdout, "%s is %s %d%%: the new engine owns it for %d of the %d reports the shadow follows.\n",
+					phase, on.Mode.Mode, on.Mode.Percent, len(on.Reports), on.Followed)
+				for _, r := range on.Reports {
+					pinned := ""
+					if r.Pinned {
+						pinned = " (pinned)"
+					}
+					fmt.Fprintf(g.Stdout, "%s%s\n", r.Key, pinned)
+				}
+				return nil
+			},
+		}, {
+			Name:  "history",
+			Usage: "the audit log of mode changes, newest first",
+			Flags: []cli.Flag{&cli.StringFlag{Name: "phase", Usage: "only this phase", Destination: &phase},
+				&cli.IntFlag{Name: "limit", Usage: "how many entries, newest first", Value: 50, Destination: &limit}, formatFlag(&format)},
+			Before: noArgs,
+			Action: func(c *cli.Context) error {
+				if err := checkFormat(format); err != nil {
+					return err
+				}
+				cfg, pool, err := g.open(c.Context)
+				if err != nil {
+					return err
+				}
+				defer pool.Close()
+				_, def, err := cfg.LoadDefinitions()
+				if err != nil {
+					return err
+				}
+				if err := checkPhase(def, phase); err != nil {
+					return err
+				}
 				entries, err := cutover.NewStore(cfg.Store(pool)).History(c.Context, dtetype.Phase(phase), limit)
 				if err != nil {
 					return err
@@ -213,8 +283,8 @@ func phaseCommand(g *globals) *cli.Command {
 	var o phaseCommandOptions
 	flags := func(override bool) []cli.Flag {
 		f := []cli.Flag{
-			&cli.Int64Flag{Name: "cycle", Required: true, Destination: &o.Cycle},
-			&cli.Int64Flag{Name: "report", Required: true, Destination: &o.Report},
+			&cli.Int64Flag{Name: "cycle", Usage: "the report's cycle id", Required: true, Destination: &o.Cycle},
+			&cli.Int64Flag{Name: "report", Usage: "the report id", Required: true, Destination: &o.Report},
 			&cli.StringFlag{Name: "phase", Usage: "canonical phase id", Required: true, Destination: &o.Phase},
 			&cli.StringFlag{Name: "actor", Usage: "legacy user id acting", Required: true, Destination: &o.Actor},
 			&cli.StringFlag{Name: "role", Usage: "the role they act in; with legacy.users configured the users table decides, and a stated role must agree", Destination: &o.Role},
@@ -244,15 +314,18 @@ func phaseCommand(g *globals) *cli.Command {
 					return err
 				}
 				defer pool.Close()
+				_, def, err := cfg.LoadDefinitions()
+				if err != nil {
+					return err
+				}
+				if err := checkPhase(def, o.Phase); err != nil {
+					return err
+				}
 				tc, err := g.dialTemporal(c.Context, cfg, "")
 				if err != nil {
 					return err
 				}
 				defer tc.Close()
-				_, def, err := cfg.LoadDefinitions()
-				if err != nil {
-					return err
-				}
 				x := &cutover.Executor{Client: tc, Store: cutover.NewStore(cfg.Store(pool)), WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Definition: def,
 					Timeout: time.Duration(cfg.Cutover.CommandTimeout), Logger: g.Logger}
 				if cfg.Legacy.Users != nil {
@@ -266,6 +339,12 @@ func phaseCommand(g *globals) *cli.Command {
 					return usagef("%v", bad)
 				}
 				if errors.As(err, &rej) {
+					if o.Format == "json" {
+						if err := writeJSON(g.Stdout, map[string]any{"refused": true, "rule": rej.Rule, "message": rej.Message}); err != nil {
+							return err
+						}
+						return cli.Exit("", exitDivergent)
+					}
 					return cli.Exit(fmt.Sprintf("%s refused by rule %s: %s (nothing was written)", action, rej.Rule, rej.Message), exitDivergent)
 				}
 				if err != nil {

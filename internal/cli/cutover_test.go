@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -29,8 +30,24 @@ func TestCutoverCommands(t *testing.T) {
 
 	// No reconcile runs yet: the gate refuses and says why.
 	r := cli("cutover", "set", "--phase", "testing", "--mode", "new", "--percent", "50", "--actor", "alice", "--reason", "ramp")
-	if r.code == 0 || !strings.Contains(r.stderr, "refused: 0 reconcile runs of testing recorded, 3 needed") || !strings.Contains(r.stderr, "--force") {
+	if r.code != exitGateRefused || !strings.Contains(r.stderr, "refused: 0 reconcile runs of testing recorded, 3 needed") || !strings.Contains(r.stderr, "--force") {
 		t.Fatalf("ungated promotion: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = cli("cutover", "set", "--phase", "testing", "--mode", "new", "--actor", "alice", "--reason", "ramp", "--format", "json")
+	var refusal struct {
+		Refused bool
+		Gate    *cutover.GateResult
+	}
+	if r.code != exitGateRefused || r.stderr != "" || json.Unmarshal([]byte(r.stdout), &refusal) != nil || !refusal.Refused || refusal.Gate == nil ||
+		refusal.Gate.Pass || len(refusal.Gate.Why) == 0 {
+		t.Errorf("refusal as JSON: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	// Unknown phases are refused everywhere, with the valid list.
+	for _, args := range [][]string{{"reconcile", "--phase", "planing"}, {"cutover", "history", "--phase", "planing"}, {"cutover", "reports", "--phase", "planing"},
+		{"findings", "--phase", "planing"}, {"phase", "start", "--cycle", "1", "--report", "1", "--phase", "planing", "--actor", "12", "--reason", "x"}} {
+		if r := cli(args...); r.code != exitUsage || !strings.Contains(r.stderr, `phase "planing" is not in`) || !strings.Contains(r.stderr, "planning") {
+			t.Errorf("%v: exit %d, %q", args, r.code, r.stderr)
+		}
 	}
 	r = cli("cutover", "set", "--phase", "nope", "--mode", "new", "--actor", "alice", "--reason", "x")
 	if r.code != 2 || !strings.Contains(r.stderr, "testing") {
@@ -63,6 +80,27 @@ func TestCutoverCommands(t *testing.T) {
 	if r = cli("cutover", "status"); r.code != 0 || !strings.Contains(r.stdout, "planning") || !strings.Contains(r.stdout, "by alice") {
 		t.Errorf("status text: %q", r.stdout)
 	}
+	// Which reports are on new, from the CLI and the API.
+	r = cli("cutover", "reports", "--phase", "planning", "--format", "json")
+	var on cutover.OnNew
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &on) != nil || on.Mode.Mode != dtetype.ModeNew || len(on.Reports) != on.Followed || on.Followed != 15 {
+		t.Errorf("cutover reports: exit %d, %q", r.code, r.stdout)
+	}
+	resp, err := http.Get("http://" + b.Srv.Addr() + "/api/v1/cutover/planning/reports")
+	if err == nil {
+		var api cutover.OnNew
+		err = json.NewDecoder(resp.Body).Decode(&api)
+		resp.Body.Close()
+		if err == nil && len(api.Reports) != len(on.Reports) {
+			err = fmt.Errorf("%d reports, the CLI says %d", len(api.Reports), len(on.Reports))
+		}
+	}
+	if err != nil {
+		t.Errorf("GET /api/v1/cutover/planning/reports: %v", err)
+	}
+	if r = cli("cutover", "reports", "--phase", "testing"); r.code != 0 || !strings.Contains(r.stdout, "testing is shadow 0%: the new engine owns it for 0 of the 15 reports") {
+		t.Errorf("cutover reports for a shadow phase: %q", r.stdout)
+	}
 
 	// A fresh report; commands through the CLI.
 	ctx := context.Background()
@@ -82,6 +120,14 @@ func TestCutoverCommands(t *testing.T) {
 	r = cli(append(append([]string{"phase", "start"}, who...), "--actor", "14", "--role", "Report Owner", "--reason", "x")...)
 	if r.code != exitDivergent || !strings.Contains(r.stderr, "role_not_allowed") || !strings.Contains(r.stderr, "nothing was written") {
 		t.Errorf("refused command: exit %d, %q", r.code, r.stderr)
+	}
+	r = cli(append(append([]string{"phase", "start"}, who...), "--actor", "14", "--role", "Report Owner", "--reason", "x", "--format", "json")...)
+	var cmdRefusal struct {
+		Refused bool
+		Rule    string
+	}
+	if r.code != exitDivergent || json.Unmarshal([]byte(r.stdout), &cmdRefusal) != nil || !cmdRefusal.Refused || cmdRefusal.Rule != "role_not_allowed" {
+		t.Errorf("refused command as JSON: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 	// Who acts is the users table's to say: a user who does not hold the
 	// stated role, and one who does not exist, are refused.

@@ -8,13 +8,16 @@ import (
 	"github.com/urfave/cli/v2"
 	"go.temporal.io/sdk/client"
 
+	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/cutover"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/reconcile"
+	"github.com/synapsedte/dtebridge/store"
 )
 
-// exitDivergent is reconcile's exit code for unexpected divergences.
+// exitDivergent is reconcile's exit code for unexpected divergences, and a
+// phase command's for a command the definition refuses.
 const exitDivergent = 3
 
 type reconcileOptions struct {
@@ -102,6 +105,31 @@ func reconcileCommand(g *globals) *cli.Command {
 				return err
 			}
 			defer pool.Close()
+			_, def, err := cfg.LoadDefinitions()
+			if err != nil {
+				return err
+			}
+			if err := checkPhase(def, o.Phase); err != nil {
+				return err
+			}
+			// What --repair and --deep need is checked before the run is
+			// recorded, so a failure leaves nothing half done.
+			var tc client.Client
+			if o.Repair || deep {
+				if tc, err = g.dialTemporal(c.Context, cfg, ""); err != nil {
+					return err
+				}
+				defer tc.Close()
+			}
+			if o.Repair {
+				alive, err := cfg.Store(pool).LeaderAlive(c.Context, store.MirrorConsumer)
+				if err != nil {
+					return err
+				}
+				if !alive {
+					return fmt.Errorf("--repair re-drives reports through the running bridge, and %w: nothing was recorded or repaired", adapter.ErrNoLeader)
+				}
+			}
 			// Repair leaves alone what the new engine owns.
 			auth := cutover.NewAuthority(cutover.NewStore(cfg.Store(pool)))
 			if err := auth.Refresh(c.Context); err != nil {
@@ -124,11 +152,6 @@ func reconcileCommand(g *globals) *cli.Command {
 				return err
 			}
 			if o.Repair || deep {
-				tc, err := g.dialTemporal(c.Context, cfg, "")
-				if err != nil {
-					return err
-				}
-				defer tc.Close()
 				to, err := reconcileTemporal(cfg, tc)
 				if err != nil {
 					return err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
 	"github.com/synapsedte/dtebridge/internal/legacysim"
+	"github.com/synapsedte/dtebridge/internal/testenv"
 	"github.com/synapsedte/dtebridge/reconcile"
 )
 
@@ -73,5 +74,29 @@ func bridgeFlags(t *testing.T, b *bridgetest.Bridge) []string {
 	if err := os.WriteFile(cfgPath, out, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return []string{"--database-url", b.DB.URL, "--config", cfgPath, "--temporal-address", b.Srv.TemporalAddress()}
+	return []string{"--database-url", b.DB.URL, "--config", cfgPath, "--temporal-address", testenv.Temporal(t).Address()}
+}
+
+// TestRepairChecksFirst: --repair without a running bridge, or with
+// Temporal unreachable, records no run and repairs nothing.
+func TestRepairChecksFirst(t *testing.T) {
+	t.Parallel()
+	b := bridgetest.New(t, legacysim.Seed, &bridgetest.Options{NoServe: true})
+	runs := func() int {
+		var n int
+		b.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM dtebridge.reconcile_runs`).Scan(&n)
+		return n
+	}
+	base := bridgeFlags(t, b)
+	r := runCLI(t, append(base, "reconcile", "--repair")...)
+	if r.code != exitError || !strings.Contains(r.stderr, "no capture leader") || !strings.Contains(r.stderr, "nothing was recorded") || runs() != 0 {
+		t.Errorf("--repair without serve: exit %d, %q, %d runs recorded", r.code, r.stderr, runs())
+	}
+	r = runCLI(t, append(base, "--temporal-address", "127.0.0.1:1", "reconcile", "--repair")...)
+	if r.code == 0 || runs() != 0 {
+		t.Errorf("--repair without Temporal: exit %d, %q, %d runs recorded", r.code, r.stderr, runs())
+	}
+	if r = runCLI(t, append(base, "reconcile")...); r.code != 0 || runs() != 1 {
+		t.Errorf("a plain run: exit %d, %q, %d runs recorded", r.code, r.stderr, runs())
+	}
 }

@@ -415,6 +415,19 @@ func (s *Server) routes() http.Handler {
 		}
 		writeJSON(w, modes)
 	})
+	mux.HandleFunc("GET /api/v1/cutover/{phase}/reports", func(w http.ResponseWriter, r *http.Request) {
+		p := dtetype.Phase(r.PathValue("phase"))
+		if s.definition.Phase(p) == nil {
+			writeError(w, http.StatusNotFound, codeNotFound, "", fmt.Sprintf("no phase %q in %s (phases: %s)", p, s.definition.Key(), strings.Join(phaseStrings(s.definition.PhaseIDs()), ", ")))
+			return
+		}
+		on, err := cutover.NewStore(s.st).ReportsOnNew(r.Context(), p)
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, codeUnavailable, "", "cannot read the cutover state: "+err.Error())
+			return
+		}
+		writeJSON(w, on)
+	})
 	mux.HandleFunc("POST /api/v1/cycles/{cycle}/reports/{report}/phases/{phase}/{action}", s.command)
 	mux.HandleFunc("GET /api/v1/definitions/{id}", func(w http.ResponseWriter, r *http.Request) {
 		d, err := config.Select(s.defs, r.PathValue("id"))
