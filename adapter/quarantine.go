@@ -147,7 +147,7 @@ func (l *leader) deliverReleased(ctx context.Context) error {
 			if err := json.Unmarshal(e.Raw, &raw); err != nil {
 				return fmt.Errorf("quarantined change %s is unreadable: %w", e.EventID, err)
 			}
-			t := l.tr.Translate(&raw)
+			t := l.tr.Load().Translate(&raw)
 			if t.Err != nil || t.Ignored {
 				blocked[key] = true
 				if t.Err != nil {

@@ -156,8 +156,9 @@ type ReaderConfig struct {
 // Any number of readers may run; one leads (by advisory lock) and the others
 // wait as hot standbys.
 type Reader struct {
-	st    *store.Store
-	tr    *legacy.Translator
+	st *store.Store
+	// tr translates; a reload swaps it (SetTranslator) between batches.
+	tr    atomic.Pointer[legacy.Translator]
 	table *legacy.Table
 	cfg   ReaderConfig
 	log   *slog.Logger
@@ -220,8 +221,14 @@ func NewReader(st *store.Store, tr *legacy.Translator, cfg *ReaderConfig) *Reade
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
 	}
-	return &Reader{st: st, tr: tr, table: tr.Table(), cfg: c, log: c.Logger, m: c.Metrics}
+	r := &Reader{st: st, table: tr.Table(), cfg: c, log: c.Logger, m: c.Metrics}
+	r.tr.Store(tr)
+	return r
 }
+
+// SetTranslator makes the reader translate with tr from its next batch on:
+// a reloaded mapping. The table it reads stays the one it started with.
+func (r *Reader) SetTranslator(tr *legacy.Translator) { r.tr.Store(tr) }
 
 // Leading reports whether this reader holds capture leadership now.
 func (r *Reader) Leading() bool { return r.leading.Load() }
@@ -630,7 +637,7 @@ func (l *leader) redrive(ctx context.Context, tx pgx.Tx, snap string) error {
 	failed := map[dtetype.Key]string{}
 	var changes []dtetype.PhaseChange
 	for _, raw := range raws {
-		res := l.tr.Translate(raw)
+		res := l.tr.Load().Translate(raw)
 		switch {
 		case res.Ignored:
 			continue
@@ -699,7 +706,7 @@ func (l *leader) process(ctx context.Context, raws []*legacy.RawChange, backfill
 			attributes = append(attributes, a)
 			continue
 		}
-		res := l.tr.Translate(raw)
+		res := l.tr.Load().Translate(raw)
 		if res.HasKey {
 			keys = append(keys, res.Key)
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
@@ -29,6 +30,7 @@ type Conflicts struct {
 	// legacy owns is not reverted (both required for revert).
 	Authority *Authority
 	Legacy    *legacy.Table
+	legacyMu  sync.RWMutex
 	// Client and WorkflowIDPrefix reach the shadow workflows, for revert.
 	Client           client.Client
 	WorkflowIDPrefix string
@@ -139,20 +141,23 @@ func (h *Conflicts) Handle(ctx context.Context, changes []dtetype.PhaseChange) e
 // progress after an unfinished Planning). "" when every phase it changed
 // is the engine's.
 func (h *Conflicts) partial(ctx context.Context, c dtetype.PhaseChange) (string, error) {
-	if h.Legacy == nil || h.Authority == nil {
+	h.legacyMu.RLock()
+	t := h.Legacy
+	h.legacyMu.RUnlock()
+	if t == nil || h.Authority == nil {
 		return "", nil
 	}
-	col := h.Legacy.Columns
+	col := t.Columns
 	labels, err := h.Store.st.TxPhaseLabels(ctx, c.TxID, c.Key, col.Cycle, col.Report, col.Phase)
 	if err != nil {
 		return "", err
 	}
 	var legacyOwned []string
 	for _, l := range labels {
-		if slices.Contains(h.Legacy.IgnorePhases, l) {
+		if slices.Contains(t.IgnorePhases, l) {
 			continue
 		}
-		p, ok := h.Legacy.Phases.Get(l)
+		p, ok := t.Phases.Get(l)
 		switch {
 		case !ok:
 			legacyOwned = append(legacyOwned, fmt.Sprintf("%q (a label no mapping knows)", l))
@@ -166,4 +171,11 @@ func (h *Conflicts) partial(ctx context.Context, c dtetype.PhaseChange) (string,
 	slices.Sort(legacyOwned)
 	return fmt.Sprintf("legacy transaction %s also changed %s, which legacy still owns; reverting only the new engine's phases would leave a state legacy's own rules forbid",
 		c.TxID, strings.Join(slices.Compact(legacyOwned), ", ")), nil
+}
+
+// SetLegacy makes later conflicts map labels with t: a reloaded mapping.
+func (h *Conflicts) SetLegacy(t *legacy.Table) {
+	h.legacyMu.Lock()
+	defer h.legacyMu.Unlock()
+	h.Legacy = t
 }

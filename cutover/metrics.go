@@ -11,7 +11,8 @@ type Metrics struct {
 	// Conflicts counts authority conflicts by phase.
 	Conflicts *prometheus.CounterVec
 	// Commands counts engine commands by phase and outcome.
-	Commands *prometheus.CounterVec
+	Commands                 *prometheus.CounterVec
+	minConsistency, gateRuns prometheus.Gauge
 }
 
 // NewMetrics creates cutover's metrics for the phases of the active
@@ -35,10 +36,16 @@ func NewMetrics(reg prometheus.Registerer, a *Authority, phases []dtetype.Phase,
 		Help: "The promotion gate's consistency threshold (cutover.gate.min_consistency), for dashboards and alerts."})
 	gateRuns := prometheus.NewGauge(prometheus.GaugeOpts{Name: "dtebridge_cutover_gate_runs",
 		Help: "Reconcile runs the promotion gate needs (cutover.gate.runs)."})
-	minConsistency.Set(gate.MinConsistency)
-	gateRuns.Set(float64(gate.Runs))
+	m.minConsistency, m.gateRuns = minConsistency, gateRuns
+	m.SetGate(gate)
 	reg.MustRegister(m.Conflicts, m.Commands, &modeCollector{a: a, phases: phases}, minConsistency, gateRuns)
 	return m
+}
+
+// SetGate exports the gate's settings (again, after a reload).
+func (m *Metrics) SetGate(gate GateConfig) {
+	m.minConsistency.Set(gate.MinConsistency)
+	m.gateRuns.Set(float64(gate.Runs))
 }
 
 // modeCollector exports each phase's cutover mode and percentage as they

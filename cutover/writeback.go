@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,10 +25,25 @@ import (
 // take them for legacy changes, and claimed in the command audit so a
 // retried command is applied once.
 type WriteBack struct {
-	// Writer writes the legacy rows.
+	// Writer writes the legacy rows; SetWriter swaps it (a reload).
 	Writer *legacy.Writer
 	// Store is the bridge schema: ownership and the command audit.
 	Store *store.Store
+
+	mu sync.RWMutex
+}
+
+// SetWriter makes later write-backs write with x: a reloaded mapping.
+func (w *WriteBack) SetWriter(x *legacy.Writer) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.Writer = x
+}
+
+func (w *WriteBack) writer() *legacy.Writer {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.Writer
 }
 
 // owned returns ErrNotOnNew unless the new engine owns phase of report k,
@@ -60,7 +76,7 @@ func (w *WriteBack) WriteBack(ctx context.Context, req shadow.WriteBackRequest) 
 		}
 		op.Restore = &legacy.Restore{State: v.BaseState, ActualStart: v.ActualStart, ActualEnd: v.ActualEnd, StartedBy: v.StartedBy, CompletedBy: v.CompletedBy}
 	}
-	written, err := w.Writer.Apply(ctx, op, legacy.Hooks{
+	written, err := w.writer().Apply(ctx, op, legacy.Hooks{
 		Prepare: func(ctx context.Context, tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, "SET LOCAL dtebridge.origin = '"+dtetype.OriginBridge+"'"); err != nil {
 				return err
@@ -128,7 +144,7 @@ func (w *WriteBack) again(ctx context.Context, req shadow.WriteBackRequest) ([]d
 	}
 	out := make([]dtetype.PhaseChange, 0, len(keys))
 	for _, k := range keys {
-		c, err := w.Writer.RowByKey(ctx, k)
+		c, err := w.writer().RowByKey(ctx, k)
 		if err != nil {
 			return nil, err
 		}

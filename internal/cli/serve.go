@@ -4,7 +4,10 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -32,7 +35,9 @@ func serveCommand(g *globals) *cli.Command {
 		Name:  "serve",
 		Usage: "run the bridge: capture reader, mirror into Temporal, shadow worker, and HTTP (health, metrics, API)",
 		Description: "Run two or more for availability: one leads capture (by advisory lock), the others wait as hot\n" +
-			"standbys, and every one runs shadow workers. HTTP binds to loopback unless --listen or http.listen says otherwise.",
+			"standbys, and every one runs shadow workers. HTTP binds to loopback unless --listen or http.listen says otherwise.\n" +
+			"SIGHUP (or POST /api/v1/reload with the token) reloads the mapping, the expected rules, reconcile's settings and\n" +
+			"the gate from the config file, validated and checked first; on any error the running configuration stays.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Usage: "HTTP address (default: http.listen, else 127.0.0.1:8080; - disables)", Destination: &o.Listen},
 			&cli.DurationFlag{Name: "reconcile-every", Usage: "run a recorded reconcile this often on the capture leader (0: never)", Destination: &o.ReconcileEvery},
@@ -55,10 +60,21 @@ func serveCommand(g *globals) *cli.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.Stdout, "dtebridge serving %s; HTTP on %s. Ctrl-C stops.\n", srv.Definition().Key(), cmp.Or(srv.Addr(), "(off)"))
-			select {
-			case <-c.Context.Done():
-			case <-srv.Done():
+			fmt.Fprintf(g.Stdout, "dtebridge serving %s; HTTP on %s. Ctrl-C stops; SIGHUP reloads the configuration.\n", srv.Definition().Key(), cmp.Or(srv.Addr(), "(off)"))
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			for {
+				select {
+				case <-c.Context.Done():
+				case <-srv.Done():
+				case <-hup:
+					// Reload logs and counts its outcome; a refused one
+					// keeps the running configuration.
+					_ = srv.Reload(c.Context)
+					continue
+				}
+				break
 			}
 			srv.Stop()
 			return srv.Err()

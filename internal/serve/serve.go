@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -111,7 +112,14 @@ type Server struct {
 	executor      *cutover.Executor
 	token         string
 	temporal      client.Client
-	loops         sync.WaitGroup
+	// cfg is the configuration in force; Reload replaces it.
+	cfg            atomic.Pointer[config.Config]
+	reloadMu       sync.Mutex
+	reloads        *prometheus.CounterVec
+	writeBack      *cutover.WriteBack
+	conflicts      *cutover.Conflicts
+	cutoverMetrics *cutover.Metrics
+	loops          sync.WaitGroup
 	// Metrics are the capture reader's metrics.
 	Metrics *adapter.Metrics
 	// MirrorMetrics are the mirror's metrics.
@@ -151,7 +159,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	s := &Server{opts: o, log: log, registry: prometheus.NewRegistry(), defs: defs, definition: def, done: make(chan struct{}),
 		temporalAddr: o.TemporalAddress, st: st}
+	s.cfg.Store(cfg)
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.reloads = newReloadCounter(s.registry)
 	s.Metrics = adapter.NewMetrics(s.registry)
 	s.Metrics.DeliveryGrace.Set(time.Duration(cfg.Capture.DeliveryGrace).Seconds())
 	s.MirrorMetrics = adapter.NewMirrorMetrics(s.registry)
@@ -188,6 +198,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	cm := cutover.NewMetrics(s.registry, s.authority, phases, cfg.GateConfig())
+	s.cutoverMetrics = cm
 	var users *legacy.Users
 	if cfg.Legacy.Users != nil {
 		users = legacy.NewUsers(o.Pool, *cfg.Legacy.Users)
@@ -214,6 +225,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	sa := shadow.EnsureSearchAttributes(ctx, o.Temporal, o.Namespace, log)
 	s.worker = shadow.NewWorker(o.Temporal, st, shadow.WorkerConfig{TaskQueue: cfg.Shadow.TaskQueue})
 	wb := &cutover.WriteBack{Writer: writer, Store: st}
+	s.writeBack = wb
 	s.worker.RegisterActivityWithOptions(wb.WriteBack, activity.RegisterOptions{Name: shadow.WriteBackActivity})
 	if err := s.worker.Start(); err != nil {
 		return nil, fmt.Errorf("error starting the shadow worker: %w", err)
@@ -230,6 +242,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	conflicts := &cutover.Conflicts{Store: s.store, Policy: cfg.Cutover.ConflictPolicy, Authority: s.authority, Legacy: &cfg.Legacy, Client: o.Temporal,
 		WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Counter: cm.Conflicts, Logger: log}
 	mc.OnConflict = conflicts.Handle
+	s.conflicts = conflicts
 	if o.Mirror != nil {
 		o.Mirror(&mc)
 	}
@@ -316,7 +329,7 @@ func (s *Server) reconcileLoop(ctx context.Context, every time.Duration) {
 		if !s.reader.Leading() {
 			continue
 		}
-		o := s.opts.Config.ReconcileOptions(s.opts.Pool)
+		o := s.config().ReconcileOptions(s.opts.Pool)
 		o.Persist = true
 		r, err := reconcile.Run(ctx, o)
 		if err != nil {
@@ -429,6 +442,7 @@ func (s *Server) routes() http.Handler {
 		writeJSON(w, on)
 	})
 	mux.HandleFunc("POST /api/v1/cycles/{cycle}/reports/{report}/phases/{phase}/{action}", s.command)
+	mux.HandleFunc("POST /api/v1/reload", s.reload)
 	mux.HandleFunc("GET /api/v1/definitions/{id}", func(w http.ResponseWriter, r *http.Request) {
 		d, err := config.Select(s.defs, r.PathValue("id"))
 		if err != nil {
@@ -491,7 +505,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if _, err := s.opts.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
 		add(&problems, "Temporal does not answer", err)
 	}
-	if since, why := s.reader.DeliveryFailing(); !since.IsZero() && time.Since(since) > time.Duration(s.opts.Config.Capture.DeliveryGrace) {
+	if since, why := s.reader.DeliveryFailing(); !since.IsZero() && time.Since(since) > time.Duration(s.config().Capture.DeliveryGrace) {
 		add(&problems, fmt.Sprintf("deliveries to the shadow have failed for %s", time.Since(since).Round(time.Second)), errors.New(why))
 	}
 	if s.users != nil {
