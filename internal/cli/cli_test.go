@@ -335,3 +335,36 @@ func TestReadmeCLIReference(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpIsComplete: every flag of every command says what it is for, and
+// no help line states a default twice.
+func TestHelpIsComplete(t *testing.T) {
+	app := App(io.Discard, io.Discard)
+	var walk func(path string, cmds []*cli.Command)
+	walk = func(path string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			name := strings.TrimSpace(path + " " + c.Name)
+			for _, f := range c.Flags {
+				if u, ok := f.(interface{ GetUsage() string }); ok && strings.TrimSpace(u.GetUsage()) == "" {
+					t.Errorf("dtebridge %s: flag %v has no description", name, f.Names())
+				}
+			}
+			if len(c.Subcommands) > 0 {
+				walk(name, c.Subcommands)
+				continue
+			}
+			r := runCLI(t, append(strings.Fields(name), "--help")...)
+			for _, line := range strings.Split(r.stdout, "\n") {
+				if strings.Count(line, "(default") > 1 {
+					t.Errorf("dtebridge %s --help states a default twice: %q", name, line)
+				}
+			}
+		}
+	}
+	for _, f := range app.Flags {
+		if u, ok := f.(interface{ GetUsage() string }); ok && strings.TrimSpace(u.GetUsage()) == "" {
+			t.Errorf("global flag %v has no description", f.Names())
+		}
+	}
+	walk("", app.Commands)
+}

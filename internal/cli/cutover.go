@@ -93,7 +93,7 @@ func cutoverCommand(g *globals) *cli.Command {
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "phase", Usage: "canonical phase id", Required: true, Destination: &set.Phase},
 				&cli.StringFlag{Name: "mode", Usage: "legacy, shadow or new", Required: true, Destination: &set.Mode},
-				&cli.IntFlag{Name: "percent", Usage: "with --mode new: the percentage of reports on new, 1 to 100 (default 100)", Destination: &set.Percent},
+				&cli.IntFlag{Name: "percent", Usage: "with --mode new: the percentage of reports on new, 1 to 100", DefaultText: "100 with --mode new", Destination: &set.Percent},
 				&cli.StringFlag{Name: "actor", Usage: "who makes the change (recorded)", Required: true, Destination: &set.Actor},
 				&cli.StringFlag{Name: "reason", Usage: "why (recorded)", Required: true, Destination: &set.Reason},
 				&cli.BoolFlag{Name: "force", Usage: "override a gate refusal (recorded)", Destination: &set.Force},
@@ -289,7 +289,7 @@ func phaseCommand(g *globals) *cli.Command {
 			&cli.StringFlag{Name: "actor", Usage: "legacy user id acting", Required: true, Destination: &o.Actor},
 			&cli.StringFlag{Name: "role", Usage: "the role they act in; with legacy.users configured the users table decides, and a stated role must agree", Destination: &o.Role},
 			&cli.StringFlag{Name: "reason", Usage: "why", Required: true, Destination: &o.Reason},
-			&cli.StringFlag{Name: "id", Usage: "command id, to retry a command exactly once (default: new)", Destination: &o.ID},
+			&cli.StringFlag{Name: "id", Usage: "command id, to retry a command exactly once", DefaultText: "a new one", Destination: &o.ID},
 			formatFlag(&o.Format),
 		}
 		if override {

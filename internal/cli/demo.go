@@ -49,7 +49,7 @@ func demoCommand(g *globals) *cli.Command {
 		&cli.DurationFlag{Name: "reconcile-every", Usage: "how often serve reconciles during the demo", Value: 5 * time.Second, Destination: &o.ReconcileEvery},
 		&cli.StringFlag{Name: "cutover-phase", Usage: "the phase the demo moves to the new engine", Value: "planning", Destination: &o.Phase},
 		&cli.IntFlag{Name: "cutover-percent", Usage: "the percentage of reports it moves", Value: 50, Destination: &o.Percent},
-		&cli.StringFlag{Name: "temporal-cli", Usage: "temporal binary for the local dev server (default: ./bin/temporal, then PATH)", EnvVars: []string{"DTEBRIDGE_TEMPORAL_CLI"}, Destination: &o.TemporalCLI},
+		&cli.StringFlag{Name: "temporal-cli", Usage: "temporal binary for the local dev server", DefaultText: "./bin/temporal, then PATH", EnvVars: []string{"DTEBRIDGE_TEMPORAL_CLI"}, Destination: &o.TemporalCLI},
 	)
 	return &cli.Command{
 		Name:  "demo",
@@ -265,7 +265,7 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacysim.Profile) e
 
 // simulate runs legacy traffic and waits for the shadow to catch up.
 func (d *demo) simulate(ctx context.Context, o simulateOptions, what string) error {
-	bar := newProgress(d.g.Stderr, !o.NoProgress, "simulating")
+	bar := newProgress(d.g.Stderr, !o.NoProgress, "simulating", "operations")
 	d.step("Simulating legacy traffic, %s: %d reports, %s at %g operations/s", what, o.Reports, o.Duration, o.Rate)
 	before := counterValue(d.srv.Metrics.Delivered)
 	began := time.Now()

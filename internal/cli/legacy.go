@@ -78,7 +78,7 @@ func (o *simulateOptions) flags() []cli.Flag {
 		&cli.IntFlag{Name: "reports", Usage: "reports to create", Value: 200, Destination: &o.Reports},
 		&cli.Float64Flag{Name: "rate", Usage: "legacy operations per second (0: as fast as possible)", Value: 50, Destination: &o.Rate},
 		&cli.DurationFlag{Name: "duration", Usage: "how long to run traffic at --rate", Value: 20 * time.Second, Destination: &o.Duration},
-		&cli.Int64Flag{Name: "ops", Usage: "traffic operations in all (default: rate × duration)", Destination: &o.Ops},
+		&cli.Int64Flag{Name: "ops", Usage: "traffic operations in all", DefaultText: "rate × duration", Destination: &o.Ops},
 		&cli.Uint64Flag{Name: "seed", Usage: "random seed; with --concurrency 1 a seed always gives the same run", Value: 1, Destination: &o.Seed},
 		&cli.IntFlag{Name: "concurrency", Usage: "concurrent legacy writers", Value: 4, Destination: &o.Concurrency},
 		&cli.StringFlag{Name: "format", Usage: "summary format: text or json", Value: "text", Destination: &o.Format},
@@ -138,7 +138,7 @@ func legacySimulateCommand(g *globals) *cli.Command {
 				return err
 			}
 			defer pool.Close()
-			bar := newProgress(g.Stderr, !o.NoProgress, "simulating")
+			bar := newProgress(g.Stderr, !o.NoProgress, "simulating", "operations")
 			s, err := legacysim.Simulate(c.Context, pool, o.config(p, bar.update))
 			bar.finish()
 			if err != nil {
@@ -158,28 +158,49 @@ func writeSummary(w io.Writer, format string, s *legacysim.Summary, p *legacysim
 	return s.WriteText(w, p)
 }
 
-// progress draws a progress bar on w when w is a terminal.
+// progress shows a long run's progress on w: a bar on a terminal, else a
+// plain line every few seconds (so a log shows the run is alive).
 type progress struct {
 	bar *progressbar.ProgressBar
+	// plain, when set, is the writer of the plain lines.
+	plain      io.Writer
+	desc, unit string
+	last       time.Time
 }
 
-func newProgress(w io.Writer, enabled bool, desc string) *progress {
-	f, ok := w.(*os.File)
-	if !enabled || !ok || !term.IsTerminal(int(f.Fd())) {
+// plainEvery is how often a run not on a terminal says how far it got.
+const plainEvery = 5 * time.Second
+
+func newProgress(w io.Writer, enabled bool, desc, unit string) *progress {
+	if !enabled {
 		return &progress{}
+	}
+	if f, ok := w.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
+		return &progress{plain: w, desc: desc, unit: unit, last: time.Now()}
 	}
 	return &progress{bar: progressbar.NewOptions64(-1,
 		progressbar.OptionSetWriter(w),
 		progressbar.OptionSetDescription(desc),
 		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("ops"),
+		progressbar.OptionSetItsString(unit),
+		progressbar.OptionShowElapsedTimeOnFinish(),
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionClearOnFinish(),
 	)}
 }
 
 func (p *progress) update(done, total int64) {
+	if p.plain != nil {
+		if time.Since(p.last) >= plainEvery {
+			p.last = time.Now()
+			if total > 0 {
+				fmt.Fprintf(p.plain, "%s: %d of %d %s (%.0f%%)\n", p.desc, done, total, p.unit, float64(done)*100/float64(total))
+			} else {
+				fmt.Fprintf(p.plain, "%s: %d %s\n", p.desc, done, p.unit)
+			}
+		}
+		return
+	}
 	if p.bar == nil {
 		return
 	}

@@ -112,7 +112,7 @@ the config's shadow.definition: set it to the target as well.`,
 				defer tc.Close()
 				mo.Client = tc
 			}
-			bar := newProgress(g.Stderr, !o.NoProgress, "migrating")
+			bar := newProgress(g.Stderr, !o.NoProgress, "migrating", "reports")
 			mo.Progress = bar.update
 			res, err := defmigrate.Run(c.Context, mo)
 			bar.finish()

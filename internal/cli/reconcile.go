@@ -75,14 +75,14 @@ func reconcileCommand(g *globals) *cli.Command {
 			"recorded in dtebridge.reconcile_runs (unless --no-record), and divergences are tracked across runs.\n" +
 			"Exit codes: 0 ok, 1 error, 3 unexpected divergences remain (with --fail-on-divergence).",
 		Flags: []cli.Flag{
-			&cli.Int64Flag{Name: "cycle", Usage: "only this test cycle", Destination: &o.Cycle},
+			&cli.Int64Flag{Name: "cycle", Usage: "only this test cycle", DefaultText: "every cycle", Destination: &o.Cycle},
 			&cli.StringFlag{Name: "phase", Usage: "only this canonical phase id", Destination: &o.Phase},
 			&cli.StringFlag{Name: "since", Usage: "only reports changed since then: a time (RFC 3339) or a duration ago (2h)", Destination: &o.Since},
 			&cli.StringFlag{Name: "format", Usage: "text, json or markdown", Value: "text", Destination: &o.Format},
 			&cli.BoolFlag{Name: "fail-on-divergence", Usage: "exit 3 if unexpected divergences remain", Destination: &o.FailOnDivergence},
 			&cli.BoolFlag{Name: "repair", Usage: "re-drive divergent reports from legacy truth, then re-check (needs --temporal-address)", Destination: &o.Repair},
 			&cli.StringFlag{Name: "deep", Usage: "also query N shadow workflows (or all) in Temporal and compare them with the projection", Destination: &o.Deep},
-			&cli.DurationFlag{Name: "lag-grace", Usage: "how long a report may be behind before it is stale (default: reconcile.lag_grace, else 30s)", Destination: &o.LagGrace},
+			&cli.DurationFlag{Name: "lag-grace", Usage: "how long a report may be behind before it is stale", DefaultText: "reconcile.lag_grace, else 30s", Destination: &o.LagGrace},
 			&cli.BoolFlag{Name: "no-record", Usage: "do not record the run or track divergences", Destination: &o.NoRecord},
 			&cli.IntFlag{Name: "limit", Usage: "divergences listed in text and markdown (0: all)", Value: 50, Destination: &o.Limit},
 			&cli.BoolFlag{Name: "no-progress", Usage: "no progress bar, even on a terminal", Destination: &o.NoProgress},
@@ -144,7 +144,7 @@ func reconcileCommand(g *globals) *cli.Command {
 			if o.LagGrace > 0 {
 				ro.LagGrace = o.LagGrace
 			}
-			bar := newProgress(g.Stderr, !o.NoProgress && o.Format == "text", "reconciling")
+			bar := newProgress(g.Stderr, !o.NoProgress && o.Format == "text", "reconciling", "keys")
 			ro.Progress = bar.update
 			r, err := reconcile.Run(c.Context, ro)
 			bar.finish()

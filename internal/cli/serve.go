@@ -39,7 +39,7 @@ func serveCommand(g *globals) *cli.Command {
 			"SIGHUP (or POST /api/v1/reload with the token) reloads the mapping, the expected rules, reconcile's settings and\n" +
 			"the gate from the config file, validated and checked first; on any error the running configuration stays.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "listen", Usage: "HTTP address (default: http.listen, else 127.0.0.1:8080; - disables)", Destination: &o.Listen},
+			&cli.StringFlag{Name: "listen", Usage: "HTTP address (- disables)", DefaultText: "http.listen, else 127.0.0.1:8080", Destination: &o.Listen},
 			&cli.DurationFlag{Name: "reconcile-every", Usage: "run a recorded reconcile this often on the capture leader (0: never)", Destination: &o.ReconcileEvery},
 		},
 		Before: noArgs,
@@ -178,7 +178,7 @@ func definitionsCommand(g *globals) *cli.Command {
 			ArgsUsage: "[FILE...] (default: the config's definitions)",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "format", Usage: "text, mermaid, dot or json", Value: "text", Destination: &format},
-				&cli.StringFlag{Name: "definition", Usage: "id or id@version to show (default: all)", Destination: &which},
+				&cli.StringFlag{Name: "definition", Usage: "id or id@version to show", DefaultText: "all", Destination: &which},
 			},
 			Action: func(c *cli.Context) error {
 				defs, sel, err := load(c.Args().Slice())
