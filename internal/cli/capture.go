@@ -461,7 +461,7 @@ func captureCommand(g *globals) *cli.Command {
 						}
 					}
 					for i := range b.Rejected {
-						if err := enc.Encode(map[string]any{"rejected": &b.Rejected[i]}); err != nil {
+						if err := enc.Encode(tailRejectedJSON{Rejected: &b.Rejected[i]}); err != nil {
 							return err
 						}
 					}

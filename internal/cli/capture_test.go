@@ -76,11 +76,13 @@ func TestInstallStatusUninstall(t *testing.T) {
 		t.Fatalf("second install: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 	r = runCLI(t, append(u, "status", "--format", "json")...)
+	validateOutput(t, "status", r.stdout)
 	var st statusReport
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil {
 		t.Fatalf("status: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 	r = runCLI(t, append(u, "quarantine", "list", "--format", "json")...)
+	validateOutput(t, "quarantine-list", r.stdout)
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
 		t.Errorf("quarantine list: exit %d, %q", r.code, r.stdout)
 	}
@@ -124,6 +126,7 @@ func TestDefinitionsCommands(t *testing.T) {
 			t.Errorf("show --format %s: exit %d, lacks %q: %s", format, r.code, want, r.stderr)
 		}
 	}
+	validateOutput(t, "definition", runCLI(t, "definitions", "show", "--format", "json", "--definition", "production_dt_testing").stdout)
 	r = runCLI(t, "definitions", "diff", std, prod)
 	if r.code != 0 || !strings.Contains(r.stdout, "+ phase finalize_test_report added") {
 		t.Errorf("diff: exit %d, %q", r.code, r.stdout)
@@ -166,6 +169,7 @@ func TestCheckAndInstallRefuse(t *testing.T) {
 		t.Errorf("check with the production config on a seed database: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 	r = runCLI(t, append(wrong, "check", "--no-temporal", "--format", "json")...)
+	validateOutput(t, "check", r.stdout)
 	var rep struct {
 		Errors   int
 		Problems []struct{ Severity, Check, Setting, Message, Fix string }

@@ -198,6 +198,7 @@ func TestLegacyInitAndSimulate(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("simulate: exit %d: %s", r.code, r.stderr)
 			}
+			validateOutput(t, "legacy-simulate", r.stdout)
 			var s legacysim.Summary
 			if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
 				t.Fatalf("simulate --format json printed %q: %v", r.stdout, err)

@@ -53,17 +53,13 @@ func cutoverCommand(g *globals) *cli.Command {
 				if err != nil {
 					return err
 				}
-				type line struct {
-					dtetype.Mode
-					Gate *cutover.GateResult `json:"gate"`
-				}
-				var lines []line
+				lines := []cutoverStatusLine{}
 				for _, p := range def.Phases {
 					gate, err := store.Gate(c.Context, p.ID, cfg.GateConfig())
 					if err != nil {
 						return err
 					}
-					lines = append(lines, line{Mode: dtetype.ModeOf(modes, p.ID), Gate: gate})
+					lines = append(lines, cutoverStatusLine{Mode: dtetype.ModeOf(modes, p.ID), Gate: gate})
 				}
 				if format == "json" {
 					return writeJSON(g.Stdout, lines)
@@ -127,7 +123,7 @@ func cutoverCommand(g *globals) *cli.Command {
 				var ge *cutover.GateError
 				if errors.As(err, &ge) {
 					if format == "json" {
-						if err := writeJSON(g.Stdout, map[string]any{"refused": true, "message": ge.Error(), "gate": ge.Gate}); err != nil {
+						if err := writeJSON(g.Stdout, refusalJSON{Refused: true, Message: ge.Error(), Gate: ge.Gate}); err != nil {
 							return err
 						}
 						return cli.Exit("", exitGateRefused)
@@ -138,9 +134,9 @@ func cutoverCommand(g *globals) *cli.Command {
 					return err
 				}
 				if format == "json" {
-					rr := map[string]any{"result": res}
+					rr := cutoverSetJSON{Result: res}
 					if len(res.Redrives) > 0 {
-						if rr["redrives"], err = adapter.AwaitRedrives(c.Context, cfg.Store(pool), res.Redrives, time.Minute); err != nil {
+						if rr.Redrives, err = adapter.AwaitRedrives(c.Context, cfg.Store(pool), res.Redrives, time.Minute); err != nil {
 							return err
 						}
 					}
@@ -340,7 +336,7 @@ func phaseCommand(g *globals) *cli.Command {
 				}
 				if errors.As(err, &rej) {
 					if o.Format == "json" {
-						if err := writeJSON(g.Stdout, map[string]any{"refused": true, "rule": rej.Rule, "message": rej.Message}); err != nil {
+						if err := writeJSON(g.Stdout, refusalJSON{Refused: true, Rule: rej.Rule, Message: rej.Message}); err != nil {
 							return err
 						}
 						return cli.Exit("", exitDivergent)

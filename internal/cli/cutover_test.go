@@ -34,6 +34,7 @@ func TestCutoverCommands(t *testing.T) {
 		t.Fatalf("ungated promotion: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 	r = cli("cutover", "set", "--phase", "testing", "--mode", "new", "--actor", "alice", "--reason", "ramp", "--format", "json")
+	validateOutput(t, "refusal", r.stdout)
 	var refusal struct {
 		Refused bool
 		Gate    *cutover.GateResult
@@ -68,6 +69,7 @@ func TestCutoverCommands(t *testing.T) {
 		t.Fatalf("gated promotion: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 	r = cli("cutover", "status", "--format", "json")
+	validateOutput(t, "cutover-status", r.stdout)
 	var status []struct {
 		Phase   dtetype.Phase       `json:"phase"`
 		Mode    string              `json:"mode"`
@@ -82,6 +84,7 @@ func TestCutoverCommands(t *testing.T) {
 	}
 	// Which reports are on new, from the CLI and the API.
 	r = cli("cutover", "reports", "--phase", "planning", "--format", "json")
+	validateOutput(t, "cutover-reports", r.stdout)
 	var on cutover.OnNew
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &on) != nil || on.Mode.Mode != dtetype.ModeNew || len(on.Reports) != on.Followed || on.Followed != 15 {
 		t.Errorf("cutover reports: exit %d, %q", r.code, r.stdout)
@@ -122,6 +125,7 @@ func TestCutoverCommands(t *testing.T) {
 		t.Errorf("refused command: exit %d, %q", r.code, r.stderr)
 	}
 	r = cli(append(append([]string{"phase", "start"}, who...), "--actor", "14", "--role", "Report Owner", "--reason", "x", "--format", "json")...)
+	validateOutput(t, "refusal", r.stdout)
 	var cmdRefusal struct {
 		Refused bool
 		Rule    string
@@ -143,6 +147,7 @@ func TestCutoverCommands(t *testing.T) {
 		t.Errorf("refused commands were recorded: %v %+v", err, cmds)
 	}
 	r = cli(append(append([]string{"phase", "start"}, who...), "--actor", "12", "--reason", "kick-off", "--format", "json")...)
+	validateOutput(t, "phase-command", r.stdout)
 	var res struct {
 		State dtetype.State `json:"state"`
 		Rows  int           `json:"rows"`
@@ -186,6 +191,7 @@ func TestCutoverCommands(t *testing.T) {
 		t.Errorf("reconcile after rollback: %d %q", r.code, r.stdout)
 	}
 	r = cli("cutover", "history", "--format", "json")
+	validateOutput(t, "cutover-history", r.stdout)
 	var hist []store.LogEntry
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &hist) != nil || len(hist) != 3 || !hist[1].Forced || hist[1].Actor != "bob" || hist[0].ToMode != "shadow" {
 		t.Errorf("history: exit %d, %q", r.code, r.stdout)

@@ -44,6 +44,7 @@ func TestFindingsJudgeTheHistory(t *testing.T) {
 	read := func() *shadow.FindingsReport {
 		t.Helper()
 		r := cli("findings", "--format", "json", "--limit", "0")
+		validateOutput(t, "findings", r.stdout)
 		var rep shadow.FindingsReport
 		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rep) != nil {
 			t.Fatalf("findings --format json: exit %d, %q %q", r.code, r.stdout, r.stderr)

@@ -79,6 +79,7 @@ func TestDefinitionsMigrate(t *testing.T) {
 	run := func(args ...string) *defmigrate.Result {
 		t.Helper()
 		r := cli(append([]string{"definitions", "migrate", "--to", "standard_dt_testing@2.0", "--format", "json"}, args...)...)
+		validateOutput(t, "definitions-migrate", r.stdout)
 		var res defmigrate.Result
 		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &res) != nil {
 			t.Fatalf("definitions migrate %v: exit %d, %q %q", args, r.code, r.stdout, r.stderr)
@@ -155,6 +156,7 @@ func TestDefinitionsMigrate(t *testing.T) {
 		t.Errorf("phase-safe: %+v", safe)
 	}
 	// 5. The audit, and refusals.
+	validateOutput(t, "definitions-migrations", cli("definitions", "migrations", "--format", "json").stdout)
 	if r := cli("definitions", "migrations"); r.code != 0 || !strings.Contains(r.stdout, "alice") || !strings.Contains(r.stdout, "standard_dt_testing@2.0") {
 		t.Errorf("definitions migrations: exit %d, %q", r.code, r.stdout)
 	}

@@ -57,11 +57,13 @@ func TestQuarantineResolve(t *testing.T) {
 		}
 	}
 
+	validateOutput(t, "quarantine-retry", runCLI(t, append(base, "quarantine", "retry", "--format", "json")...).stdout)
 	r := runCLI(t, append(base, "quarantine", "resolve", "--action", "resync", first[a])...)
 	if r.code != 2 {
 		t.Errorf("resolve without actor and reason: exit %d", r.code)
 	}
 	r = runCLI(t, append(base, "quarantine", "resolve", "--action", "resync", "--actor", "ops", "--reason", "INC-7: label withdrawn", "--format", "json", first[a])...)
+	validateOutput(t, "quarantine-resolve", r.stdout)
 	var res struct {
 		Resolved []string `json:"resolved"`
 		Redrive  struct {

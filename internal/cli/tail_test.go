@@ -85,6 +85,13 @@ func TestCaptureTailIsReadOnly(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Fatalf("tail: exit %d: %s", code, errOut.String())
 	}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if strings.HasPrefix(line, `{"rejected"`) {
+			validateOutput(t, "capture-tail-rejected", line)
+		} else {
+			validateOutput(t, "capture-tail-change", line)
+		}
+	}
 	b.Quiescent(30 * time.Second)
 	if q, _ := b.Store().ListQuarantine(ctx, true); len(q) != 0 {
 		t.Errorf("the tail wrote quarantine entries: %+v", q)
