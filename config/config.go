@@ -440,9 +440,13 @@ func (c *Config) Store(pool *pgxpool.Pool) *store.Store { return store.New(pool,
 
 // ReconcileOptions returns reconcile options for this configuration.
 func (c *Config) ReconcileOptions(pool *pgxpool.Pool) reconcile.Options {
-	return reconcile.Options{Store: c.Store(pool), Table: &c.Legacy,
+	o := reconcile.Options{Store: c.Store(pool), Table: &c.Legacy,
 		LagGrace: time.Duration(c.Reconcile.LagGrace), DateTolerance: time.Duration(c.Reconcile.DateTolerance),
 		Expected: c.Reconcile.Expected}
+	if _, def, err := c.LoadDefinitions(); err == nil {
+		o.Order = def.PhaseIDs()
+	}
+	return o
 }
 
 // GateConfig returns the gate settings.

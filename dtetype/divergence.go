@@ -53,6 +53,11 @@ type Divergence struct {
 	Shadow string `json:"shadow"`
 	// Detail explains it; for mismatches, the per-field differences.
 	Detail string `json:"detail,omitempty"`
+	// Fields, for a mismatch, names every field that differs; Also lists
+	// the kinds beyond Kind that the same row shows (one row, one
+	// divergence).
+	Fields []string `json:"fields,omitempty"`
+	Also   []string `json:"also,omitempty"`
 	// Rule names the expected-divergence rule it matches; Expected is true
 	// then, and it does not count against consistency.
 	Rule     string `json:"rule,omitempty"`

@@ -49,6 +49,9 @@ type Options struct {
 	Exclude []dtetype.Phase
 	// Persist records the run and tracks divergences across runs.
 	Persist bool
+	// Order is the definition's phase order, in which the report lists
+	// phases (others after, by name).
+	Order []dtetype.Phase
 	// Progress, if set, is called as rows are compared.
 	Progress func(done, total int64)
 	// Now is the clock. Default: time.Now.
@@ -669,23 +672,37 @@ func (c *run) classify(k3 key3, hasLegacy, hasShadow bool, lx *legacyRow, l, s *
 			Detail: "the shadow projection has this phase; legacy has no row for it"})
 		return
 	}
+	// One changed row is one divergence, whatever it changed: the first
+	// kind it shows (state, status, dates, actors) names it, Also the
+	// others, Fields every field that differs.
+	var found []dtetype.Divergence
 	if l.State != s.State {
-		c.add(k3, dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindStateMismatch, Legacy: string(l.State), Shadow: string(s.State), Detail: fieldDiff(l, s)})
+		found = append(found, dtetype.Divergence{Kind: dtetype.KindStateMismatch, Legacy: string(l.State), Shadow: string(s.State)})
 	}
 	if l.Status != s.Status {
 		if d := legacyStatusInconsistent(k3, lx, l); d != nil {
-			c.add(k3, *d)
+			c.add(k3, *d) // legacy's own data, reported apart
 		} else {
-			c.add(k3, dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindStatusMismatch, Legacy: string(l.Status), Shadow: string(s.Status), Detail: fieldDiff(l, s)})
+			found = append(found, dtetype.Divergence{Kind: dtetype.KindStatusMismatch, Legacy: string(l.Status), Shadow: string(s.Status)})
 		}
 	}
 	if !sameTime(l.PlannedStart, s.PlannedStart, c.o.DateTolerance) || !sameTime(l.PlannedEnd, s.PlannedEnd, c.o.DateTolerance) ||
 		!sameTime(l.ActualStart, s.ActualStart, c.o.DateTolerance) || !sameTime(l.ActualEnd, s.ActualEnd, c.o.DateTolerance) {
-		c.add(k3, dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindDatesMismatch, Legacy: dates(l), Shadow: dates(s), Detail: fieldDiff(l, s)})
+		found = append(found, dtetype.Divergence{Kind: dtetype.KindDatesMismatch, Legacy: dates(l), Shadow: dates(s)})
 	}
 	if l.StartedBy != s.StartedBy || l.CompletedBy != s.CompletedBy {
-		c.add(k3, dtetype.Divergence{Key: k3.k, Phase: k3.p, Kind: dtetype.KindActorMismatch, Legacy: actors(l), Shadow: actors(s), Detail: fieldDiff(l, s)})
+		found = append(found, dtetype.Divergence{Kind: dtetype.KindActorMismatch, Legacy: actors(l), Shadow: actors(s)})
 	}
+	if len(found) == 0 {
+		return
+	}
+	d := found[0]
+	d.Key, d.Phase = k3.k, k3.p
+	for _, f := range found[1:] {
+		d.Also = append(d.Also, f.Kind)
+	}
+	d.Detail, d.Fields = fieldDiffNames(l, s)
+	c.add(k3, d)
 }
 
 // legacyRow is what reconcile reads of the legacy row beyond the compared
@@ -753,9 +770,10 @@ func orDash(s string) string {
 	return s
 }
 
-// fieldDiff renders the per-field differences with go-cmp. go-cmp says it
-// is meant for tests and may panic; a panic becomes a note, never a crash.
-func fieldDiff(l, s *sides) (out string) {
+// fieldDiffNames renders the per-field differences with go-cmp, and names
+// the fields. go-cmp says it is meant for tests and may panic; a panic
+// becomes a note, never a crash.
+func fieldDiffNames(l, s *sides) (out string, names []string) {
 	defer func() {
 		if r := recover(); r != nil {
 			out = fmt.Sprintf("(field diff unavailable: %v)", r)
@@ -763,9 +781,15 @@ func fieldDiff(l, s *sides) (out string) {
 	}()
 	r := fieldReporter{a: "legacy", b: "shadow"}
 	if cmp.Equal(*l, *s, cmp.Reporter(&r)) {
-		return "no field differs"
+		return "no field differs", nil
 	}
-	return strings.Join(r.diffs, "; ")
+	return strings.Join(r.diffs, "; "), r.names
+}
+
+// fieldDiff renders the per-field differences.
+func fieldDiff(l, s *sides) string {
+	out, _ := fieldDiffNames(l, s)
+	return out
 }
 
 // projectionDiff lists the fields in which a workflow's phase (as it would
@@ -790,6 +814,7 @@ type fieldReporter struct {
 	a, b  string
 	path  cmp.Path
 	diffs []string
+	names []string
 }
 
 func (r *fieldReporter) PushStep(ps cmp.PathStep) { r.path = append(r.path, ps) }
@@ -800,7 +825,9 @@ func (r *fieldReporter) Report(rs cmp.Result) {
 		return
 	}
 	vl, vs := r.path.Last().Values()
-	r.diffs = append(r.diffs, fmt.Sprintf("%s: %s %s, %s %s", strings.TrimLeft(r.path.String(), "*"), r.a, shown(vl), r.b, shown(vs)))
+	name := strings.TrimLeft(r.path.String(), "*")
+	r.diffs = append(r.diffs, fmt.Sprintf("%s: %s %s, %s %s", name, r.a, shown(vl), r.b, shown(vs)))
+	r.names = append(r.names, name)
 }
 
 // shown renders one side's value of a field.
@@ -871,7 +898,18 @@ func (c *run) finish() {
 		r.Unexpected++
 		r.Counts[d.Kind]++
 	}
-	for _, p := range slices.Sorted(maps.Keys(phases)) {
+	pos := func(p dtetype.Phase) int {
+		if i := slices.Index(c.o.Order, p); i >= 0 {
+			return i
+		}
+		return len(c.o.Order)
+	}
+	for _, p := range slices.SortedFunc(maps.Keys(phases), func(a, b dtetype.Phase) int {
+		if pa, pb := pos(a), pos(b); pa != pb {
+			return pa - pb
+		}
+		return strings.Compare(string(a), string(b))
+	}) {
 		if slices.Contains(c.o.Exclude, p) {
 			continue
 		}
@@ -903,6 +941,9 @@ func (c *run) finish() {
 		case a.Key.ReportID != b.Key.ReportID:
 			return cmpInt(a.Key.ReportID, b.Key.ReportID)
 		case a.Phase != b.Phase:
+			if pa, pb := pos(a.Phase), pos(b.Phase); pa != pb {
+				return pa - pb
+			}
 			return strings.Compare(string(a.Phase), string(b.Phase))
 		}
 		return strings.Compare(a.Kind, b.Kind)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -680,5 +681,52 @@ func TestDeepComparesEveryField(t *testing.T) {
 		if !strings.Contains(d.Detail, want) {
 			t.Errorf("detail %q lacks %q", d.Detail, want)
 		}
+	}
+}
+
+// TestOneRowOneDivergence: a row changed in its state, dates and actors is
+// one divergence naming every field, not three with the same detail; the
+// report lists phases in the definition's order; a rule for one kind does
+// not accept a row that also shows others.
+func TestOneRowOneDivergence(t *testing.T) {
+	t.Parallel()
+	b := bridgetest.New(t, legacysim.Seed, nil)
+	b.Simulate(6, 120, 83)
+	b.Quiescent(60 * time.Second)
+	ctx := context.Background()
+	var k dtetype.Key
+	if err := b.DB.Pool.QueryRow(ctx, `SELECT cycle_id, report_id FROM workflow_phases WHERE phase_name = 'Testing' AND state_override IS NULL
+		ORDER BY 1, 2 LIMIT 1`).Scan(&k.CycleID, &k.ReportID); err != nil {
+		t.Fatal(err)
+	}
+	b.Bypass(`UPDATE workflow_phases SET state = CASE WHEN state = 'Completed' THEN 'Not Started' ELSE 'Completed' END::workflow_state_enum,
+		actual_end_date = coalesce(actual_end_date, now()) - interval '5 days', completed_by = 4343
+		WHERE cycle_id = $1 AND report_id = $2 AND phase_name = 'Testing'`, k.CycleID, k.ReportID)
+	r := run(t, b, func(o *reconcile.Options) { o.Expected = nil })
+	var got []dtetype.Divergence
+	for _, d := range r.Divergences {
+		if d.Key == k && d.Phase == "testing" && d.Kind != dtetype.KindRuleViolation {
+			got = append(got, d)
+		}
+	}
+	if len(got) != 1 {
+		t.Fatalf("divergences for the one changed row: %+v", got)
+	}
+	d := got[0]
+	if d.Kind != dtetype.KindStateMismatch || !slices.Contains(d.Also, dtetype.KindDatesMismatch) || !slices.Contains(d.Also, dtetype.KindActorMismatch) ||
+		!slices.Contains(d.Fields, "State") || !slices.Contains(d.Fields, "ActualEnd") || !slices.Contains(d.Fields, "CompletedBy") {
+		t.Errorf("the row's divergence: %+v", d)
+	}
+	rule := reconcile.Rule{Name: "dates", Kind: dtetype.KindStateMismatch, Reason: "x"}
+	if rule.Matches(&d) {
+		t.Error("a rule for state mismatches accepted a row whose dates and actors differ too")
+	}
+	_, def, _ := b.Cfg.LoadDefinitions()
+	var order []dtetype.Phase
+	for _, p := range r.Phases {
+		order = append(order, p.Phase)
+	}
+	if want := def.PhaseIDs(); !slices.Equal(order, want) {
+		t.Errorf("phases listed %v, want the definition's order %v", order, want)
 	}
 }

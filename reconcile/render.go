@@ -99,6 +99,20 @@ func (r *Report) writeExtras(w io.Writer, bullet string) {
 	if r.Repair != nil {
 		fmt.Fprintf(w, "\n%sRepair: %d reports re-driven from legacy; %d of %d divergences repaired, %d remain.\n",
 			bullet, r.Repair.Reports, r.Repair.Repaired, r.Repair.Attempted, len(r.Repair.Remaining))
+		for _, d := range r.Repair.Remaining {
+			why := "the re-drive from legacy left it: legacy and the workflow still disagree, so look at the workflow (--deep) and the change log"
+			if f, ok := r.Repair.Failed[d.Key.String()]; ok {
+				why = "the report could not be re-driven: " + f
+			} else if slices.Contains(r.Repair.Pending, d.Key) {
+				why = "the re-drive had not been applied when the check ran; the running bridge finishes it"
+			}
+			fmt.Fprintf(w, "%sRemains: %s %s %s: %s (%s).\n", bullet, d.Key, d.Phase, d.Kind, truncate(d.Detail, 160), why)
+		}
+		for k, f := range r.Repair.Failed {
+			if !slices.ContainsFunc(r.Repair.Remaining, func(d dtetype.Divergence) bool { return d.Key.String() == k }) {
+				fmt.Fprintf(w, "%sNot re-driven: %s: %s.\n", bullet, k, f)
+			}
+		}
 		if len(r.Repair.NotRepairable) > 0 {
 			var parts []string
 			for _, k := range slices.Sorted(maps.Keys(r.Repair.NotRepairable)) {

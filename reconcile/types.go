@@ -43,8 +43,9 @@ func (r *Rule) Validate() error {
 }
 
 // Matches reports whether d is the accepted difference r describes.
+// A rule for one kind does not accept a divergence that also shows others.
 func (r *Rule) Matches(d *dtetype.Divergence) bool {
-	return (r.Kind == "" || r.Kind == d.Kind) &&
+	return (r.Kind == "" || (r.Kind == d.Kind && len(d.Also) == 0)) &&
 		(len(r.Phases) == 0 || slices.Contains(r.Phases, d.Phase)) &&
 		(r.Legacy == "" || r.Legacy == d.Legacy) &&
 		(r.Shadow == "" || r.Shadow == d.Shadow) &&
