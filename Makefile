@@ -20,14 +20,14 @@ export PROMTOOL_BIN := $(BIN)/promtool
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build tools test demo bench lint clean FORCE
+.PHONY: help build tools chromium test demo bench lint clean FORCE
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-zA-Z_-]*:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: $(BIN)/dtebridge $(BIN)/temporal ## build dtebridge and install the pinned Temporal CLI into ./bin
 
-tools: $(BIN)/temporal $(BIN)/prometheus ## install every pinned tool the tests use into ./bin (Temporal CLI, Prometheus, promtool)
+tools: $(BIN)/temporal $(BIN)/prometheus chromium ## install every tool the tests use: the pinned Temporal CLI, Prometheus and promtool into ./bin, and Debian's chromium when missing
 
 $(BIN)/dtebridge: FORCE
 	$(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/dtebridge
@@ -53,6 +53,14 @@ $(BIN)/.prometheus-$(PROMETHEUS_VERSION):
 		github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION)
 	@rm -f $(BIN)/.prometheus-*
 	@touch $@
+
+# The console's browser tests drive Debian's chromium (chromedp); it is
+# installed from Debian's packages when missing, as root or with sudo.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "Installing Debian's chromium for the console's browser tests (first time only)"; \
+		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium; }
 
 test: build tools ## run all tests against local PostgreSQL, Temporal and Prometheus that the tests start
 	$(GO) test -count=1 -timeout 80m $(TEST_ARGS) ./...

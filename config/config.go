@@ -198,6 +198,9 @@ type Temporal struct {
 	TLSKeyFile    string `yaml:"tls_key_file"`
 	TLSCAFile     string `yaml:"tls_ca_file"`
 	TLSServerName string `yaml:"tls_server_name"`
+	// UIURL, if set, is the Temporal Web UI's address, which the console
+	// links each report's shadow workflow to.
+	UIURL string `yaml:"ui_url"`
 }
 
 // Duration is a time.Duration written as "30s" or "168h".

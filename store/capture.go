@@ -308,9 +308,10 @@ func (s *Store) WakeCapture(ctx context.Context) error {
 
 // ReportChange is a captured change of one report, for diagnosis.
 type ReportChange struct {
-	ID         int64
-	Op, Origin string
-	CapturedAt time.Time
+	ID         int64     `json:"id"`
+	Op         string    `json:"op"`
+	Origin     string    `json:"origin"`
+	CapturedAt time.Time `json:"captured_at"`
 }
 
 // ReportChanges returns report k's captured changes still in the log;

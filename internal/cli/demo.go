@@ -186,7 +186,7 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacysim.Profile) e
 	// already listens on the configured one.
 	d.srv, err = serve.Start(ctx, serve.Options{Config: cfg, Pool: d.pool, Temporal: tc, Namespace: svc.TemporalNamespace,
 		TemporalLogger:  g.temporalLogger(),
-		TemporalAddress: svc.TemporalAddress, Listen: "127.0.0.1:0", Logger: g.Logger, ReconcileEvery: o.ReconcileEvery, Token: d.token})
+		TemporalAddress: svc.TemporalAddress, TemporalUI: svc.TemporalUI, Listen: "127.0.0.1:0", Logger: g.Logger, ReconcileEvery: o.ReconcileEvery, Token: d.token})
 	if err != nil {
 		return err
 	}
@@ -251,7 +251,8 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacysim.Profile) e
 	}
 	if o.KeepRunning {
 		fmt.Fprintf(d.out, "Legacy database: %s\n", Redact(svc.DatabaseURL))
-		fmt.Fprintf(d.out, "Metrics: http://%s/metrics  API: http://%s/api/v1/definitions  http://%s/api/v1/cutover\n", d.srv.Addr(), d.srv.Addr(), d.srv.Addr())
+		fmt.Fprintf(d.out, "Console: http://%s/ (log in with the token below to change anything)\n", d.srv.Addr())
+		fmt.Fprintf(d.out, "Metrics: http://%s/metrics  API: http://%s/api/v1/overview  http://%s/api/v1/cutover\n", d.srv.Addr(), d.srv.Addr(), d.srv.Addr())
 		fmt.Fprintf(d.out, "Command API: POST http://%s/api/v1/cycles/{c}/reports/{r}/phases/{p}/{action} with Authorization: Bearer %s (this demo's throwaway token)\n", d.srv.Addr(), d.token)
 		fmt.Fprintln(d.out, "Services keep running; press Ctrl-C to stop them.")
 		select {

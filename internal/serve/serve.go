@@ -60,6 +60,10 @@ type Options struct {
 	Namespace string
 	// TemporalAddress is the client's frontend, for reports.
 	TemporalAddress string
+	// TemporalUI, if set, is the Temporal Web UI's address: the console
+	// links each report to its shadow workflow there. Default:
+	// temporal.ui_url.
+	TemporalUI string
 	// Listen overrides the config's HTTP address; "-" disables HTTP.
 	Listen string
 	// Identity names this process as a capture reader. Default: host:pid.
@@ -443,6 +447,7 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.HandleFunc("POST /api/v1/cycles/{cycle}/reports/{report}/phases/{phase}/{action}", s.command)
 	mux.HandleFunc("POST /api/v1/reload", s.reload)
+	s.consoleRoutes(mux)
 	mux.HandleFunc("GET /api/v1/definitions/{id}", func(w http.ResponseWriter, r *http.Request) {
 		d, err := config.Select(s.defs, r.PathValue("id"))
 		if err != nil {

@@ -111,12 +111,14 @@ SELECT clock_timestamp();
 SELECT pg_notify($1, '');
 
 -- name: ReportChanges
--- A report's captured changes still in the log, for diagnosis; $3 and $4
--- name the legacy columns holding the report's key.
+-- A report's captured changes among the log's latest 20,000, newest
+-- first, for diagnosis; $3 and $4 name the legacy columns holding the
+-- report's key.
 SELECT id, op, origin, captured_at FROM {{.Schema}}.changes
-WHERE (new_row->>$3) = $1::text AND (new_row->>$4) = $2::text
-   OR (old_row->>$3) = $1::text AND (old_row->>$4) = $2::text
-ORDER BY id;
+WHERE id > (SELECT coalesce(max(id), 0) - 20000 FROM {{.Schema}}.changes)
+  AND ((new_row->>$3) = $1::text AND (new_row->>$4) = $2::text
+   OR (old_row->>$3) = $1::text AND (old_row->>$4) = $2::text)
+ORDER BY id DESC LIMIT 100;
 
 -- name: TxPhaseLabels
 -- The phase labels (before and after) of report ($4, $5)'s rows that legacy
