@@ -343,7 +343,11 @@ func (m *Mirror) signal(ctx context.Context, k dtetype.Key, changes []dtetype.Ph
 		def = migrate
 	}
 	id := shadow.WorkflowID(m.cfg.WorkflowIDPrefix, k)
-	opts := client.StartWorkflowOptions{ID: id, TaskQueue: m.cfg.TaskQueue}
+	opts := client.StartWorkflowOptions{ID: id, TaskQueue: m.cfg.TaskQueue,
+		StaticSummary: fmt.Sprintf("Shadow of legacy report %d (cycle %d) under %s", k.ReportID, k.CycleID, def.Key()),
+		StaticDetails: fmt.Sprintf("Follows the legacy rows of report %d in cycle %d, judges each change against %s and computes its own "+
+			"schedule status. Its current details say where each phase stands and what reconcile last found; the dtebridge console's "+
+			"page /reports/%d/%d shows legacy and the shadow side by side.", k.ReportID, k.CycleID, def.Key(), k.CycleID, k.ReportID)}
 	if m.cfg.SearchAttributes {
 		opts.TypedSearchAttributes = temporal.NewSearchAttributes(shadow.SACycle.ValueSet(k.CycleID), shadow.SAReport.ValueSet(k.ReportID),
 			shadow.SADefinition.ValueSet(def.Key()), shadow.SAHasViolations.ValueSet(false))

@@ -3,11 +3,13 @@ package reconcile
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/synapsedte/dtebridge/adapter"
@@ -193,4 +195,64 @@ func Deep(ctx context.Context, o Options, t TemporalOptions, n int, r *Report) e
 		}
 	}
 	return nil
+}
+
+// MarkDivergent tells each shadow in r's scope whether reconcile finds its
+// report divergent (unexpected divergences), where that changed since the
+// shadow was last told: the workflow keeps it in its details and in the
+// DtebridgeDivergent search attribute. A workflow that no longer runs is
+// passed over. It returns how many shadows it told.
+func MarkDivergent(ctx context.Context, o Options, t TemporalOptions, r *Report) (int, error) {
+	want := map[dtetype.Key]*shadow.DivergenceMark{}
+	for _, d := range r.Divergences {
+		if d.Expected {
+			continue
+		}
+		m := want[d.Key]
+		if m == nil {
+			m = &shadow.DivergenceMark{Divergent: true, Run: r.RunID}
+			want[d.Key] = m
+		}
+		m.Open++
+		if !slices.Contains(m.Kinds, d.Kind) {
+			m.Kinds = append(m.Kinds, d.Kind)
+		}
+	}
+	have, err := o.Store.DivergentReports(ctx)
+	if err != nil {
+		return 0, err
+	}
+	// Reports the run did not look at keep their mark.
+	inScope := func(k dtetype.Key) bool {
+		sc := r.Scope
+		return (sc.Cycle == nil || *sc.Cycle == k.CycleID) && (sc.Keys == nil || slices.Contains(sc.Keys, k)) &&
+			sc.Phase == "" && sc.Since == nil && !slices.Contains(r.inFlightReports, k)
+	}
+	told := 0
+	tell := func(k dtetype.Key, m shadow.DivergenceMark) error {
+		err := t.Client.SignalWorkflow(ctx, shadow.WorkflowID(t.WorkflowIDPrefix, k), "", shadow.SignalDivergence, m)
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return nil
+		}
+		if err == nil {
+			told++
+		}
+		return err
+	}
+	for k, m := range want {
+		if !have[k] && inScope(k) {
+			if err := tell(k, *m); err != nil {
+				return told, fmt.Errorf("error marking %s divergent: %w", k, err)
+			}
+		}
+	}
+	for k := range have {
+		if want[k] == nil && inScope(k) {
+			if err := tell(k, shadow.DivergenceMark{Run: r.RunID}); err != nil {
+				return told, fmt.Errorf("error marking %s agreeing: %w", k, err)
+			}
+		}
+	}
+	return told, nil
 }

@@ -20,13 +20,15 @@ type Projection struct {
 	Violations        []Violation       `json:"violations"`
 	Historical        []Violation       `json:"historical,omitempty"`
 	Attributes        map[string]string `json:"attributes,omitempty"`
+	Divergent         bool              `json:"divergent,omitempty"`
 	Phases            []PhaseState      `json:"phases"`
 }
 
 func projectionOf(s *State) Projection {
 	p := Projection{Key: s.Key, DefinitionID: s.DefinitionID, DefinitionVersion: s.DefinitionVersion,
 		Version: s.ProjectionVersion, AppliedSeq: s.AppliedSeq, Applied: s.Applied,
-		ViolationCounts: s.ViolationCounts, Violations: s.Violations, Historical: s.Historical, Attributes: s.Attributes}
+		ViolationCounts: s.ViolationCounts, Violations: s.Violations, Historical: s.Historical, Attributes: s.Attributes,
+		Divergent: s.Divergence != nil && s.Divergence.Divergent}
 	for _, ps := range s.Phases {
 		p.Phases = append(p.Phases, *ps)
 	}
@@ -45,7 +47,7 @@ type Activities struct {
 // changes nothing.
 func (a *Activities) Project(ctx context.Context, p Projection) error {
 	sp := store.Projection{Key: p.Key, DefinitionID: p.DefinitionID, DefinitionVersion: p.DefinitionVersion, Version: p.Version,
-		AppliedSeq: p.AppliedSeq, Applied: p.Applied, ViolationCounts: p.ViolationCounts, Recent: p.Violations, Historical: p.Historical, Attributes: p.Attributes}
+		AppliedSeq: p.AppliedSeq, Applied: p.Applied, ViolationCounts: p.ViolationCounts, Recent: p.Violations, Historical: p.Historical, Attributes: p.Attributes, Divergent: p.Divergent}
 	if p.Violations == nil {
 		sp.Recent = []Violation{}
 	}

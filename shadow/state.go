@@ -90,6 +90,8 @@ type State struct {
 	// shadow followed from its first change, which has no history to judge.
 	Historical []Violation `json:"historical,omitempty"`
 	History    string      `json:"history,omitempty"`
+	// Divergence is what reconcile last found for the report.
+	Divergence *DivergenceMark `json:"divergence,omitempty"`
 	// Seen are recent event ids, for deduplication after redelivery.
 	Seen       []string `json:"seen"`
 	AppliedSeq int64    `json:"applied_seq"`

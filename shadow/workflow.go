@@ -3,6 +3,7 @@ package shadow
 import (
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -32,12 +33,32 @@ var (
 	SAReport        = temporal.NewSearchAttributeKeyInt64("DtebridgeReport")
 	SADefinition    = temporal.NewSearchAttributeKeyKeyword("DtebridgeDefinition")
 	SAHasViolations = temporal.NewSearchAttributeKeyBool("DtebridgeHasViolations")
+	// SADivergent is true while reconcile finds the report's legacy and
+	// shadow apart (unexpected divergences): "divergent shadows" is a
+	// saved filter in the Temporal UI.
+	SADivergent = temporal.NewSearchAttributeKeyBool("DtebridgeDivergent")
 )
+
+// SignalDivergence tells a workflow what reconcile found for its report
+// (DivergenceMark).
+const SignalDivergence = "divergence"
+
+// DivergenceMark is reconcile's finding for one report, which the workflow
+// keeps in its details and in SADivergent.
+type DivergenceMark struct {
+	Divergent bool `json:"divergent"`
+	// Open counts the report's unexpected divergences, Kinds their kinds.
+	Open  int      `json:"open"`
+	Kinds []string `json:"kinds,omitempty"`
+	// Run is the reconcile run that found it.
+	Run int64 `json:"run"`
+}
 
 // SearchAttributeTypes lists the search attributes by name and type, as the
 // Temporal CLI's --search-attribute flag takes them.
 func SearchAttributeTypes() map[string]string {
-	return map[string]string{"DtebridgeCycle": "Int", "DtebridgeReport": "Int", "DtebridgeDefinition": "Keyword", "DtebridgeHasViolations": "Bool"}
+	return map[string]string{"DtebridgeCycle": "Int", "DtebridgeReport": "Int", "DtebridgeDefinition": "Keyword", "DtebridgeHasViolations": "Bool",
+		"DtebridgeDivergent": "Bool"}
 }
 
 // Input starts (or continues) a shadow workflow.
@@ -106,6 +127,8 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 		// Versions grow within a run and across runs, so a workflow started
 		// anew (after a termination) still overwrites its old projection.
 		s.ProjectionVersion = max(s.ProjectionVersion+1, workflow.Now(ctx).UnixMicro())
+		// The details the Temporal UI shows for the workflow, current.
+		workflow.SetCurrentDetails(ctx, currentDetails(s))
 		return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, lopts), a.Project, projectionOf(s)).Get(ctx, nil)
 	}
 	if err := registerCommands(ctx, e, project); err != nil {
@@ -120,6 +143,19 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 	}
 
 	signals := workflow.GetSignalChannel(ctx, SignalChanges)
+	divergences := workflow.GetSignalChannel(ctx, SignalDivergence)
+	// mark applies what reconcile found for the report.
+	mark := func(m DivergenceMark) (bool, error) {
+		was := s.Divergence != nil && s.Divergence.Divergent
+		s.Divergence = &m
+		if in.SearchAttributes && was != m.Divergent {
+			if err := workflow.UpsertTypedSearchAttributes(ctx, SADivergent.ValueSet(m.Divergent)); err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	}
+	var markErr error
 	// migrated is the definition a migration moved the workflow to: it
 	// continues as new on it, so the new version is pinned from then on.
 	var migrated *dtetype.Definition
@@ -182,6 +218,13 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 			c.Receive(ctx, &sig)
 			changed = receive(sig) || changed
 		})
+		sel.AddReceive(divergences, func(c workflow.ReceiveChannel, _ bool) {
+			var m DivergenceMark
+			c.Receive(ctx, &m)
+			var ch bool
+			ch, markErr = mark(m)
+			changed = ch || changed
+		})
 		if timerFired != nil {
 			sel.AddFuture(timerFired, func(f workflow.Future) {
 				// A timer fires without any new event: the status moves by time.
@@ -189,6 +232,9 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 			})
 		}
 		sel.Select(ctx)
+		if markErr != nil {
+			return markErr
+		}
 		// Fold every signal already waiting into the same projection.
 		for {
 			var sig Signal
@@ -225,6 +271,17 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 					}
 					drained = receive(sig) || drained
 				}
+				for {
+					var m DivergenceMark
+					if !divergences.ReceiveAsync(&m) {
+						break
+					}
+					ch, err := mark(m)
+					if err != nil {
+						return err
+					}
+					drained = ch || drained
+				}
 				if !drained {
 					break
 				}
@@ -241,4 +298,27 @@ func ShadowWorkflow(ctx workflow.Context, in Input) error {
 			return workflow.NewContinueAsNewError(ctx, WorkflowName, next)
 		}
 	}
+}
+
+// currentDetails is the workflow's current details for the Temporal UI
+// (markdown): where each phase stands, what reconcile last found, the
+// findings.
+func currentDetails(s *State) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "**Report %d/%d** under %s@%s\n\n", s.Key.CycleID, s.Key.ReportID, s.DefinitionID, s.DefinitionVersion)
+	var phases []string
+	for _, ps := range s.Phases {
+		phases = append(phases, fmt.Sprintf("%s: %s", ps.Phase, ps.State))
+	}
+	b.WriteString(strings.Join(phases, " · ") + "\n\n")
+	switch d := s.Divergence; {
+	case d == nil:
+		b.WriteString("Not reconciled yet.\n")
+	case d.Divergent:
+		fmt.Fprintf(&b, "**Divergent**: %d unexpected divergences (%s), reconcile run %d.\n", d.Open, strings.Join(d.Kinds, ", "), d.Run)
+	default:
+		fmt.Fprintf(&b, "Agrees with legacy (reconcile run %d).\n", d.Run)
+	}
+	fmt.Fprintf(&b, "\nFindings: %d live violations, %d historical.\n", s.TotalViolations(), len(s.Historical))
+	return b.String()
 }

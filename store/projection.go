@@ -29,7 +29,9 @@ type Projection struct {
 	Historical any
 	// Attributes are the report's attributes the shadow judges by.
 	Attributes map[string]string
-	Phases     []ProjectedPhase
+	// Divergent is what reconcile last told the shadow.
+	Divergent bool
+	Phases    []ProjectedPhase
 }
 
 // ProjectedPhase is one phase of a projection.
@@ -82,7 +84,7 @@ func (s *Store) Project(ctx context.Context, p Projection) error {
 	return s.InTx(ctx, func(tx *Store) error {
 		var fresh bool
 		err := tx.db.QueryRow(ctx, tx.sql("ProjectKey"), p.Key.CycleID, p.Key.ReportID, p.DefinitionID, p.DefinitionVersion, p.Version,
-			p.AppliedSeq, p.Applied, total, countsJSON, recent, historical, attributes).Scan(&fresh)
+			p.AppliedSeq, p.Applied, total, countsJSON, recent, historical, attributes, p.Divergent).Scan(&fresh)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // a newer projection is already there
 		}
@@ -317,4 +319,21 @@ func (s *Store) ShadowAttributes(ctx context.Context) (map[dtetype.Key]map[strin
 		out[k] = a
 	}
 	return out, rows.Err()
+}
+
+// DivergentReports returns the reports whose shadow holds them divergent.
+func (s *Store) DivergentReports(ctx context.Context) (map[dtetype.Key]bool, error) {
+	rows, err := s.db.Query(ctx, s.sql("DivergentFlags"))
+	if err != nil {
+		return nil, fmt.Errorf("error reading divergent reports: %w", err)
+	}
+	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (dtetype.Key, error) {
+		var k dtetype.Key
+		return k, r.Scan(&k.CycleID, &k.ReportID)
+	})
+	out := make(map[dtetype.Key]bool, len(keys))
+	for _, k := range keys {
+		out[k] = true
+	}
+	return out, err
 }

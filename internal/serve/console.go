@@ -732,8 +732,14 @@ func (s *Server) repairReport(w http.ResponseWriter, r *http.Request) {
 	ro.Scope = reconcile.Scope{Keys: []dtetype.Key{k}}
 	rep, err := reconcile.Run(r.Context(), ro)
 	if err == nil {
-		err = reconcile.Repair(r.Context(), ro, reconcile.TemporalOptions{Client: s.temporal, WorkflowIDPrefix: s.config().Shadow.WorkflowIDPrefix,
-			Actor: "console", Owned: s.authority.OnNew}, rep)
+		err = reconcile.Repair(r.Context(), ro, s.reconcileTemporal(), rep)
+	}
+	if err == nil {
+		// The re-check says where the report stands now: its shadow's mark.
+		ro.Persist = true
+		if after, err2 := reconcile.Run(r.Context(), ro); err2 == nil {
+			_, _ = reconcile.MarkDivergent(r.Context(), ro, s.reconcileTemporal(), after)
+		}
 	}
 	if err != nil {
 		back(w, r, to, err, "")

@@ -345,9 +345,17 @@ func (s *Server) reconcileLoop(ctx context.Context, every time.Duration) {
 		s.mu.Lock()
 		s.lastReconcile = r
 		s.mu.Unlock()
+		if _, err := reconcile.MarkDivergent(ctx, o, s.reconcileTemporal(), r); err != nil && ctx.Err() == nil {
+			s.log.Warn("cannot mark the divergent shadows", "error", err)
+		}
 		s.log.Info("reconcile", "run", r.RunID, "compared", r.Compared, "consistency", r.Consistency,
 			"unexpected", r.Unexpected, "new", r.New, "resolved", r.Resolved)
 	}
+}
+
+// reconcileTemporal is how reconcile reaches this server's shadows.
+func (s *Server) reconcileTemporal() reconcile.TemporalOptions {
+	return reconcile.TemporalOptions{Client: s.temporal, WorkflowIDPrefix: s.config().Shadow.WorkflowIDPrefix, Actor: "console", Owned: s.authority.OnNew}
 }
 
 // Authority returns the server's view of cutover.

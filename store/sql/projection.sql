@@ -3,13 +3,13 @@
 
 -- name: ProjectKey
 INSERT INTO {{.Schema}}.shadow_keys AS k (cycle_id, report_id, definition_id, definition_version,
-    version, applied_seq, applied, violations, violation_counts, recent_violations, historical, attributes, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())
+    version, applied_seq, applied, violations, violation_counts, recent_violations, historical, attributes, divergent, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now())
 ON CONFLICT (cycle_id, report_id) DO UPDATE SET definition_id = excluded.definition_id,
     definition_version = excluded.definition_version, version = excluded.version,
     applied_seq = excluded.applied_seq, applied = excluded.applied, violations = excluded.violations,
     violation_counts = excluded.violation_counts, recent_violations = excluded.recent_violations,
-    historical = excluded.historical, attributes = excluded.attributes, updated_at = now()
+    historical = excluded.historical, attributes = excluded.attributes, divergent = excluded.divergent, updated_at = now()
 WHERE k.version < excluded.version
 RETURNING true;
 
@@ -104,3 +104,7 @@ WHERE EXISTS (SELECT 1 FROM jsonb_array_elements(k.historical) v WHERE $1::text 
 
 -- name: ShadowAttributes
 SELECT cycle_id, report_id, attributes FROM {{.Schema}}.shadow_keys WHERE attributes <> '{}'::jsonb;
+
+-- name: DivergentFlags
+-- The reports whose shadow holds them divergent.
+SELECT cycle_id, report_id FROM {{.Schema}}.shadow_keys WHERE divergent;
