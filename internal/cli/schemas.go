@@ -7,6 +7,7 @@ import (
 	"github.com/synapsedte/dtebridge/internal/defmigrate"
 	"github.com/synapsedte/dtebridge/internal/legacysim"
 	"github.com/synapsedte/dtebridge/internal/preflight"
+	"github.com/synapsedte/dtebridge/internal/serve"
 	"github.com/synapsedte/dtebridge/shadow"
 	"github.com/synapsedte/dtebridge/store"
 )
@@ -68,4 +69,9 @@ var jsonOutputs = []jsonOutput{
 	{"definitions-migrations", "dtebridge definitions migrations --format json", []store.DefinitionMigration{}},
 	{"definition", "dtebridge definitions show --format json (and GET /api/v1/definitions/{id})", dtetype.Definition{}},
 	{"legacy-simulate", "dtebridge legacy simulate --format json", legacysim.Summary{}},
+	{"api-overview", "GET /api/v1/overview (the console's overview)", serve.Overview{}},
+	{"api-divergences", "GET /api/v1/divergences?phase=&kind=&expected=yes|no&since=&after= (the console's divergences)", serve.Divergences{}},
+	{"api-report", "GET /api/v1/reports/{cycle}/{report} (the console's report page)", serve.Report{}},
+	{"api-cutover-board", "GET /api/v1/cutover/board (the console's cutover page)", serve.CutoverBoard{}},
+	{"api-quarantine", "GET /api/v1/quarantine (the console's quarantine page)", serve.QuarantineView{}},
 }

@@ -205,11 +205,14 @@ type Overview struct {
 	LastReconcile *reconcile.RunSummary `json:"last_reconcile"`
 	Capture       CaptureHealth         `json:"capture"`
 	Quarantine    int                   `json:"quarantine_pending"`
-	Findings      struct {
-		Historical int64 `json:"historical"`
-		Live       int64 `json:"live"`
-	} `json:"findings"`
-	Health []Health `json:"health"`
+	Findings      FindingTotals         `json:"findings"`
+	Health        []Health              `json:"health"`
+}
+
+// FindingTotals counts the findings of each origin.
+type FindingTotals struct {
+	Historical int64 `json:"historical"`
+	Live       int64 `json:"live"`
 }
 
 // PhaseOverview is one phase on the overview.
@@ -406,19 +409,22 @@ func sparkline(series []float64, threshold float64) template.HTML {
 
 // Divergences is a page of open divergences.
 type Divergences struct {
-	Filter struct {
-		Phase    string `json:"phase"`
-		Kind     string `json:"kind"`
-		Expected string `json:"expected"`
-		Since    string `json:"since"`
-	} `json:"filter"`
-	Rows  []store.DivergenceRow `json:"rows"`
-	Total int64                 `json:"total"`
+	Filter DivergenceFilter      `json:"filter"`
+	Rows   []store.DivergenceRow `json:"rows"`
+	Total  int64                 `json:"total"`
 	// Next is the cursor of the next page ("" on the last).
 	Next   string          `json:"next"`
 	Phases []dtetype.Phase `json:"-"`
 	Kinds  []string        `json:"-"`
 	Query  string          `json:"-"`
+}
+
+// DivergenceFilter is the divergences page's filter, as given.
+type DivergenceFilter struct {
+	Phase    string `json:"phase"`
+	Kind     string `json:"kind"`
+	Expected string `json:"expected"`
+	Since    string `json:"since"`
 }
 
 // divergencesPage is how many divergences one page lists.
