@@ -28,24 +28,51 @@ type dashboard struct {
 	Title      string `json:"title"`
 	Templating struct {
 		List []struct {
-			Name  string `json:"name"`
-			Type  string `json:"type"`
-			Query string `json:"query"`
+			Name  string          `json:"name"`
+			Type  string          `json:"type"`
+			Query json.RawMessage `json:"query"`
 		} `json:"list"`
 	} `json:"templating"`
 	Panels []struct {
 		Title      string `json:"title"`
+		Type       string `json:"type"`
 		Datasource struct {
 			UID string `json:"uid"`
 		} `json:"datasource"`
 		Targets []struct {
 			Expr       string `json:"expr"`
+			RawSQL     string `json:"rawSql"`
 			Datasource struct {
 				UID string `json:"uid"`
 			} `json:"datasource"`
 		} `json:"targets"`
+		FieldConfig struct {
+			Defaults struct {
+				Unit       string `json:"unit"`
+				Thresholds struct {
+					Steps []struct {
+						Color string   `json:"color"`
+						Value *float64 `json:"value"`
+					} `json:"steps"`
+				} `json:"thresholds"`
+				Mappings []json.RawMessage `json:"mappings"`
+			} `json:"defaults"`
+			Overrides []struct {
+				Properties []struct {
+					ID    string          `json:"id"`
+					Value json.RawMessage `json:"value"`
+				} `json:"properties"`
+			} `json:"overrides"`
+		} `json:"fieldConfig"`
 	} `json:"panels"`
 }
+
+// grafanaVars stands in for Grafana's variables when a query runs outside
+// Grafana: every job, instance and phase.
+var grafanaVars = strings.NewReplacer(`"$job"`, `".*"`, `"$instance"`, `".*"`, `"$phase"`, `".*"`)
+
+// sqlVars stands in for them in the PostgreSQL panels' SQL.
+var sqlVars = strings.NewReplacer("$phase", "'planning', 'scoping', 'testing'", "$cycle", "1", "$report", "1")
 
 func loadDashboards(t *testing.T) map[string]dashboard {
 	t.Helper()
@@ -101,20 +128,77 @@ func TestDashboardsImportable(t *testing.T) {
 		if d.Title != want[f] || d.UID == "" {
 			t.Errorf("%s: title %q uid %q", f, d.Title, d.UID)
 		}
-		if len(d.Templating.List) == 0 || d.Templating.List[0].Type != "datasource" || d.Templating.List[0].Query != "prometheus" {
+		if len(d.Templating.List) == 0 || d.Templating.List[0].Type != "datasource" || string(d.Templating.List[0].Query) != `"prometheus"` {
 			t.Errorf("%s: no Prometheus datasource variable", f)
 		}
+		vars := map[string]bool{}
+		for _, v := range d.Templating.List {
+			vars[v.Name] = true
+		}
+		for _, v := range []string{"job", "instance"} {
+			if !vars[v] {
+				t.Errorf("%s: no %s variable", f, v)
+			}
+		}
 		for _, p := range d.Panels {
-			if p.Datasource.UID != "${datasource}" || len(p.Targets) == 0 {
-				t.Errorf("%s: panel %q does not use the datasource variable or has no query", f, p.Title)
+			sql := p.Datasource.UID == "${pg}"
+			if (p.Datasource.UID != "${datasource}" && !sql) || len(p.Targets) == 0 {
+				t.Errorf("%s: panel %q does not use a datasource variable or has no query", f, p.Title)
 			}
 			for _, q := range p.Targets {
-				if q.Datasource.UID != "${datasource}" || q.Expr == "" {
+				switch {
+				case sql && (q.Datasource.UID != "${pg}" || q.RawSQL == ""):
+					t.Errorf("%s: a SQL query of panel %q", f, p.Title)
+				case !sql && (q.Datasource.UID != "${datasource}" || q.Expr == ""):
 					t.Errorf("%s: a query of panel %q", f, p.Title)
+				case !sql && !strings.Contains(q.Expr, `"$job"`) && !strings.HasPrefix(q.Expr, "time()"):
+					t.Errorf("%s: panel %q does not follow the job variable: %s", f, p.Title, q.Expr)
+				}
+			}
+			// Units on every panel; thresholds on every stat, words for the
+			// ones that say yes or no.
+			if p.FieldConfig.Defaults.Unit == "" {
+				t.Errorf("%s: panel %q has no unit", f, p.Title)
+			}
+			if p.Type == "stat" {
+				if len(p.FieldConfig.Defaults.Thresholds.Steps) < 2 {
+					t.Errorf("%s: stat %q has no thresholds beyond its base colour", f, p.Title)
+				}
+				if strings.Contains(p.Title, "available") || strings.Contains(p.Title, "leader") || strings.Contains(p.Title, "up") {
+					if len(p.FieldConfig.Defaults.Mappings) == 0 {
+						t.Errorf("%s: stat %q shows 0 and 1 without words", f, p.Title)
+					}
+				}
+			}
+			if sql {
+				links := false
+				for _, o := range p.FieldConfig.Overrides {
+					for _, pr := range o.Properties {
+						links = links || (pr.ID == "links" && strings.Contains(string(pr.Value), "/reports/${__data.fields.cycle_id}/${__data.fields.report_id}"))
+					}
+				}
+				if !links {
+					t.Errorf("%s: panel %q does not link its reports to the console", f, p.Title)
 				}
 			}
 		}
 	}
+}
+
+// TestDivergencesStatTurnsRed: the open unexpected divergences stat is red
+// above 0.
+func TestDivergencesStatTurnsRed(t *testing.T) {
+	for _, p := range loadDashboards(t)["consistency.json"].Panels {
+		if p.Title != "Unexpected divergences open" {
+			continue
+		}
+		steps := p.FieldConfig.Defaults.Thresholds.Steps
+		if len(steps) != 2 || steps[0].Color != "green" || steps[1].Color != "red" || steps[1].Value == nil || *steps[1].Value != 1 {
+			t.Errorf("thresholds %+v: want green, then red from 1", steps)
+		}
+		return
+	}
+	t.Error("no Unexpected divergences open panel")
 }
 
 // TestRules runs promtool on the alert rules and their unit tests, which
@@ -211,8 +295,23 @@ func TestEndToEnd(t *testing.T) {
 		for _, p := range d.Panels {
 			data := false
 			for _, q := range p.Targets {
-				exprs = append(exprs, q.Expr)
-				s, err := prom.Query(ctx, q.Expr)
+				if q.RawSQL != "" {
+					// The PostgreSQL panels' SQL runs against the real schema.
+					rows, err := b.DB.Pool.Query(ctx, sqlVars.Replace(q.RawSQL))
+					if err == nil {
+						for rows.Next() {
+						}
+						rows.Close()
+						err = rows.Err()
+					}
+					if err != nil {
+						t.Errorf("%s: panel %q: its SQL fails on the bridge schema: %v", f, p.Title, err)
+					}
+					continue
+				}
+				expr := grafanaVars.Replace(q.Expr)
+				exprs = append(exprs, expr)
+				s, err := prom.Query(ctx, expr)
 				if err != nil {
 					t.Errorf("%s: panel %q: %v", f, p.Title, err)
 				}
