@@ -442,14 +442,11 @@ func (c *Config) ReaderConfig() *adapter.ReaderConfig {
 func (c *Config) Store(pool *pgxpool.Pool) *store.Store { return store.New(pool, c.Capture.Schema) }
 
 // ReconcileOptions returns reconcile options for this configuration.
+// Callers that hold the selected definition set Order to its phases.
 func (c *Config) ReconcileOptions(pool *pgxpool.Pool) reconcile.Options {
-	o := reconcile.Options{Store: c.Store(pool), Table: &c.Legacy,
+	return reconcile.Options{Store: c.Store(pool), Table: &c.Legacy,
 		LagGrace: time.Duration(c.Reconcile.LagGrace), DateTolerance: time.Duration(c.Reconcile.DateTolerance),
 		Expected: c.Reconcile.Expected}
-	if _, def, err := c.LoadDefinitions(); err == nil {
-		o.Order = def.PhaseIDs()
-	}
-	return o
 }
 
 // GateConfig returns the gate settings.

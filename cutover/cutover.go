@@ -117,11 +117,21 @@ func (g *GateResult) String() string {
 // reconcile runs covering it, all within cfg.Within, each with consistency
 // for the phase at or above cfg.MinConsistency and no unexpected divergence.
 func (s *Store) Gate(ctx context.Context, phase dtetype.Phase, cfg GateConfig) (*GateResult, error) {
-	res := &GateResult{Phase: phase, Config: cfg, Runs: []GateRun{}}
-	runs, err := reconcile.Runs(ctx, s.st, 200)
+	runs, err := reconcile.Runs(ctx, s.st, GateRunsRead)
 	if err != nil {
 		return nil, err
 	}
+	return GateOf(runs, phase, cfg), nil
+}
+
+// GateRunsRead is how many recorded runs, newest first, the gate looks
+// through for full runs of a phase.
+const GateRunsRead = 200
+
+// GateOf judges the gate of phase on runs, the recorded runs newest first
+// (reconcile.Runs(ctx, st, GateRunsRead)), so one read serves every phase.
+func GateOf(runs []reconcile.RunSummary, phase dtetype.Phase, cfg GateConfig) *GateResult {
+	res := &GateResult{Phase: phase, Config: cfg, Runs: []GateRun{}}
 	for _, r := range runs {
 		if len(res.Runs) == cfg.Runs {
 			break
@@ -162,7 +172,7 @@ func (s *Store) Gate(ctx context.Context, phase dtetype.Phase, cfg GateConfig) (
 		}
 	}
 	res.Pass = len(res.Why) == 0
-	return res, nil
+	return res
 }
 
 // Change is a request to change a phase's mode.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -97,4 +98,19 @@ func (s *Store) ReportQuarantine(ctx context.Context, k dtetype.Key) ([]ReportQu
 		var q ReportQuarantined
 		return q, r.Scan(&q.EventID, &q.Reason, &q.Detail, &q.QuarantinedAt, &q.Delivered)
 	})
+}
+
+// ReportShadow returns the definition (id@version) and attributes of
+// report k's shadow; an empty definition when the shadow has none.
+func (s *Store) ReportShadow(ctx context.Context, k dtetype.Key) (string, map[string]string, error) {
+	var def string
+	var attrs map[string]string
+	err := s.db.QueryRow(ctx, s.sql("ReportShadow"), k.CycleID, k.ReportID).Scan(&def, &attrs)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil, nil
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("error reading the shadow of %s: %w", k, err)
+	}
+	return def, attrs, nil
 }

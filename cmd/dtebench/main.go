@@ -26,7 +26,7 @@ import (
 )
 
 func main() {
-	only := flag.String("only", "", "comma-separated benchmarks to run: overhead, reader, lag, mirror, reconcile (default: all)")
+	only := flag.String("only", "", "comma-separated benchmarks to run: overhead, reader, lag, mirror, reconcile, console (default: all)")
 	quick := flag.Bool("quick", false, "small sizes, for a smoke run")
 	child := flag.String("reconcile-child", "", "internal: run one reconcile of this database and print its figures")
 	flag.Parse()
@@ -103,6 +103,13 @@ func run(ctx context.Context, only string, quick bool) error {
 		}
 		rows = append(rows, r...)
 	}
+	if want("console") {
+		r, err := consoleBench(ctx, quick, log)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r...)
+	}
 	fmt.Printf("dtebridge benchmarks: %d CPUs, %s, local PostgreSQL, %s\n\n", runtime.NumCPU(), runtime.Version(), time.Since(began).Round(time.Second))
 	return bench.Write(os.Stdout, rows)
 }
@@ -130,6 +137,36 @@ func mirrorBench(ctx context.Context, quick bool, log *slog.Logger) ([]bench.Row
 	}
 	log.Info("mirror benchmarks")
 	return bench.MirrorBench(ctx, c, tc, o)
+}
+
+// consoleBench measures the console's pages over the reconcile data set
+// with 100,000 open divergences.
+func consoleBench(ctx context.Context, quick bool, log *slog.Logger) ([]bench.Row, error) {
+	reports, divergences, rounds := 100000, 100000, 7
+	if quick {
+		reports, divergences, rounds = 2000, 2000, 3
+	}
+	c, err := localpg.Start(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Stop()
+	ts, err := localtemporal.Start(ctx, &localtemporal.Config{Path: os.Getenv("DTEBRIDGE_TEMPORAL_CLI")})
+	if err != nil {
+		return nil, err
+	}
+	defer ts.Stop()
+	tc, err := client.Dial(client.Options{HostPort: ts.Address(), Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	if err != nil {
+		return nil, err
+	}
+	defer tc.Close()
+	log.Info("console benchmark: generating data", "reports", reports, "divergences", divergences)
+	url, err := bench.ReconcileData(ctx, c, "bench_console", reports)
+	if err != nil {
+		return nil, err
+	}
+	return bench.ConsolePages(ctx, url, tc, ts.Address(), divergences, rounds, slog.New(slog.DiscardHandler))
 }
 
 // reconcileChild runs in its own process, so its peak RSS is the

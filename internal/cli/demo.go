@@ -292,6 +292,7 @@ func (d *demo) simulate(ctx context.Context, o simulateOptions, what string) err
 // reconcile runs a recorded reconcile of everything.
 func (d *demo) reconcile(ctx context.Context) (*reconcile.Report, error) {
 	ro := d.cfg.ReconcileOptions(d.pool)
+	ro.Order = d.srv.Definition().PhaseIDs()
 	ro.Persist = true
 	return reconcile.Run(ctx, ro)
 }

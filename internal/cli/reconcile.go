@@ -136,6 +136,7 @@ func reconcileCommand(g *globals) *cli.Command {
 				return err
 			}
 			ro := cfg.ReconcileOptions(pool)
+			ro.Order = def.PhaseIDs()
 			ro.Persist = !o.NoRecord
 			if c.IsSet("cycle") {
 				ro.Scope.Cycle = &o.Cycle

@@ -253,7 +253,7 @@ const sparkRuns = 30
 func (s *Server) overview(ctx context.Context) (*Overview, error) {
 	cfg := s.config()
 	o := &Overview{GeneratedAt: time.Now().UTC(), Definition: s.definition.Key(), Runs: []int64{}, Health: []Health{}}
-	runs, err := reconcile.Runs(ctx, s.st, 200)
+	runs, err := reconcile.Runs(ctx, s.st, cutover.GateRunsRead)
 	if err != nil {
 		return nil, err
 	}
@@ -277,11 +277,10 @@ func (s *Server) overview(ctx context.Context) (*Overview, error) {
 	if err != nil {
 		return nil, err
 	}
-	findings, err := s.st.Findings(ctx, "", 1)
+	findings, err := s.findingCounts(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cs := cutover.NewStore(s.st)
 	gate := cfg.GateConfig()
 	for _, pd := range s.definition.Phases {
 		po := PhaseOverview{Phase: pd.ID, Name: pd.Name, Mode: s.authority.Mode(pd.ID), Series: []float64{}}
@@ -297,9 +296,7 @@ func (s *Server) overview(ctx context.Context) (*Overview, error) {
 			po.Consistency = &c
 		}
 		po.Sparkline = sparkline(po.Series, gate.MinConsistency)
-		if po.Gate, err = cs.Gate(ctx, pd.ID, gate); err != nil {
-			return nil, err
-		}
+		po.Gate = cutover.GateOf(runs, pd.ID, gate)
 		for _, c := range counts {
 			if c.Phase == pd.ID {
 				if c.Expected {
@@ -345,6 +342,26 @@ func (s *Server) overview(ctx context.Context) (*Overview, error) {
 	_ = held
 	o.Health = s.health(ctx)
 	return o, nil
+}
+
+// findingsFor is how long the overview reuses the findings' counts: they
+// expand every report's findings, so at scale they are read at most this
+// often (the metrics collector does the same).
+const findingsFor = 15 * time.Second
+
+// findingCounts returns the findings by origin, phase and rule, cached.
+func (s *Server) findingCounts(ctx context.Context) ([]store.FindingCount, error) {
+	s.findingsMu.Lock()
+	defer s.findingsMu.Unlock()
+	if s.findings != nil && time.Since(s.findingsAt) < findingsFor {
+		return s.findings, nil
+	}
+	f, err := s.st.Findings(ctx, "", 1)
+	if err != nil {
+		return nil, err
+	}
+	s.findings, s.findingsAt = f, time.Now()
+	return f, nil
 }
 
 // health says how each part of the bridge is.
@@ -571,11 +588,9 @@ func (s *Server) reportView(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	defs, err := s.st.ProjectedDefinitions(ctx)
-	if err != nil {
+	if v.Definition, v.Attributes, err = s.st.ReportShadow(ctx, k); err != nil {
 		return nil, err
 	}
-	v.Definition = defs[k]
 	// Legacy's rows, translated as the bridge reads them.
 	tr, err := cfg.Translator(s.definition.PhaseIDs())
 	if err != nil {
@@ -601,7 +616,7 @@ func (s *Server) reportView(r *http.Request) (any, error) {
 		return nil, notFound{fmt.Errorf("neither legacy nor the shadow knows report %s", k)}
 	}
 	// What reconcile finds for this report now.
-	ro := cfg.ReconcileOptions(s.opts.Pool)
+	ro := s.reconcileOptions()
 	ro.Scope = reconcile.Scope{Keys: []dtetype.Key{k}}
 	found, err := reconcile.Run(ctx, ro)
 	if err != nil {
@@ -684,10 +699,6 @@ func (s *Server) reportView(r *http.Request) (any, error) {
 	if v.Refusals, err = s.st.Refusals(ctx, &k, 50); err != nil {
 		return nil, err
 	}
-	attrs, err := s.st.ShadowAttributes(ctx)
-	if err == nil {
-		v.Attributes = attrs[k]
-	}
 	for _, p := range []*[]store.DivergenceRow{&v.History} {
 		if *p == nil {
 			*p = []store.DivergenceRow{}
@@ -734,7 +745,7 @@ func (s *Server) repairReport(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, err)
 		return
 	}
-	ro := s.config().ReconcileOptions(s.opts.Pool)
+	ro := s.reconcileOptions()
 	ro.Scope = reconcile.Scope{Keys: []dtetype.Key{k}}
 	rep, err := reconcile.Run(r.Context(), ro)
 	if err == nil {
@@ -788,18 +799,18 @@ type CutoverPhase struct {
 func (s *Server) cutoverBoard(ctx context.Context) (*CutoverBoard, error) {
 	cs := cutover.NewStore(s.st)
 	v := &CutoverBoard{}
+	runs, err := reconcile.Runs(ctx, s.st, cutover.GateRunsRead)
+	if err != nil {
+		return nil, err
+	}
 	for _, pd := range s.definition.Phases {
-		g, err := cs.Gate(ctx, pd.ID, s.config().GateConfig())
-		if err != nil {
-			return nil, err
-		}
+		g := cutover.GateOf(runs, pd.ID, s.config().GateConfig())
 		on, err := cs.ReportsOnNew(ctx, pd.ID)
 		if err != nil {
 			return nil, err
 		}
 		v.Phases = append(v.Phases, CutoverPhase{Phase: pd.ID, Name: pd.Name, Mode: on.Mode, Gate: g, OnNew: len(on.Reports), Followed: on.Followed})
 	}
-	var err error
 	if v.History, err = cs.History(ctx, "", 30); err != nil {
 		return nil, err
 	}

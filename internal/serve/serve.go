@@ -122,6 +122,9 @@ type Server struct {
 	reloads        *prometheus.CounterVec
 	writeBack      *cutover.WriteBack
 	conflicts      *cutover.Conflicts
+	findingsMu     sync.Mutex
+	findings       []store.FindingCount
+	findingsAt     time.Time
 	cutoverMetrics *cutover.Metrics
 	loops          sync.WaitGroup
 	// Metrics are the capture reader's metrics.
@@ -333,7 +336,7 @@ func (s *Server) reconcileLoop(ctx context.Context, every time.Duration) {
 		if !s.reader.Leading() {
 			continue
 		}
-		o := s.config().ReconcileOptions(s.opts.Pool)
+		o := s.reconcileOptions()
 		o.Persist = true
 		r, err := reconcile.Run(ctx, o)
 		if err != nil {
@@ -351,6 +354,14 @@ func (s *Server) reconcileLoop(ctx context.Context, every time.Duration) {
 		s.log.Info("reconcile", "run", r.RunID, "compared", r.Compared, "consistency", r.Consistency,
 			"unexpected", r.Unexpected, "new", r.New, "resolved", r.Resolved)
 	}
+}
+
+// reconcileOptions are reconcile's options under the configuration in
+// force, phases in the definition's order.
+func (s *Server) reconcileOptions() reconcile.Options {
+	o := s.config().ReconcileOptions(s.opts.Pool)
+	o.Order = s.definition.PhaseIDs()
+	return o
 }
 
 // reconcileTemporal is how reconcile reaches this server's shadows.

@@ -31,3 +31,7 @@ ORDER BY first_seen DESC, divergence_id DESC LIMIT 200;
 -- name: ReportQuarantine
 SELECT event_id, reason, detail, quarantined_at, delivered_at IS NOT NULL FROM {{.Schema}}.quarantine
 WHERE cycle_id = $1 AND report_id = $2 ORDER BY seq;
+
+-- name: ReportShadow
+-- One report's shadow: its definition and attributes.
+SELECT definition_id || '@' || definition_version, attributes FROM {{.Schema}}.shadow_keys WHERE cycle_id = $1 AND report_id = $2;
