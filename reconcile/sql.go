@@ -54,9 +54,29 @@ func newQueries(o *Options) (*queries, error) {
 		ms(label, state) AS (SELECT * FROM unnest(@state_labels::text[], @states::text[])),
 		mt(label, status) AS (SELECT * FROM unnest(@status_labels::text[], @statuses::text[]))`
 	cyc, rep := id(c.Cycle)+"::bigint", id(c.Report)+"::bigint"
-	scope := `(@cycle::bigint IS NULL OR ` + cyc + ` = @cycle)
-			AND (@key_cycles::bigint[] IS NULL OR (` + cyc + `, ` + rep + `) IN (SELECT * FROM unnest(@key_cycles::bigint[], @key_reports::bigint[])))
-			AND (@since::timestamptz IS NULL OR (` + cyc + `, ` + rep + `) IN (SELECT * FROM since_keys))`
+	// Filters compare the columns as they are, so an index on them serves a
+	// run scoped to a few reports (a cast would hide it).
+	rawCyc, rawRep := id(c.Cycle), id(c.Report)
+	// Only the conditions the run sets, as plain conjuncts: an index on
+	// the key then serves a run scoped to a few reports (one behind an OR
+	// or a cast would not be used).
+	scopeOf := func(cyc, rep string) string {
+		var conds []string
+		if o.Scope.Cycle != nil {
+			conds = append(conds, cyc+" = @cycle")
+		}
+		if len(o.Scope.Keys) > 0 {
+			conds = append(conds, "("+cyc+", "+rep+") IN (SELECT sk.c, sk.r FROM unnest(@key_cycles::bigint[], @key_reports::bigint[]) AS sk(c, r))")
+		}
+		if o.Scope.Since != nil {
+			conds = append(conds, "("+cyc+", "+rep+") IN (SELECT * FROM since_keys)")
+		}
+		if len(conds) == 0 {
+			return "true"
+		}
+		return strings.Join(conds, " AND ")
+	}
+	scope := scopeOf(rawCyc, rawRep)
 	var keys, order []string
 	for _, k := range t.Key {
 		keys, order = append(keys, id(k)), append(order, legacy.Col("lw", k))
@@ -75,12 +95,11 @@ func newQueries(o *Options) (*queries, error) {
 			` + ts(c.PlannedStart) + ` AS planned_start, ` + ts(c.PlannedEnd) + ` AS planned_end,
 			` + ts(c.ActualStart) + ` AS actual_start, ` + ts(c.ActualEnd) + ` AS actual_end,
 			coalesce(` + id(c.StartedBy) + `::text, '') AS started_by, coalesce(` + id(c.CompletedBy) + `::text, '') AS completed_by,
-			` + ts(c.UpdatedAt) + ` AS updated_at, mb.state AS base_state, ` + id(c.StatusOverride) + ` IS NOT NULL AS status_overridden,
+			` + ts(c.UpdatedAt) + ` AS updated_at, ` + id(c.State) + `::text AS state_label, ` + id(c.StatusOverride) + ` IS NOT NULL AS status_overridden,
 			` + strings.Join(keys, ", ") + `
 		FROM ` + tbl + ` w
 		LEFT JOIN mp ON mp.label = ` + id(c.Phase) + `::text
 		LEFT JOIN ms ON ms.label = coalesce(` + id(c.StateOverride) + `, ` + id(c.State) + `)::text
-		LEFT JOIN ms mb ON mb.label = ` + id(c.State) + `::text
 		LEFT JOIN mt ON mt.label = coalesce(` + id(c.StatusOverride) + `, ` + id(c.Status) + `)::text
 		WHERE NOT (` + id(c.Phase) + `::text = ANY(@ignore::text[]))
 			AND (@phase::text IS NULL OR ` + phaseExpr + ` = @phase)
@@ -88,13 +107,14 @@ func newQueries(o *Options) (*queries, error) {
 	changed := `SELECT ` + legacy.Col("", c.Cycle) + `::bigint, ` + legacy.Col("", c.Report) + `::bigint FROM ` + tbl + `
 		WHERE @since::timestamptz IS NOT NULL AND ` + legacy.Col("", c.UpdatedAt) + ` >= @since`
 	var err error
-	q.ReconcileSQL, err = o.Store.ReconcileQueries(store.LegacySide{Legacy: lw, LegacyOrder: strings.Join(order, ", "), LegacyChanged: changed})
+	q.ReconcileSQL, err = o.Store.ReconcileQueries(store.LegacySide{Legacy: lw, LegacyOrder: strings.Join(order, ", "), LegacyChanged: changed,
+		Scope: func(alias string) string { return scopeOf(alias+"cycle_id", alias+"report_id") }})
 	if err != nil {
 		return nil, err
 	}
 	q.phasesOf = `WITH ` + mapping + ` SELECT DISTINCT ` + cyc + `, ` + rep + `, ` + phaseExpr + `
 		FROM ` + tbl + ` w LEFT JOIN mp ON mp.label = ` + id(c.Phase) + `::text
-		WHERE (` + cyc + `, ` + rep + `) IN (SELECT * FROM unnest(@cycles::bigint[], @reports::bigint[]))`
+		WHERE (` + rawCyc + `, ` + rawRep + `) IN (SELECT * FROM unnest(@cycles::bigint[], @reports::bigint[]))`
 	return q, nil
 }
 

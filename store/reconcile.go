@@ -22,6 +22,9 @@ type LegacySide struct {
 	LegacyOrder string
 	// LegacyChanged selects the reports legacy changed since @since.
 	LegacyChanged string
+	// Scope renders the conditions that keep the rows of a bridge table
+	// (alias "s." or "k.") in the run's scope.
+	Scope func(alias string) string
 }
 
 // ReconcileSQL are reconcile's comparison queries.
@@ -40,8 +43,8 @@ func (s *Store) ReconcileQueries(l LegacySide) (*ReconcileSQL, error) {
 		return nil, err
 	}
 	var buf bytes.Buffer
-	if err := t.Execute(&buf, map[string]string{"Schema": s.quoted, "Legacy": l.Legacy, "LegacyOrder": l.LegacyOrder,
-		"LegacyChanged": l.LegacyChanged}); err != nil {
+	if err := t.Execute(&buf, map[string]any{"Schema": s.quoted, "Legacy": l.Legacy, "LegacyOrder": l.LegacyOrder,
+		"LegacyChanged": l.LegacyChanged, "Scope": l.Scope}); err != nil {
 		return nil, err
 	}
 	named := splitNamed(buf.String())
