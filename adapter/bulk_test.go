@@ -32,7 +32,7 @@ func bulkRows(t *testing.T, f *fixture, n int) {
 // change arrives.
 func TestBulkUpdateCapturedCompletely(t *testing.T) {
 	t.Parallel()
-	for _, trig := range []string{adapter.TriggerRow, adapter.TriggerStatement} {
+	for _, trig := range captures {
 		t.Run(trig, func(t *testing.T) {
 			t.Parallel()
 			f := setup(t, setupOptions{trigger: trig})

@@ -15,7 +15,7 @@ import (
 func TestSimulatorTrafficIsMirrored(t *testing.T) {
 	t.Parallel()
 	for _, p := range legacysim.Profiles() {
-		for _, trig := range []string{"row", "statement"} {
+		for _, trig := range captures {
 			t.Run(p.Name+"/"+trig, func(t *testing.T) {
 				t.Parallel()
 				f := setup(t, setupOptions{profile: p, trigger: trig, reports: 10})

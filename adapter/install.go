@@ -30,8 +30,12 @@ type CaptureConfig struct {
 	Table string
 	// Key lists the table's primary-key columns.
 	Key []string
+	// Mode is the capture mode: trigger or logical.
+	Mode string
 	// Trigger is the trigger mode: row or statement.
 	Trigger string
+	// Logical is log-based capture's settings (Mode logical).
+	Logical *Logical
 	// Legacy, if set, is the table's mapping: the first install records
 	// which phases hold duplicate rows then (the legacy baseline), so
 	// reconcile tells old duplicates from rows added since.
@@ -43,6 +47,12 @@ func (c *CaptureConfig) Validate() error {
 	switch {
 	case c.Schema == "":
 		return fmt.Errorf("capture.schema is empty")
+	case c.Mode != ModeTrigger && c.Mode != ModeLogical:
+		return fmt.Errorf("capture.mode %q is not trigger or logical", c.Mode)
+	case c.Mode == ModeLogical && c.Logical == nil:
+		return fmt.Errorf("capture.mode is logical but no logical settings were resolved")
+	case c.Logical != nil && c.Logical.Slot != "" && !validSlot.MatchString(c.Logical.Slot):
+		return fmt.Errorf("capture.slot %q is not a replication slot name: use at most 63 lower-case letters, digits and underscores", c.Logical.Slot)
 	case c.Trigger != TriggerRow && c.Trigger != TriggerStatement:
 		return fmt.Errorf("capture trigger %q is not row or statement", c.Trigger)
 	case c.Table == "" || strings.Count(c.Table, ".") > 1 || strings.HasPrefix(c.Table, ".") || strings.HasSuffix(c.Table, "."):
@@ -127,27 +137,37 @@ func Install(ctx context.Context, conn *pgx.Conn, cfg *CaptureConfig, dryRun boo
 		return nil, err
 	}
 	create := map[string]bool{}
-	for _, name := range triggerNames[cfg.Trigger] {
-		create[name] = !existing[name]
+	if cfg.Mode == ModeTrigger {
+		for _, name := range triggerNames[cfg.Trigger] {
+			create[name] = !existing[name]
+		}
 	}
 	d.Create = func(name string) bool { return create[name] }
 	for _, mode := range []string{TriggerRow, TriggerStatement} {
 		for _, name := range triggerNames[mode] {
-			if mode != cfg.Trigger && existing[name] {
+			if (cfg.Mode != ModeTrigger || mode != cfg.Trigger) && existing[name] {
 				d.DropTriggers = append(d.DropTriggers, name)
 			}
 		}
+	}
+	logical, err := planLogical(ctx, conn, cfg)
+	if err != nil {
+		return nil, err
 	}
 	attach, err := store.New(nil, cfg.Schema).Attach(d)
 	if err != nil {
 		return nil, err
 	}
 	res.SQL = append(res.SQL, "-- attach capture to "+cfg.Table+"\n"+strings.TrimSpace(attach))
+	res.SQL = append(res.SQL, logical.sql...)
 	if dryRun {
 		return res, nil
 	}
 	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, attach); err != nil {
+			return err
+		}
+		if err := logical.apply(ctx, tx, cfg); err != nil {
 			return err
 		}
 		if cfg.Legacy == nil {
@@ -173,10 +193,17 @@ func Install(ctx context.Context, conn *pgx.Conn, cfg *CaptureConfig, dryRun boo
 		})
 		return err
 	}); err != nil {
-		if len(d.DropTriggers) > 0 {
-			return nil, fmt.Errorf("error attaching capture to %s: %w (switching the trigger mode drops triggers, which needs the table's owner: run this install as the owner)", cfg.Table, err)
+		if len(d.DropTriggers) > 0 || len(logical.sql) > 0 {
+			return nil, fmt.Errorf("error attaching capture to %s: %w (switching the capture mode drops triggers, and log-based capture sets the tables' replica identity and publishes them, which needs the tables' owner: run this install as the owner, or have a DBA run the SQL of dtebridge install --dry-run)", cfg.Table, err)
 		}
 		return nil, fmt.Errorf("error attaching capture to %s: %w", cfg.Table, err)
+	}
+	// A slot dropped only once the rest committed: a failed install leaves
+	// capture as it was.
+	if logical.dropSlot != "" {
+		if err := dropSlot(ctx, conn, logical.dropSlot); err != nil {
+			return nil, err
+		}
 	}
 	return res, nil
 }
@@ -272,6 +299,17 @@ func attachAttributes(ctx context.Context, tx pgx.Tx, cfg *CaptureConfig) ([]str
 			pgx.Identifier(strings.Split(table, ".")).Sanitize(), attributeTriggerName).Scan(&exists); err != nil {
 			return nil, err
 		}
+		if cfg.Mode == ModeLogical {
+			// The publication carries the table; a trigger would only cost.
+			if exists {
+				stmt := fmt.Sprintf("DROP TRIGGER %s ON %s", attributeTriggerName, pgx.Identifier(strings.Split(table, ".")).Sanitize())
+				if _, err := tx.Exec(ctx, stmt); err != nil {
+					return nil, fmt.Errorf("error detaching capture from %s (legacy.attributes): %w", table, err)
+				}
+				stmts = append(stmts, stmt)
+			}
+			continue
+		}
 		if exists {
 			continue
 		}
@@ -306,15 +344,181 @@ func Uninstall(ctx context.Context, conn *pgx.Conn, cfg *CaptureConfig, dryRun b
 	if err != nil {
 		return nil, err
 	}
-	stmts := []string{strings.TrimSpace(detach)}
+	// Log-based capture's slot and publication go too, whatever the mode
+	// now configured: a slot left behind would keep WAL for ever.
+	lc := cfg.Logical
+	if lc == nil {
+		lc = &Logical{Publication: cfg.Schema + "_capture"}
+	}
+	slot, err := lc.SlotName(ctx, conn, cfg.Schema)
+	if err != nil {
+		return nil, err
+	}
+	st, err := Slot(ctx, conn, slot)
+	if err != nil {
+		return nil, err
+	}
+	var pubExists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, lc.Publication).Scan(&pubExists); err != nil {
+		return nil, fmt.Errorf("error inspecting publication %s: %w", lc.Publication, err)
+	}
+	var stmts []string
+	if st.Exists {
+		if st.Active {
+			return nil, fmt.Errorf("replication slot %s is being read: stop every dtebridge serve of this database first, then uninstall", slot)
+		}
+		stmts = append(stmts, "SELECT pg_drop_replication_slot("+quoteLiteral(slot)+");")
+	}
+	if pubExists {
+		stmts = append(stmts, "DROP PUBLICATION "+pgx.Identifier{lc.Publication}.Sanitize()+";")
+	}
+	stmts = append(stmts, strings.TrimSpace(detach))
 	if dryRun {
 		return stmts, nil
 	}
+	if st.Exists {
+		if err := dropSlot(ctx, conn, slot); err != nil {
+			return nil, err
+		}
+	}
 	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if pubExists {
+			if _, err := tx.Exec(ctx, "DROP PUBLICATION "+pgx.Identifier{lc.Publication}.Sanitize()); err != nil {
+				return err
+			}
+		}
 		_, err := tx.Exec(ctx, detach)
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("error uninstalling: %w", err)
 	}
 	return stmts, nil
+}
+
+// logicalPlan is what an install does for log-based capture: set the
+// tables' replica identity and publish them (logical mode), or remove the
+// publication and the slot (trigger mode, after logical).
+type logicalPlan struct {
+	sql      []string
+	stmts    []string
+	backfill bool
+	dropSlot string
+}
+
+// planLogical inspects the database and plans the install's log-based
+// capture part.
+func planLogical(ctx context.Context, conn *pgx.Conn, cfg *CaptureConfig) (*logicalPlan, error) {
+	p := &logicalPlan{}
+	lc := cfg.Logical
+	if lc == nil {
+		lc = &Logical{Publication: cfg.Schema + "_capture"}
+	}
+	var pubExists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, lc.Publication).Scan(&pubExists); err != nil {
+		return nil, fmt.Errorf("error inspecting publication %s: %w", lc.Publication, err)
+	}
+	pub := pgx.Identifier{lc.Publication}.Sanitize()
+	if cfg.Mode != ModeLogical {
+		if pubExists {
+			p.stmts = append(p.stmts, "DROP PUBLICATION "+pub)
+		}
+		slot, err := lc.SlotName(ctx, conn, cfg.Schema)
+		if err != nil {
+			return nil, err
+		}
+		st, err := Slot(ctx, conn, slot)
+		if err != nil {
+			return nil, err
+		}
+		if st.Exists {
+			// Capture switches from the slot to triggers: what happens
+			// between the two is in neither, so the mirror backfills.
+			p.dropSlot, p.backfill = slot, true
+			p.sql = append(p.sql, "SELECT pg_drop_replication_slot("+quoteLiteral(slot)+");")
+		}
+		for _, s := range p.stmts {
+			p.sql = append(p.sql, s+";")
+		}
+		return p, nil
+	}
+	var walLevel string
+	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
+		return nil, err
+	}
+	if walLevel != "logical" {
+		return nil, fmt.Errorf("capture.mode is logical but the server's wal_level is %s: set wal_level = logical (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL, or use capture.mode: trigger", walLevel)
+	}
+	tables := []string{cfg.Table}
+	if cfg.Legacy != nil {
+		for _, t := range cfg.Legacy.AttributeTables() {
+			if !strings.EqualFold(t, cfg.Table) && !slices.Contains(tables, t) {
+				tables = append(tables, t)
+			}
+		}
+	}
+	var idents []string
+	for _, t := range tables {
+		id := pgx.Identifier(strings.Split(t, ".")).Sanitize()
+		idents = append(idents, id)
+		var ident string
+		if err := conn.QueryRow(ctx, `SELECT relreplident::text FROM pg_class WHERE oid = to_regclass($1)`, id).Scan(&ident); err != nil {
+			return nil, fmt.Errorf("error inspecting %s: %w", t, err)
+		}
+		if ident != "f" {
+			// A deleted row must arrive whole, not as its key alone.
+			p.stmts = append(p.stmts, "ALTER TABLE "+id+" REPLICA IDENTITY FULL")
+		}
+	}
+	marks := pgx.Identifier{cfg.Schema, "write_marks"}.Sanitize()
+	idents = append(idents, marks)
+	if !pubExists {
+		p.stmts = append(p.stmts, "CREATE PUBLICATION "+pub+" FOR TABLE "+strings.Join(idents, ", ")+" WITH (publish = 'insert, update, delete')")
+	} else {
+		var have []string
+		if err := conn.QueryRow(ctx, `SELECT coalesce(array_agg(format('%I.%I', schemaname, tablename) ORDER BY 1), '{}') FROM pg_publication_tables WHERE pubname = $1`,
+			lc.Publication).Scan(&have); err != nil {
+			return nil, fmt.Errorf("error inspecting publication %s: %w", lc.Publication, err)
+		}
+		var want []string
+		for _, id := range idents {
+			var q string
+			if err := conn.QueryRow(ctx, `SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)`, id).Scan(&q); err != nil {
+				if errors.Is(err, pgx.ErrNoRows) && id == marks {
+					q = id // created by this install's migrations
+				} else {
+					return nil, fmt.Errorf("error inspecting %s: %w", id, err)
+				}
+			}
+			want = append(want, q)
+		}
+		slices.Sort(want)
+		if !slices.Equal(have, want) {
+			p.stmts = append(p.stmts, "ALTER PUBLICATION "+pub+" SET TABLE "+strings.Join(idents, ", "))
+		}
+	}
+	for _, s := range p.stmts {
+		p.sql = append(p.sql, s+";")
+	}
+	return p, nil
+}
+
+// apply runs the plan's statements in the install's transaction.
+func (p *logicalPlan) apply(ctx context.Context, tx pgx.Tx, cfg *CaptureConfig) error {
+	for _, s := range p.stmts {
+		if _, err := tx.Exec(ctx, s); err != nil {
+			return fmt.Errorf("%s: %w", s, err)
+		}
+	}
+	if p.backfill {
+		return store.New(nil, cfg.Schema).On(tx).RequestBackfill(ctx, store.MirrorConsumer)
+	}
+	return nil
+}
+
+// dropSlot drops a replication slot no one reads.
+func dropSlot(ctx context.Context, conn *pgx.Conn, slot string) error {
+	if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
+		return fmt.Errorf("error dropping replication slot %s (stop every dtebridge serve of this database first): %w", slot, err)
+	}
+	return nil
 }

@@ -37,8 +37,14 @@ type fixture struct {
 	model   *legacysim.Model
 }
 
+// captures are the capture variants every capture guarantee is tested
+// in: both trigger modes and log-based capture.
+var captures = []string{adapter.TriggerRow, adapter.TriggerStatement, adapter.ModeLogical}
+
 type setupOptions struct {
 	profile *legacysim.Profile
+	// trigger is a capture variant: row, statement (trigger mode) or
+	// logical.
 	trigger string
 	reports int
 	// counters sets completed_by = 0 on every row before install; see
@@ -60,7 +66,11 @@ func setup(t *testing.T, o setupOptions) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.trigger != "" {
+	switch o.trigger {
+	case "":
+	case adapter.ModeLogical:
+		cfg.Capture.Mode = adapter.ModeLogical
+	default:
 		cfg.Capture.Trigger = o.trigger
 	}
 	f := &fixture{t: t, db: db, pool: db.Pool, cfg: cfg, profile: o.profile,
@@ -76,6 +86,21 @@ func setup(t *testing.T, o setupOptions) *fixture {
 		}
 	}
 	f.install()
+	if o.trigger == adapter.ModeLogical {
+		// Log-based capture leaves the legacy table without a trigger.
+		if n := f.count(`SELECT count(*) FROM pg_trigger WHERE tgname::text LIKE 'dtebridge%' AND NOT tgisinternal`); n != 0 {
+			t.Fatalf("logical mode installed %d capture triggers", n)
+		}
+		t.Cleanup(func() {
+			if t.Failed() {
+				return
+			}
+			// Every change came through the slot.
+			if n := f.count(`SELECT count(*) FROM dtebridge.changes WHERE source_xid IS NULL`); n != 0 {
+				t.Errorf("%d changes in logical mode were not decoded from the slot", n)
+			}
+		})
+	}
 	return f
 }
 

@@ -31,6 +31,12 @@ type Metrics struct {
 	DeliveryFailing prometheus.Gauge
 	// DeliveryGrace is capture.delivery_grace, for alerts.
 	DeliveryGrace prometheus.Gauge
+	// LogicalRead counts row changes decoded from the replication slot,
+	// LogicalWritten those written to the change log (log-based capture),
+	// and LogicalWriteSeconds times the change log's transactions.
+	LogicalRead         prometheus.Counter
+	LogicalWritten      prometheus.Counter
+	LogicalWriteSeconds prometheus.Histogram
 }
 
 // NewMetrics creates the capture metrics and registers them on reg (nil:
@@ -68,6 +74,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "How long deliveries to the shadow have been failing without a success, 0 while they work; past capture.delivery_grace /readyz fails."})
 	m.DeliveryGrace = prometheus.NewGauge(prometheus.GaugeOpts{Name: "dtebridge_capture_delivery_grace_seconds",
 		Help: "How long deliveries may fail before the process is unready (capture.delivery_grace), for alerts."})
+	m.LogicalRead = prometheus.NewCounter(prometheus.CounterOpts{Name: "dtebridge_capture_logical_decoded_total",
+		Help: "Legacy row changes decoded from the replication slot (capture.mode: logical), including those already in the change log after a restart."})
+	m.LogicalWritten = prometheus.NewCounter(prometheus.CounterOpts{Name: "dtebridge_capture_logical_written_total",
+		Help: "Legacy row changes log-based capture wrote to the change log."})
+	m.LogicalWriteSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dtebridge_capture_logical_write_seconds",
+		Help:    "Time to write one group of decoded legacy transactions to the change log.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}})
 	m.Errors.WithLabelValues("consumer")
 	m.Errors.WithLabelValues("reader")
 	for _, r := range legacy.Reasons() {
@@ -75,7 +88,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Read, m.Delivered, m.Quarantined, m.Ignored, m.Backlog, m.BacklogAge, m.Lag, m.Leader, m.Backfills, m.AttributeRedrives, m.Pruned, m.Errors,
-			m.DeliveryFailing, m.DeliveryGrace)
+			m.DeliveryFailing, m.DeliveryGrace, m.LogicalRead, m.LogicalWritten, m.LogicalWriteSeconds)
 	}
 	return m
 }
@@ -101,5 +114,41 @@ func NewQuarantineCollector(st *store.Store, log *slog.Logger) prometheus.Collec
 				out = append(out, prometheus.MustNewConstMetric(quarantineDesc, prometheus.GaugeValue, float64(n), r))
 			}
 			return out, nil
+		}}
+}
+
+var (
+	slotExistsDesc   = prometheus.NewDesc("dtebridge_capture_slot_exists", "1 when log-based capture's replication slot exists.", nil, nil)
+	slotActiveDesc   = prometheus.NewDesc("dtebridge_capture_slot_active", "1 while a capture leader reads the replication slot.", nil, nil)
+	slotRetainedDesc = prometheus.NewDesc("dtebridge_capture_slot_retained_wal_bytes", "WAL the replication slot keeps the server from recycling (from its restart_lsn).", nil, nil)
+	slotLagDesc      = prometheus.NewDesc("dtebridge_capture_slot_flush_lag_bytes", "How far the slot's confirmed position trails the server's WAL: what log-based capture has not yet written to the change log.", nil, nil)
+)
+
+// NewSlotCollector returns the replication slot's status, read at scrape
+// time by every process (a standby too, so an inactive slot shows when no
+// leader reads it).
+func NewSlotCollector(st *store.Store, lc *Logical, log *slog.Logger) prometheus.Collector {
+	return &telemetry.Cached{Logger: log, Descs: []*prometheus.Desc{slotExistsDesc, slotActiveDesc, slotRetainedDesc, slotLagDesc},
+		Read: func(ctx context.Context) ([]prometheus.Metric, error) {
+			name, err := lc.SlotName(ctx, st.Pool(), st.Schema())
+			if err != nil {
+				return nil, err
+			}
+			s, err := Slot(ctx, st.Pool(), name)
+			if err != nil {
+				return nil, err
+			}
+			b := func(v bool) float64 {
+				if v {
+					return 1
+				}
+				return 0
+			}
+			return []prometheus.Metric{
+				prometheus.MustNewConstMetric(slotExistsDesc, prometheus.GaugeValue, b(s.Exists)),
+				prometheus.MustNewConstMetric(slotActiveDesc, prometheus.GaugeValue, b(s.Active)),
+				prometheus.MustNewConstMetric(slotRetainedDesc, prometheus.GaugeValue, float64(s.RetainedBytes)),
+				prometheus.MustNewConstMetric(slotLagDesc, prometheus.GaugeValue, float64(s.FlushLagBytes)),
+			}, nil
 		}}
 }

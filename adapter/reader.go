@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -150,6 +151,11 @@ type ReaderConfig struct {
 	Logger *slog.Logger
 	// Metrics receives the reader's metrics. Default: unregistered metrics.
 	Metrics *Metrics
+	// Logical, when set, selects log-based capture (capture.mode:
+	// logical): the mirror's leader decodes the replication slot into the
+	// change log, and every reader skips what a backfill or re-drive has
+	// covered (see logical.go).
+	Logical *Logical
 }
 
 // Reader delivers captured changes to one consumer, gap-free and in order.
@@ -288,8 +294,42 @@ func (r *Reader) campaign(ctx context.Context, c Consumer) error {
 		r.delivering() // a standby delivers nothing, so nothing of its fails
 	}()
 	r.log.Info("capture leadership taken", "consumer", r.cfg.Consumer, "identity", r.cfg.Identity)
+	// A failing decoder ends the leadership with its error.
+	lctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	l := &leader{Reader: r, conn: conn, on: r.st.On(conn), c: c}
-	return l.run(ctx)
+	if r.cfg.Logical != nil && l.ownsQuarantine() {
+		d, err := openDecoder(ctx, r.st, r.cfg.Logical, r.log, r.m)
+		if err != nil {
+			return err
+		}
+		defer d.close()
+		l.decoder = d
+		var wg sync.WaitGroup
+		started := false
+		l.startDecoder = func() {
+			if started {
+				return
+			}
+			started = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := d.stream(lctx); lctx.Err() == nil {
+					cancel(fmt.Errorf("log-based capture: %w", err))
+				}
+			}()
+		}
+		defer func() {
+			cancel(nil)
+			wg.Wait()
+		}()
+	}
+	err = l.run(lctx)
+	if ctx.Err() == nil && context.Cause(lctx) != nil && !errors.Is(context.Cause(lctx), context.Canceled) {
+		return context.Cause(lctx)
+	}
+	return err
 }
 
 // leader is a reader while it holds the leader lock on conn.
@@ -310,6 +350,16 @@ type leader struct {
 	// waitingUntil.
 	waiting      bool
 	waitingUntil time.Time
+
+	// Log-based capture: the decoder this leader runs (the mirror's), the
+	// snapshot its new slot exported, for the backfill to read, and the
+	// floors backfills and re-drives left.
+	decoder      *decoder
+	startDecoder func()
+	floors       []floor
+	// epochLogged is how far the change log held legacy's transactions as
+	// of the epoch in progress's snapshot.
+	epochLogged string
 }
 
 // waitingLease is how long a reader's request for NOTIFYs lasts; an idle
@@ -362,6 +412,18 @@ func (l *leader) run(ctx context.Context) error {
 		var err error
 		if l.held, err = l.st.HeldKeys(ctx); err != nil {
 			return err
+		}
+	}
+	if err := l.loadFloors(ctx); err != nil {
+		return err
+	}
+	if l.decoder != nil {
+		if l.decoder.snapshot != "" {
+			// A new slot: the backfill reads its exported snapshot and
+			// starts the decoder once it has.
+			l.cp.Backfill = true
+		} else {
+			l.startDecoder()
 		}
 	}
 	nextMaintenance := time.Now()
@@ -485,35 +547,37 @@ func (l *leader) runEpoch(ctx context.Context) (int, error) {
 	opts := pgx.TxOptions{}
 	redrive := false
 	if l.cp.Epoch == nil {
-		snap, pending, err := l.on.EpochSnapshot(ctx, l.cfg.Consumer)
+		es, err := l.on.EpochSnapshot(ctx, l.cfg.Consumer)
 		if err != nil {
 			return 0, err
 		}
-		l.redrives = pending
-		if pending {
+		l.redrives = es.Redrives
+		if es.Redrives {
 			redrive, opts = true, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
 		} else {
-			if l.cp.Acked != nil && *l.cp.Acked == snap {
+			if l.cp.Acked != nil && *l.cp.Acked == es.Snapshot {
 				return 0, nil // nothing has committed since the last epoch
 			}
 			// The epoch is saved with its first acknowledged batch. Until then
 			// a restart simply chooses a later epoch, which contains this one.
-			l.cp.Epoch, l.cp.LastID = &snap, 0
+			l.cp.Epoch, l.cp.LastID, l.epochLogged = &es.Snapshot, 0, es.Logged
 		}
+	} else {
+		l.epochLogged = "" // resumed: what the change log held then is unknown
 	}
 	tx, err := l.conn.BeginTx(ctx, opts)
 	if err != nil {
 		return 0, fmt.Errorf("error starting the epoch: %w", err)
 	}
 	defer tx.Rollback(context.Background())
+	var es store.EpochSnap
 	if redrive {
 		// In REPEATABLE READ the first query takes the transaction's
 		// snapshot, and pg_current_snapshot returns it.
-		snap, _, err := l.on.On(tx).EpochSnapshot(ctx, l.cfg.Consumer)
-		if err != nil {
+		if es, err = l.on.On(tx).EpochSnapshot(ctx, l.cfg.Consumer); err != nil {
 			return 0, err
 		}
-		l.cp.Epoch, l.cp.LastID = &snap, 0
+		l.cp.Epoch, l.cp.LastID, l.epochLogged = &es.Snapshot, 0, es.Logged
 	}
 	total := 0
 	if *l.cp.Acked != *l.cp.Epoch {
@@ -533,7 +597,7 @@ func (l *leader) runEpoch(ctx context.Context) (int, error) {
 			l.m.Read.Add(float64(len(changes)))
 			raws := make([]*legacy.RawChange, len(changes))
 			for i, c := range changes {
-				raws[i] = &legacy.RawChange{ID: c.ID, Op: c.Op, Source: c.Source, Old: c.Old, New: c.New, Origin: c.Origin, TxTime: c.TxTime, CapturedAt: c.CapturedAt, TxID: c.TxID}
+				raws[i] = &legacy.RawChange{ID: c.ID, Op: c.Op, Source: c.Source, Old: c.Old, New: c.New, Origin: c.Origin, TxTime: c.TxTime, CapturedAt: c.CapturedAt, TxID: c.TxID, Logged: c.Logged}
 			}
 			if err := l.process(ctx, raws, ""); err != nil {
 				return total, err
@@ -548,7 +612,7 @@ func (l *leader) runEpoch(ctx context.Context) (int, error) {
 		}
 	}
 	if redrive {
-		if err := l.redrive(ctx, tx, *l.cp.Epoch); err != nil {
+		if err := l.redrive(ctx, tx, es); err != nil {
 			return total, err
 		}
 	}
@@ -556,6 +620,9 @@ func (l *leader) runEpoch(ctx context.Context) (int, error) {
 		return total, fmt.Errorf("error closing the epoch: %w", err)
 	}
 	l.cp.Acked, l.cp.Epoch, l.cp.LastID = l.cp.Epoch, nil, 0
+	if err := l.dropFloors(ctx, l.epochLogged); err != nil {
+		return total, err
+	}
 	if total == 0 && !redrive {
 		// Nothing to acknowledge: the next epoch's save records the newer
 		// snapshot, and an idle reader writes nothing.
@@ -571,7 +638,8 @@ const redriveBatch = 200
 // the reports' legacy rows in tx, whose snapshot is snap, and delivers
 // them as resyncs. A report with changes in quarantine is not re-driven:
 // its held changes would arrive after the resync and overwrite it.
-func (l *leader) redrive(ctx context.Context, tx pgx.Tx, snap string) error {
+func (l *leader) redrive(ctx context.Context, tx pgx.Tx, es store.EpochSnap) error {
+	snap := es.Snapshot
 	pending, err := l.st.PendingRedrives(ctx, l.cfg.Consumer, redriveBatch)
 	if err != nil {
 		return err
@@ -674,6 +742,15 @@ func (l *leader) redrive(ctx context.Context, tx pgx.Tx, snap string) error {
 			failed[p.Key] = "Temporal refuses the report's rows: " + p.Detail
 		}
 	}
+	resynced := []dtetype.Key{}
+	for _, k := range keys {
+		if failed[k] == "" {
+			resynced = append(resynced, k)
+		}
+	}
+	if err := l.addFloors(ctx, resynced, snap, es.WAL); err != nil {
+		return err
+	}
 	l.cp.Seq = seq
 	for _, k := range keys {
 		if err := l.st.FinishRedrives(ctx, ids[k], b.Resync[k], count[k], failed[k]); err != nil {
@@ -702,11 +779,17 @@ func (l *leader) process(ctx context.Context, raws []*legacy.RawChange, backfill
 	var attributes []attributeChange
 	for _, raw := range raws {
 		seq++
+		if l.covered(raw, nil) {
+			continue // a backfill delivered the rows it made
+		}
 		if a, ok := l.attributeChange(raw); ok {
 			attributes = append(attributes, a)
 			continue
 		}
 		res := l.tr.Load().Translate(raw)
+		if res.HasKey && l.covered(raw, &res.Key) {
+			continue // a re-drive delivered the report's rows it made
+		}
 		if res.HasKey {
 			keys = append(keys, res.Key)
 		}
@@ -970,10 +1053,24 @@ func (l *leader) backfill(ctx context.Context) error {
 		return fmt.Errorf("error starting backfill: %w", err)
 	}
 	defer tx.Rollback(context.Background())
-	snap, _, err := l.on.On(tx).EpochSnapshot(ctx, l.cfg.Consumer)
+	imported := l.decoder != nil && l.decoder.snapshot != ""
+	if imported {
+		// A new slot's backfill reads the snapshot the slot exported:
+		// streaming starts at the slot's consistent point, so every legacy
+		// transaction is in exactly one of the two.
+		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(l.decoder.snapshot)); err != nil {
+			return fmt.Errorf("error reading the replication slot's snapshot: %w", err)
+		}
+	}
+	es, err := l.on.On(tx).EpochSnapshot(ctx, l.cfg.Consumer)
 	if err != nil {
 		return fmt.Errorf("error taking the backfill snapshot: %w", err)
 	}
+	if l.decoder != nil {
+		l.startDecoder() // the snapshot is ours now, and the slot may stream
+		l.decoder.snapshot = ""
+	}
+	snap := es.Snapshot
 	id := snapshotID(snap)
 	l.backfillPending = nil
 	l.log.Info("backfill started", "table", l.table.Name, "snapshot", snap)
@@ -1016,6 +1113,11 @@ func (l *leader) backfill(ctx context.Context) error {
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("error finishing backfill: %w", err)
+	}
+	if !imported {
+		if err := l.addFloors(ctx, nil, snap, es.WAL); err != nil {
+			return err
+		}
 	}
 	l.cp.Acked, l.cp.Epoch, l.cp.LastID, l.cp.Backfill = &snap, nil, 0, false
 	if err := l.save(ctx, true); err != nil {
@@ -1062,6 +1164,12 @@ func (l *leader) maintain(ctx context.Context) error {
 			return err
 		}
 		l.m.Pruned.Add(float64(n))
+	}
+	if l.ownsQuarantine() {
+		// The decoder saw each mark within moments; an hour is ample.
+		if err := l.st.PruneWriteMarks(ctx, time.Hour); err != nil {
+			return err
+		}
 	}
 	if err := l.refreshRequests(ctx); err != nil {
 		return err

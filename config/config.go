@@ -44,6 +44,7 @@ const (
 	DefaultKey              = "phase_id"
 	DefaultSchema           = "dtebridge"
 	DefaultTrigger          = adapter.TriggerRow
+	DefaultMode             = adapter.ModeTrigger
 	DefaultBatchSize        = 500
 	DefaultPollInterval     = time.Second
 	DefaultRetention        = 168 * time.Hour
@@ -104,8 +105,19 @@ type Config struct {
 type Capture struct {
 	// Schema is the bridge's own schema. Default: dtebridge.
 	Schema string `yaml:"schema"`
-	// Trigger is row or statement. Default: row.
+	// Mode is how changes are captured: trigger (a trigger on the legacy
+	// table writes each change in legacy's transaction) or logical (the
+	// bridge decodes them from a replication slot; legacy's transactions
+	// pay nothing). Default: trigger.
+	Mode string `yaml:"mode"`
+	// Trigger is row or statement, for trigger mode. Default: row.
 	Trigger string `yaml:"trigger"`
+	// Slot is the replication slot, for logical mode. Default: one named
+	// after the database and the schema.
+	Slot string `yaml:"slot"`
+	// Publication is the publication the slot reads, for logical mode.
+	// Default: the schema's name followed by _capture.
+	Publication string `yaml:"publication"`
 	// BatchSize is the most changes per delivered batch. Default: 500.
 	BatchSize int `yaml:"batch_size"`
 	// PollInterval bounds how long an idle reader waits for a NOTIFY.
@@ -293,6 +305,7 @@ func (c *Config) resolve() {
 	}
 	cp := &c.Capture
 	cp.Schema = cmp.Or(cp.Schema, DefaultSchema)
+	cp.Mode = cmp.Or(cp.Mode, DefaultMode)
 	cp.Trigger = cmp.Or(cp.Trigger, DefaultTrigger)
 	cp.BatchSize = cmp.Or(cp.BatchSize, DefaultBatchSize)
 	cp.PollInterval = cmp.Or(cp.PollInterval, Duration(DefaultPollInterval))
@@ -429,13 +442,21 @@ func (c *Config) Path() string { return c.path }
 // CaptureConfig returns the capture settings in the adapter's terms.
 func (c *Config) CaptureConfig() *adapter.CaptureConfig {
 	return &adapter.CaptureConfig{Schema: c.Capture.Schema, Table: c.Legacy.Name, Key: c.Legacy.Key, Trigger: c.Capture.Trigger,
-		Legacy: &c.Legacy}
+		Mode: c.Capture.Mode, Logical: c.Logical(), Legacy: &c.Legacy}
+}
+
+// Logical returns the log-based capture settings, nil in trigger mode.
+func (c *Config) Logical() *adapter.Logical {
+	if c.Capture.Mode != adapter.ModeLogical {
+		return nil
+	}
+	return &adapter.Logical{Slot: c.Capture.Slot, Publication: cmp.Or(c.Capture.Publication, c.Capture.Schema+"_capture")}
 }
 
 // ReaderConfig returns the reader settings; the caller adds logger and metrics.
 func (c *Config) ReaderConfig() *adapter.ReaderConfig {
 	return &adapter.ReaderConfig{BatchSize: c.Capture.BatchSize, PollInterval: time.Duration(c.Capture.PollInterval),
-		Retention: time.Duration(c.Capture.Retention), ConsumerLease: time.Duration(c.Capture.ConsumerLease)}
+		Retention: time.Duration(c.Capture.Retention), ConsumerLease: time.Duration(c.Capture.ConsumerLease), Logical: c.Logical()}
 }
 
 // Store returns the bridge schema on pool.

@@ -78,7 +78,9 @@ func (w *WriteBack) WriteBack(ctx context.Context, req shadow.WriteBackRequest) 
 	}
 	written, err := w.writer().Apply(ctx, op, legacy.Hooks{
 		Prepare: func(ctx context.Context, tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, "SET LOCAL dtebridge.origin = '"+dtetype.OriginBridge+"'"); err != nil {
+			// Both capture modes see the mark: the trigger the setting,
+			// the decoder the row.
+			if err := w.Store.On(tx).MarkBridgeWrite(ctx); err != nil {
 				return err
 			}
 			if cmd.Deadline != nil {

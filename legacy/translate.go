@@ -53,6 +53,9 @@ type RawChange struct {
 	// TxID is the legacy transaction's id; empty for rows read by a
 	// backfill or re-drive.
 	TxID string `json:"tx_id,omitempty"`
+	// Logged means log-based capture wrote the change to the change log
+	// after legacy's transaction committed, in a transaction of its own.
+	Logged bool `json:"logged,omitempty"`
 }
 
 // Translator turns raw changes into canonical phase changes.

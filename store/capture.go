@@ -113,13 +113,34 @@ func (s *Store) SaveCheckpoint(ctx context.Context, cp *Checkpoint, backfilled b
 	return nil
 }
 
-// EpochSnapshot takes the snapshot that bounds the next epoch and says
-// whether re-drives are pending for the consumer.
-func (s *Store) EpochSnapshot(ctx context.Context, consumer string) (snap string, redrives bool, err error) {
-	if err := s.db.QueryRow(ctx, s.sql("EpochSnapshot"), consumer).Scan(&snap, &redrives); err != nil {
-		return "", false, fmt.Errorf("error taking a snapshot: %w", err)
+// EpochSnap is a snapshot taken to bound an epoch (or a backfill, or a
+// re-drive), with what was true in it.
+type EpochSnap struct {
+	// Snapshot is the snapshot, as text.
+	Snapshot string
+	// Redrives says whether re-drives are pending for the consumer.
+	Redrives bool
+	// Logged is how far the change log holds legacy's transactions as of
+	// the snapshot under log-based capture (a WAL position); empty under
+	// trigger capture.
+	Logged string
+	// WAL is the server's WAL insert position read just after the
+	// snapshot was taken: every transaction visible in the snapshot
+	// committed before it.
+	WAL string
+}
+
+// EpochSnapshot takes the snapshot that bounds the next epoch.
+func (s *Store) EpochSnapshot(ctx context.Context, consumer string) (EpochSnap, error) {
+	var e EpochSnap
+	var logged *string
+	if err := s.db.QueryRow(ctx, s.sql("EpochSnapshot"), consumer).Scan(&e.Snapshot, &e.Redrives, &logged, &e.WAL); err != nil {
+		return e, fmt.Errorf("error taking a snapshot: %w", err)
 	}
-	return snap, redrives, nil
+	if logged != nil {
+		e.Logged = *logged
+	}
+	return e, nil
 }
 
 // Change is a captured change as the capture trigger recorded it.
@@ -133,6 +154,9 @@ type Change struct {
 	CapturedAt time.Time
 	// TxID is the legacy transaction's id (xid8, as text).
 	TxID string
+	// Logged means log-based capture wrote the change, after legacy's
+	// transaction committed (TxID), in a transaction of its own.
+	Logged bool
 }
 
 // Epoch reads the changes of one commit epoch (committed after acked and
@@ -159,7 +183,7 @@ func (e *Epoch) Next(ctx context.Context) ([]Change, error) {
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Change, error) {
 		var c Change
-		err := r.Scan(&c.ID, &c.Op, &c.Source, &c.Old, &c.New, &c.Origin, &c.TxTime, &c.CapturedAt, &c.TxID)
+		err := r.Scan(&c.ID, &c.Op, &c.Source, &c.Old, &c.New, &c.Origin, &c.TxTime, &c.CapturedAt, &c.TxID, &c.Logged)
 		return c, err
 	})
 	if err != nil {

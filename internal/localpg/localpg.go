@@ -187,6 +187,11 @@ func start(ctx context.Context, binDir, dir string, port, maxConns int, durable 
 		"-c", "max_wal_size=1GB",
 		"-c", "log_min_messages=warning",
 		"-c", "timezone=UTC",
+		// Log-based capture decodes the WAL: every local cluster allows it,
+		// with room for a slot per test database.
+		"-c", "wal_level=logical",
+		"-c", "max_replication_slots=100",
+		"-c", "max_wal_senders=100",
 	)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
@@ -301,6 +306,39 @@ func (c *Cluster) DropDatabase(ctx context.Context, name string) error {
 		return fmt.Errorf("error connecting to local PostgreSQL: %w", err)
 	}
 	defer conn.Close(ctx)
+	// A database with replication slots cannot be dropped: stop whoever
+	// reads them, then drop them.
+	for attempt := 0; ; attempt++ {
+		rows, err := conn.Query(ctx, `SELECT slot_name::text, active_pid FROM pg_replication_slots WHERE database = $1`, name)
+		if err != nil {
+			return fmt.Errorf("error listing the replication slots of database %q: %w", name, err)
+		}
+		type slot struct {
+			name string
+			pid  *int32
+		}
+		slots, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (slot, error) {
+			var s slot
+			return s, r.Scan(&s.name, &s.pid)
+		})
+		if err != nil {
+			return fmt.Errorf("error listing the replication slots of database %q: %w", name, err)
+		}
+		if len(slots) == 0 {
+			break
+		}
+		if attempt == 100 {
+			return fmt.Errorf("error dropping database %q: its replication slots stay in use", name)
+		}
+		for _, s := range slots {
+			if s.pid != nil {
+				conn.Exec(ctx, "SELECT pg_terminate_backend($1)", *s.pid)
+			} else {
+				conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", s.name)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
 		return fmt.Errorf("error dropping database %q: %w", name, err)
 	}

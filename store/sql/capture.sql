@@ -40,12 +40,18 @@ UPDATE {{.Schema}}.checkpoints SET acked_snapshot = $2::pg_snapshot, epoch_snaps
 WHERE consumer = $1 AND leader_epoch = $6;
 
 -- name: EpochSnapshot
+-- The snapshot bounding a new epoch, whether re-drives are pending, and,
+-- under log-based capture, how far the change log holds legacy's
+-- transactions as of that snapshot (one statement, so one snapshot).
 SELECT pg_current_snapshot()::text,
-       EXISTS (SELECT 1 FROM {{.Schema}}.redrives WHERE consumer = $1 AND done_at IS NULL);
+       EXISTS (SELECT 1 FROM {{.Schema}}.redrives WHERE consumer = $1 AND done_at IS NULL),
+       (SELECT max(lsn)::text FROM {{.Schema}}.logical_positions),
+       pg_current_wal_insert_lsn()::text;
 
 -- name: DeclareEpoch
 DECLARE epoch NO SCROLL CURSOR FOR
-SELECT id, op, source, old_row, new_row, origin, tx_time, captured_at, xid::text FROM {{.Schema}}.changes
+SELECT id, op, source, old_row, new_row, origin, tx_time, captured_at, coalesce(source_xid, xid)::text, source_xid IS NOT NULL
+FROM {{.Schema}}.changes
 WHERE (xid >= pg_snapshot_xmax($1::pg_snapshot) OR xid IN (SELECT pg_snapshot_xip($1::pg_snapshot)))
   AND pg_visible_in_snapshot(xid, $2::pg_snapshot)
   AND id > $3
@@ -126,5 +132,5 @@ ORDER BY id DESC LIMIT 100;
 -- cycle, the report and the phase.
 SELECT DISTINCT r.row_image->>$6 FROM {{.Schema}}.changes c,
     LATERAL (VALUES (c.new_row), (c.old_row)) AS r(row_image)
-WHERE c.xid = $1::xid8 AND r.row_image IS NOT NULL
+WHERE (c.xid = $1::xid8 AND c.source_xid IS NULL OR c.source_xid = $1::xid8) AND r.row_image IS NOT NULL
   AND (r.row_image->>$2) = $4::text AND (r.row_image->>$3) = $5::text AND r.row_image->>$6 IS NOT NULL;
