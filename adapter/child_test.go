@@ -60,6 +60,9 @@ func runChild() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if m := os.Getenv("MODE"); m != "" {
+		cfg.Capture.Mode = m
+	}
 	rc := cfg.ReaderConfig()
 	rc.BatchSize = batch
 	rc.Identity = identity
@@ -97,7 +100,7 @@ func (f *fixture) child(out, identity string, batch, crashAfter int) *exec.Cmd {
 	f.t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1", "DB_URL="+f.db.URL, "OUT="+out, "IDENTITY="+identity,
-		"BATCH="+strconv.Itoa(batch), "CRASH_AFTER="+strconv.Itoa(crashAfter))
+		"BATCH="+strconv.Itoa(batch), "CRASH_AFTER="+strconv.Itoa(crashAfter), "MODE="+f.cfg.Capture.Mode)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		f.t.Fatal(err)

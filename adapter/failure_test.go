@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
 	"github.com/synapsedte/dtebridge/internal/legacysim"
 )
@@ -24,7 +25,16 @@ func generate(t *testing.T, f *fixture, ops int64, seed uint64) {
 // nothing is lost.
 func TestCrashRedeliversNeverLoses(t *testing.T) {
 	t.Parallel()
-	f := setup(t, setupOptions{reports: 5})
+	for _, capture := range captures {
+		t.Run(capture, func(t *testing.T) {
+			t.Parallel()
+			testCrashRedeliversNeverLoses(t, capture)
+		})
+	}
+}
+
+func testCrashRedeliversNeverLoses(t *testing.T, capture string) {
+	f := setup(t, setupOptions{reports: 5, trigger: capture})
 	out := filepath.Join(t.TempDir(), "deliveries")
 
 	// The backfill is the first batch; the crash comes at the fifth.
@@ -48,7 +58,15 @@ func TestCrashRedeliversNeverLoses(t *testing.T) {
 	}
 
 	f.child(out, "second", 100, 0)
+	f.waitLogged()
 	total := f.count(`SELECT count(*) FROM dtebridge.changes`) + 35 // plus the backfill of 5 reports × 7 phases
+	if capture == adapter.ModeLogical {
+		// The crash may have come in the middle of writing decoded
+		// changes: none is in the change log twice.
+		if n := f.count(`SELECT count(*) FROM (SELECT 1 FROM dtebridge.changes GROUP BY source_xid, old_row::text, new_row::text HAVING count(*) > 1) d`); n != 0 {
+			t.Errorf("%d legacy changes are in the change log twice", n)
+		}
+	}
 	bridgetest.WaitFor(t, 60*time.Second, "the second reader to catch up", func() bool {
 		seen := map[string]bool{}
 		for _, d := range readDeliveries(t, out) {
@@ -96,7 +114,16 @@ func TestCrashRedeliversNeverLoses(t *testing.T) {
 // checkpoint.
 func TestStandbyTakesOver(t *testing.T) {
 	t.Parallel()
-	f := setup(t, setupOptions{reports: 5})
+	for _, capture := range captures {
+		t.Run(capture, func(t *testing.T) {
+			t.Parallel()
+			testStandbyTakesOver(t, capture)
+		})
+	}
+}
+
+func testStandbyTakesOver(t *testing.T, capture string) {
+	f := setup(t, setupOptions{reports: 5, trigger: capture})
 	dir := t.TempDir()
 	leaderOut, standbyOut := filepath.Join(dir, "leader"), filepath.Join(dir, "standby")
 	leader := f.child(leaderOut, "leader", 100, 0)
@@ -125,6 +152,7 @@ func TestStandbyTakesOver(t *testing.T) {
 	if leaderName != "standby" {
 		t.Errorf("checkpoint leader = %q, want standby", leaderName)
 	}
+	f.waitLogged()
 	total := f.count(`SELECT count(*) FROM dtebridge.changes`)
 	bridgetest.WaitFor(t, 30*time.Second, "every change to be delivered once", func() bool {
 		seen := map[string]bool{}

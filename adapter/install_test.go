@@ -165,7 +165,7 @@ func TestInstallRejectsBadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn := connect(t, db.URL)
-	base := adapter.CaptureConfig{Schema: "dtebridge", Table: "public.workflow_phases", Key: []string{"phase_id"}, Trigger: adapter.TriggerRow}
+	base := adapter.CaptureConfig{Schema: "dtebridge", Table: "public.workflow_phases", Key: []string{"phase_id"}, Trigger: adapter.TriggerRow, Mode: adapter.ModeTrigger}
 	with := func(f func(*adapter.CaptureConfig)) adapter.CaptureConfig {
 		c := base
 		f(&c)
@@ -175,9 +175,13 @@ func TestInstallRejectsBadConfig(t *testing.T) {
 		cfg  adapter.CaptureConfig
 		want string
 	}{
-		"NoTable":  {with(func(c *adapter.CaptureConfig) { c.Table = "public.phases" }), "legacy table not found: public.phases"},
-		"BadKey":   {with(func(c *adapter.CaptureConfig) { c.Key = []string{"id"} }), `key column "id" is not a column of public.workflow_phases`},
-		"BadMode":  {with(func(c *adapter.CaptureConfig) { c.Trigger = "sometimes" }), `capture trigger "sometimes"`},
+		"NoTable":        {with(func(c *adapter.CaptureConfig) { c.Table = "public.phases" }), "legacy table not found: public.phases"},
+		"BadKey":         {with(func(c *adapter.CaptureConfig) { c.Key = []string{"id"} }), `key column "id" is not a column of public.workflow_phases`},
+		"BadMode":        {with(func(c *adapter.CaptureConfig) { c.Trigger = "sometimes" }), `capture trigger "sometimes"`},
+		"BadCaptureMode": {with(func(c *adapter.CaptureConfig) { c.Mode = "wal" }), `capture.mode "wal" is not trigger or logical`},
+		"BadSlot": {with(func(c *adapter.CaptureConfig) {
+			c.Mode, c.Logical = adapter.ModeLogical, &adapter.Logical{Slot: "Bridge-Slot", Publication: "p"}
+		}), `capture.slot "Bridge-Slot" is not a replication slot name`},
 		"BadTable": {with(func(c *adapter.CaptureConfig) { c.Table = "a.b.c" }), `"a.b.c" is not table or schema.table`},
 		"BadColumn": {with(func(c *adapter.CaptureConfig) {
 			cfg, _ := config.Example("seed")

@@ -264,11 +264,10 @@ func (d *decoder) close() {
 // transaction once it holds groupRows changes or is groupAge old, or when
 // the slot has sent nothing for idleWait.
 const (
-	groupRows     = 5000
-	groupAge      = 50 * time.Millisecond
-	idleWait      = 2 * time.Millisecond
-	statusEvery   = 10 * time.Second
-	positionEvery = time.Second
+	groupRows   = 5000
+	groupAge    = 50 * time.Millisecond
+	idleWait    = 2 * time.Millisecond
+	statusEvery = 10 * time.Second
 )
 
 // legacyTx is a legacy transaction being decoded.
@@ -306,7 +305,6 @@ func (d *decoder) stream(ctx context.Context) error {
 	var g group
 	nextStatus := time.Now()
 	var idleAt pglogrepl.LSN // the server has sent everything before it
-	lastPosition := time.Now()
 	for {
 		if time.Now().After(nextStatus) {
 			if err := d.status(ctx, flushed); err != nil {
@@ -341,13 +339,12 @@ func (d *decoder) stream(ctx context.Context) error {
 		if pgconn.Timeout(err) {
 			if len(g.txs) == 0 && cur == nil && idleAt > flushed {
 				// Legacy is idle: nothing before idleAt is ours, so the
-				// change log is complete up to it.
-				if time.Since(lastPosition) > positionEvery {
-					if err := d.st.SetLoggedPosition(ctx, d.slot, idleAt.String()); err != nil {
-						return err
-					}
-					lastPosition = time.Now()
-					flushed = idleAt
+				// server may forget it. (The change log's own position
+				// stays at the last transaction written: writing it here
+				// would make WAL, and with it the next keepalive.)
+				flushed = idleAt
+				if err := d.status(ctx, flushed); err != nil {
+					return err
 				}
 			}
 			if len(g.txs) > 0 && cur == nil {
@@ -368,8 +365,14 @@ func (d *decoder) stream(ctx context.Context) error {
 				if err != nil {
 					return fmt.Errorf("error decoding a keepalive from slot %s: %w", d.slot, err)
 				}
-				if cur == nil {
+				if cur == nil && len(g.txs) == 0 {
+					// Nothing is pending: the server has sent every
+					// transaction before this point, so it may forget them.
 					idleAt = max(idleAt, ka.ServerWALEnd)
+					if idleAt > flushed {
+						flushed = idleAt
+						nextStatus = time.Now()
+					}
 				}
 				if ka.ReplyRequested {
 					nextStatus = time.Now()

@@ -15,6 +15,7 @@ import (
 	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/internal/bridgetest"
 	"github.com/synapsedte/dtebridge/internal/legacysim"
 	"github.com/synapsedte/dtebridge/internal/testenv"
 	"github.com/synapsedte/dtebridge/legacy"
@@ -115,6 +116,22 @@ func (f *fixture) install() {
 	if _, err := adapter.Install(ctx, conn, f.cfg.CaptureConfig(), false); err != nil {
 		f.t.Fatal(err)
 	}
+}
+
+// waitLogged waits, in logical mode, until the slot has passed every
+// transaction committed so far: the change log holds them all.
+func (f *fixture) waitLogged() {
+	f.t.Helper()
+	if f.cfg.Capture.Mode != adapter.ModeLogical {
+		return
+	}
+	var target string
+	if err := f.pool.QueryRow(context.Background(), `SELECT pg_current_wal_insert_lsn()::text`).Scan(&target); err != nil {
+		f.t.Fatal(err)
+	}
+	bridgetest.WaitFor(f.t, 60*time.Second, "the slot to pass "+target, func() bool {
+		return f.count(`SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND confirmed_flush_lsn >= $1::pg_lsn`, target) == 1
+	})
 }
 
 func (f *fixture) translator() *legacy.Translator {

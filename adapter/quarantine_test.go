@@ -20,7 +20,16 @@ import (
 // delivered in order.
 func TestLabelAddedMidRun(t *testing.T) {
 	t.Parallel()
-	f := setup(t, setupOptions{reports: 3})
+	for _, capture := range captures {
+		t.Run(capture, func(t *testing.T) {
+			t.Parallel()
+			testLabelAddedMidRun(t, capture)
+		})
+	}
+}
+
+func testLabelAddedMidRun(t *testing.T, capture string) {
+	f := setup(t, setupOptions{reports: 3, trigger: capture})
 	c := newCollector()
 	m := f.reader(c, nil)
 	bridgetest.WaitFor(t, 30*time.Second, "the first backfill", func() bool { return c.backfills > 0 })
