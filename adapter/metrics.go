@@ -34,7 +34,10 @@ type Metrics struct {
 	// LogicalRead counts row changes decoded from the replication slot,
 	// LogicalWritten those written to the change log (log-based capture),
 	// and LogicalWriteSeconds times the change log's transactions.
-	LogicalRead         prometheus.Counter
+	LogicalRead prometheus.Counter
+	// Covered counts logged changes skipped because a backfill or re-drive
+	// had already delivered the rows they made (capture floors).
+	Covered             prometheus.Counter
 	LogicalWritten      prometheus.Counter
 	LogicalWriteSeconds prometheus.Histogram
 }
@@ -76,6 +79,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "How long deliveries may fail before the process is unready (capture.delivery_grace), for alerts."})
 	m.LogicalRead = prometheus.NewCounter(prometheus.CounterOpts{Name: "dtebridge_capture_logical_decoded_total",
 		Help: "Legacy row changes decoded from the replication slot (capture.mode: logical), including those already in the change log after a restart."})
+	m.Covered = prometheus.NewCounter(prometheus.CounterOpts{Name: "dtebridge_capture_covered_total",
+		Help: "Changes written by log-based capture after a backfill or re-drive had delivered the rows they made, and so skipped."})
 	m.LogicalWritten = prometheus.NewCounter(prometheus.CounterOpts{Name: "dtebridge_capture_logical_written_total",
 		Help: "Legacy row changes log-based capture wrote to the change log."})
 	m.LogicalWriteSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dtebridge_capture_logical_write_seconds",
@@ -88,7 +93,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Read, m.Delivered, m.Quarantined, m.Ignored, m.Backlog, m.BacklogAge, m.Lag, m.Leader, m.Backfills, m.AttributeRedrives, m.Pruned, m.Errors,
-			m.DeliveryFailing, m.DeliveryGrace, m.LogicalRead, m.LogicalWritten, m.LogicalWriteSeconds)
+			m.DeliveryFailing, m.DeliveryGrace, m.LogicalRead, m.Covered, m.LogicalWritten, m.LogicalWriteSeconds)
 	}
 	return m
 }

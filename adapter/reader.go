@@ -780,6 +780,7 @@ func (l *leader) process(ctx context.Context, raws []*legacy.RawChange, backfill
 	for _, raw := range raws {
 		seq++
 		if l.covered(raw, nil) {
+			l.m.Covered.Inc()
 			continue // a backfill delivered the rows it made
 		}
 		if a, ok := l.attributeChange(raw); ok {
@@ -788,6 +789,7 @@ func (l *leader) process(ctx context.Context, raws []*legacy.RawChange, backfill
 		}
 		res := l.tr.Load().Translate(raw)
 		if res.HasKey && l.covered(raw, &res.Key) {
+			l.m.Covered.Inc()
 			continue // a re-drive delivered the report's rows it made
 		}
 		if res.HasKey {
