@@ -631,3 +631,45 @@ func isoTimestamp(s string, tz bool) string {
 }
 
 var validSlot = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+// ErrCaptureBehind means log-based capture has not written legacy's
+// transactions up to a point in time to the change log.
+var ErrCaptureBehind = errors.New("log-based capture is behind legacy")
+
+// WaitLogged waits up to timeout until the replication slot has passed
+// WAL position lsn: every legacy transaction committed before it is in the
+// change log.
+func WaitLogged(ctx context.Context, st *store.Store, lc *Logical, lsn string, timeout time.Duration) error {
+	slot, err := lc.SlotName(ctx, st.Pool(), st.Schema())
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		var passed *bool
+		var confirmed *string
+		err := st.Pool().QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, slot, lsn).
+			Scan(&passed, &confirmed)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: replication slot %s does not exist yet: start dtebridge serve, which creates it", ErrCaptureBehind, slot)
+		}
+		if err != nil {
+			return fmt.Errorf("error reading replication slot %s: %w", slot, err)
+		}
+		if passed != nil && *passed {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			at := "nothing yet"
+			if confirmed != nil {
+				at = *confirmed
+			}
+			return fmt.Errorf("%w: replication slot %s has confirmed %s, legacy is at %s after %s (is serve running? dtebridge status shows the slot)", ErrCaptureBehind, slot, at, lsn, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

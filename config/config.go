@@ -465,7 +465,7 @@ func (c *Config) Store(pool *pgxpool.Pool) *store.Store { return store.New(pool,
 // ReconcileOptions returns reconcile options for this configuration.
 // Callers that hold the selected definition set Order to its phases.
 func (c *Config) ReconcileOptions(pool *pgxpool.Pool) reconcile.Options {
-	return reconcile.Options{Store: c.Store(pool), Table: &c.Legacy,
+	return reconcile.Options{Store: c.Store(pool), Table: &c.Legacy, Logical: c.Logical(),
 		LagGrace: time.Duration(c.Reconcile.LagGrace), DateTolerance: time.Duration(c.Reconcile.DateTolerance),
 		Expected: c.Reconcile.Expected}
 }

@@ -14,6 +14,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/synapsedte/dtebridge/adapter"
+	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
 	"github.com/synapsedte/dtebridge/internal/legacysim"
 	"github.com/synapsedte/dtebridge/internal/localprom"
@@ -221,7 +223,7 @@ func TestRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, alert := range []string{"DtebridgeConsistencyBelowGate", "DtebridgeCaptureLagHigh"} {
+	for _, alert := range []string{"DtebridgeConsistencyBelowGate", "DtebridgeCaptureLagHigh", "DtebridgeSlotInactive", "DtebridgeSlotRetainedWAL"} {
 		if !strings.Contains(string(tests), "alertname: "+alert) {
 			t.Errorf("alerts_test.yml does not test %s", alert)
 		}
@@ -246,8 +248,11 @@ func base(name string, families map[string]bool) string {
 // core panels must return data. The same run checks that every metric the
 // dashboards and rules name exists in the live registry, and that every
 // metric the bridge exports is documented in README.md.
+//
+// The bridge runs log-based capture here, so the replication slot's
+// figures are scraped too (the other suites run trigger capture).
 func TestEndToEnd(t *testing.T) {
-	b := bridgetest.New(t, legacysim.Seed, nil)
+	b := bridgetest.New(t, legacysim.Seed, &bridgetest.Options{Configure: func(c *config.Config) { c.Capture.Mode = adapter.ModeLogical }})
 	ctx := context.Background()
 	prom, err := localprom.Start(ctx, localprom.Config{Targets: []string{b.Srv.Addr()}, ScrapeInterval: time.Second, RuleFiles: []string{"alerts.yml"}})
 	if err != nil {
@@ -287,7 +292,7 @@ func TestEndToEnd(t *testing.T) {
 	// Every query and every alert expression evaluates without error.
 	core := map[string]bool{
 		"Consistency per phase, against the gate": true, "Divergences by kind (unexpected)": true,
-		"Capture lag": true, "Throughput": true, "Unexpected divergences open": true, "Cutover: mode per phase": true,
+		"Capture lag": true, "Throughput": true, "Replication slot (capture.mode: logical)": true, "Unexpected divergences open": true, "Cutover: mode per phase": true,
 	}
 	var exprs []string
 	seenCore := 0

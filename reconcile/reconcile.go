@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/legacy"
 	"github.com/synapsedte/dtebridge/store"
@@ -36,6 +37,9 @@ type Options struct {
 	// Table is the legacy table as configured.
 	Table *legacy.Table
 	Scope Scope
+	// Logical, under log-based capture, is the capture's slot: a run
+	// first waits until capture has written every legacy commit it sees.
+	Logical *adapter.Logical
 	// LagGrace is how long a report may be behind before it is stale
 	// rather than in flight.
 	LagGrace time.Duration
@@ -233,7 +237,22 @@ func (c *run) lag(ctx context.Context) error {
 		}
 	}
 	st := c.o.Store.On(c.tx)
-	pending, err := st.PendingByReport(ctx, store.MirrorConsumer, c.o.Table.Columns.Cycle, c.o.Table.Columns.Report)
+	pendingIn := st
+	if c.o.Logical != nil {
+		// Under log-based capture a legacy commit reaches the change log
+		// moments after it is visible: wait until the change log holds
+		// every commit this run's snapshot sees, then look for pending
+		// changes in a snapshot that sees what capture wrote meanwhile.
+		var wal string
+		if err := c.tx.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&wal); err != nil {
+			return err
+		}
+		if err := adapter.WaitLogged(ctx, c.o.Store, c.o.Logical, wal, max(c.o.LagGrace, 10*time.Second)); err != nil {
+			return fmt.Errorf("reconcile cannot judge what capture has not seen: %w", err)
+		}
+		pendingIn = c.o.Store
+	}
+	pending, err := pendingIn.PendingByReport(ctx, store.MirrorConsumer, c.o.Table.Columns.Cycle, c.o.Table.Columns.Report)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -500,7 +501,8 @@ func statusCommand(g *globals) *cli.Command {
 				return writeJSON(g.Stdout, st)
 			}
 			tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintf(g.Stdout, "Change table: %d changes; quarantine: %d pending.\n\n", st.Changes, st.QuarantinePending)
+			fmt.Fprintf(g.Stdout, "Change table: %d changes; quarantine: %d pending.\n", st.Changes, st.QuarantinePending)
+			fmt.Fprintln(g.Stdout, st.Capture.line()+"\n")
 			defer func() {
 				if st.LastReconcile == nil {
 					fmt.Fprintln(g.Stdout, "\nNo reconcile run recorded yet (dtebridge reconcile, or serve --reconcile-every).")
@@ -534,10 +536,55 @@ func statusCommand(g *globals) *cli.Command {
 
 // statusReport is the output of dtebridge status.
 type statusReport struct {
+	Capture           captureModeStatus     `json:"capture"`
 	Changes           int64                 `json:"changes"`
 	QuarantinePending int                   `json:"quarantine_pending"`
 	Consumers         []consumerStatusLine  `json:"consumers"`
 	LastReconcile     *reconcile.RunSummary `json:"last_reconcile,omitempty"`
+}
+
+// captureModeStatus is how changes are captured, and under log-based
+// capture the replication slot's state.
+type captureModeStatus struct {
+	Mode    string `json:"mode"`
+	Trigger string `json:"trigger,omitempty"`
+	// Slot is the replication slot (logical mode).
+	Slot *adapter.SlotStatus `json:"slot,omitempty"`
+	// LoggedLSN is how far the change log holds the slot's transactions.
+	LoggedLSN string `json:"logged_lsn,omitempty"`
+}
+
+func (c captureModeStatus) line() string {
+	if c.Slot == nil {
+		return "Capture: trigger (" + c.Trigger + " level)."
+	}
+	s := c.Slot
+	if !s.Exists {
+		return fmt.Sprintf("Capture: logical; replication slot %s does not exist yet (serve creates it, with a backfill from its snapshot).", s.Slot)
+	}
+	active := "no reader: is serve running?"
+	if s.Active {
+		active = "read by the capture leader"
+	}
+	line := fmt.Sprintf("Capture: logical; slot %s %s, retains %s of WAL, %s behind; change log at %s.",
+		s.Slot, active, bytesText(s.RetainedBytes), bytesText(s.FlushLagBytes), cmp.Or(c.LoggedLSN, "(nothing yet)"))
+	if s.WALStatus == "lost" {
+		line += "\nThe slot has lost WAL it needed (max_slot_wal_keep_size): drop it and restart serve for a new slot and a backfill (README, for DBAs)."
+	}
+	return line
+}
+
+// bytesText renders a byte count for people.
+func bytesText(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }
 
 type consumerStatusLine struct {
@@ -552,7 +599,23 @@ func captureStatus(ctx context.Context, pool *pgxpool.Pool, cfg *config.Config) 
 	if err != nil {
 		return nil, err
 	}
-	out := &statusReport{Consumers: []consumerStatusLine{}}
+	out := &statusReport{Consumers: []consumerStatusLine{}, Capture: captureModeStatus{Mode: cfg.Capture.Mode}}
+	if lc := cfg.Logical(); lc != nil {
+		slot, err := lc.SlotName(ctx, pool, cfg.Capture.Schema)
+		if err != nil {
+			return nil, err
+		}
+		ss, err := adapter.Slot(ctx, pool, slot)
+		if err != nil {
+			return nil, err
+		}
+		out.Capture.Slot = &ss
+		if out.Capture.LoggedLSN, _, err = st.LoggedPosition(ctx, slot); err != nil {
+			return nil, err
+		}
+	} else {
+		out.Capture.Trigger = cfg.Capture.Trigger
+	}
 	for _, cp := range cps {
 		b, err := st.BacklogOf(ctx, cp.Consumer)
 		if err != nil {

@@ -192,6 +192,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.opts.Temporal = tc
 	phases := def.PhaseIDs()
 	s.registry.MustRegister(reconcile.NewCollector(st, phases, log), adapter.NewQuarantineCollector(st, log), shadow.NewFindingsCollector(st, log))
+	if lc := cfg.Logical(); lc != nil {
+		s.registry.MustRegister(adapter.NewSlotCollector(st, lc, log))
+	}
 
 	if s.token, err = cfg.Token(); err != nil {
 		return nil, err
