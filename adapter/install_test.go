@@ -344,3 +344,100 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Errorf("uninstall as the bridge role: %v", err)
 	}
 }
+
+// TestInstallSwitchesCaptureMode installs trigger capture, switches to
+// log-based capture and back, and uninstalls: each install leaves exactly
+// the mode's objects (triggers; or the publication and REPLICA IDENTITY
+// FULL), a switch back to triggers drops the slot and asks for a backfill
+// (what happened between the two captures is in neither), and uninstall
+// leaves no slot and no publication.
+func TestInstallSwitchesCaptureMode(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOptions{reports: 2})
+	ctx := context.Background()
+	conn := connect(t, f.db.URL)
+	published := func() []string {
+		var names []string
+		if err := f.pool.QueryRow(ctx, `SELECT coalesce(array_agg(tablename::text ORDER BY tablename), '{}') FROM pg_publication_tables WHERE pubname = 'dtebridge_capture'`).Scan(&names); err != nil {
+			t.Fatal(err)
+		}
+		return names
+	}
+	if got := triggers(t, f.pool); len(got) != 1 || len(published()) != 0 {
+		t.Fatalf("trigger mode: triggers %v, published %v", got, published())
+	}
+
+	f.cfg.Capture.Mode = adapter.ModeLogical
+	dry, err := adapter.Install(ctx, conn, f.cfg.CaptureConfig(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sql := strings.Join(dry.SQL, "\n")
+	for _, want := range []string{"DROP TRIGGER dtebridge_capture ON", "REPLICA IDENTITY FULL", "CREATE PUBLICATION \"dtebridge_capture\" FOR TABLE"} {
+		if !strings.Contains(sql, want) {
+			t.Errorf("dry run of the switch to logical lacks %q:\n%s", want, sql)
+		}
+	}
+	if _, err := adapter.Install(ctx, conn, f.cfg.CaptureConfig(), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := triggers(t, f.pool); len(got) != 0 {
+		t.Errorf("logical mode left triggers %v", got)
+	}
+	if got := published(); strings.Join(got, ",") != "workflow_phases,write_marks" {
+		t.Errorf("published %v", got)
+	}
+	if n := f.count(`SELECT count(*) FROM pg_class WHERE oid = 'workflow_phases'::regclass AND relreplident = 'f'`); n != 1 {
+		t.Error("workflow_phases is not REPLICA IDENTITY FULL")
+	}
+	if _, err := adapter.Install(ctx, conn, f.cfg.CaptureConfig(), false); err != nil {
+		t.Fatalf("a second install: %v", err)
+	}
+	// The reader creates the slot.
+	c := newCollector()
+	m := f.reader(c, nil)
+	bridgetest.WaitFor(t, 30*time.Second, "the slot's backfill", func() bool { return c.backfills > 0 })
+	st, err := adapter.Slot(ctx, f.pool, adapter.DefaultSlot(f.db.Name, "dtebridge"))
+	if err != nil || !st.Exists {
+		t.Fatalf("slot: %v %+v", err, st)
+	}
+	// While it is read, uninstall refuses.
+	if _, err := adapter.Uninstall(ctx, conn, f.cfg.CaptureConfig(), false); err == nil || !strings.Contains(err.Error(), "is being read") {
+		t.Errorf("uninstall while the slot is read: %v", err)
+	}
+	f.stopReaders()
+	_ = m
+
+	f.cfg.Capture.Mode = adapter.ModeTrigger
+	if _, err := adapter.Install(ctx, conn, f.cfg.CaptureConfig(), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := triggers(t, f.pool); len(got) != 1 || len(published()) != 0 {
+		t.Errorf("back to triggers: triggers %v, published %v", got, published())
+	}
+	if st, _ := adapter.Slot(ctx, f.pool, st.Slot); st.Exists {
+		t.Error("the switch back to triggers left the slot")
+	}
+	if n := f.count(`SELECT count(*) FROM dtebridge.checkpoints WHERE consumer = 'mirror' AND backfill_requested_at IS NOT NULL`); n != 1 {
+		t.Error("the switch back to triggers did not ask for a backfill")
+	}
+
+	// Uninstall from logical mode drops slot and publication.
+	f.cfg.Capture.Mode = adapter.ModeLogical
+	if _, err := adapter.Install(ctx, conn, f.cfg.CaptureConfig(), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.pool.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, st.Slot); err != nil {
+		t.Fatal(err)
+	}
+	stmts, err := adapter.Uninstall(ctx, conn, f.cfg.CaptureConfig(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(stmts, "\n"), "pg_drop_replication_slot") {
+		t.Errorf("uninstall SQL: %v", stmts)
+	}
+	if st, _ := adapter.Slot(ctx, f.pool, st.Slot); st.Exists || len(published()) != 0 {
+		t.Errorf("after uninstall: slot %+v, published %v", st, published())
+	}
+}

@@ -36,6 +36,7 @@ type fixture struct {
 	cfg     *config.Config
 	profile *legacysim.Profile
 	model   *legacysim.Model
+	stops   []func()
 }
 
 // captures are the capture variants every capture guarantee is tested
@@ -158,13 +159,22 @@ func (f *fixture) reader(c adapter.Consumer, mod func(*adapter.ReaderConfig)) *a
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx, c) }()
-	f.t.Cleanup(func() {
+	stop := sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 			f.t.Errorf("reader: %v", err)
 		}
 	})
+	f.stops = append(f.stops, stop)
+	f.t.Cleanup(stop)
 	return rc.Metrics
+}
+
+// stopReaders stops every reader started so far.
+func (f *fixture) stopReaders() {
+	for _, stop := range f.stops {
+		stop()
+	}
 }
 
 // collector is a consumer that records what it is given.

@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/legacy"
@@ -99,7 +100,7 @@ type Options struct {
 func Run(ctx context.Context, o Options) (*Report, error) {
 	r := &Report{Config: o.Config.Path(), Problems: []Problem{}}
 	c := &checker{o: o, r: r, t: &o.Config.Legacy}
-	steps := []func(context.Context) error{c.columns, c.labels, c.users, c.attributes, c.grants, c.token}
+	steps := []func(context.Context) error{c.columns, c.labels, c.users, c.attributes, c.grants, c.capture, c.token}
 	if o.Temporal != nil {
 		steps = append(steps, c.temporal)
 	}
@@ -411,6 +412,9 @@ func (c *checker) grants(ctx context.Context) error {
 	}
 	tables := append([]string{c.t.Name}, c.t.AttributeTables()...)
 	if !installed || c.o.Installing {
+		if c.o.Config.Capture.Mode == adapter.ModeLogical {
+			tables = nil // log-based capture attaches no trigger; capture checks what it needs
+		}
 		for _, t := range tables {
 			if can, err = priv(t, "TRIGGER"); err != nil {
 				return err
@@ -446,6 +450,94 @@ func (c *checker) grants(ctx context.Context) error {
 		}
 		c.r.add(sev, "grants", "legacy.table", fmt.Sprintf("GRANT UPDATE ON %s TO <this role>", c.t.Name),
 			"this role may not update %s, which cutover's write-back does: %s", c.t.Name, what)
+	}
+	return nil
+}
+
+// capture checks what the capture mode needs of the server: for
+// log-based capture, wal_level, the REPLICATION attribute, a free slot,
+// the tables' replica identity, the publication and the slot's health;
+// for trigger capture, that no slot of a former log-based capture is left
+// keeping WAL.
+func (c *checker) capture(ctx context.Context) error {
+	cfg := c.o.Config
+	lc := cfg.Logical()
+	if lc == nil {
+		name, err := (&adapter.Logical{Slot: cfg.Capture.Slot}).SlotName(ctx, c.o.Pool, cfg.Capture.Schema)
+		if err != nil {
+			return err
+		}
+		st, err := adapter.Slot(ctx, c.o.Pool, name)
+		if err != nil {
+			return err
+		}
+		if st.Exists {
+			c.r.add(Warning, "capture", "capture.mode", "dtebridge install drops it (capture.mode is trigger), or SELECT pg_drop_replication_slot('"+name+"')",
+				"replication slot %s of a former log-based capture still exists and keeps %d bytes of WAL", name, st.RetainedBytes)
+		}
+		return nil
+	}
+	var walLevel, keep string
+	var replication bool
+	var slots, maxSlots, senders, maxSenders int
+	if err := c.o.Pool.QueryRow(ctx, `SELECT current_setting('wal_level'), current_setting('max_slot_wal_keep_size'),
+		(SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user),
+		(SELECT count(*) FROM pg_replication_slots), current_setting('max_replication_slots')::int,
+		(SELECT count(*) FROM pg_stat_replication), current_setting('max_wal_senders')::int`).
+		Scan(&walLevel, &keep, &replication, &slots, &maxSlots, &senders, &maxSenders); err != nil {
+		return err
+	}
+	if walLevel != "logical" {
+		c.r.add(Error, "capture", "capture.mode", "ALTER SYSTEM SET wal_level = logical, then restart PostgreSQL; or set capture.mode: trigger",
+			"the server's wal_level is %s: log-based capture needs logical", walLevel)
+	}
+	if !replication {
+		c.r.add(Error, "capture", "capture.mode", "ALTER ROLE <this role> REPLICATION (PostgreSQL 15 has no narrower grant for replication connections)",
+			"this role lacks the REPLICATION attribute, which reading a replication slot needs")
+	}
+	if keep == "-1" {
+		c.r.add(Warning, "capture", "capture.mode", "set max_slot_wal_keep_size (say 10GB): past it a stuck slot is invalidated instead of filling the disk, and the README says how to recover",
+			"max_slot_wal_keep_size is unlimited: a slot nobody reads keeps WAL until the disk is full")
+	}
+	name, err := lc.SlotName(ctx, c.o.Pool, cfg.Capture.Schema)
+	if err != nil {
+		return err
+	}
+	st, err := adapter.Slot(ctx, c.o.Pool, name)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !st.Exists && slots >= maxSlots:
+		c.r.add(Error, "capture", "capture.slot", "raise max_replication_slots (a restart), or drop an unused slot",
+			"all %d replication slots are taken, and serve must create %s", maxSlots, name)
+	case !st.Exists && senders >= maxSenders:
+		c.r.add(Warning, "capture", "capture.slot", "raise max_wal_senders (a restart)",
+			"all %d WAL senders are busy; reading slot %s needs one", maxSenders, name)
+	case st.WALStatus == "lost":
+		c.r.add(Error, "capture", "capture.slot", "SELECT pg_drop_replication_slot('"+name+"'), then restart serve: it creates a new slot and backfills from its snapshot",
+			"replication slot %s has lost WAL it needed (past max_slot_wal_keep_size) and cannot be read", name)
+	}
+	for _, t := range append([]string{c.t.Name}, c.t.AttributeTables()...) {
+		var replIdent string
+		var owner bool
+		err := c.o.Pool.QueryRow(ctx, `SELECT relreplident::text, pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = to_regclass($1)`, ident(t)).Scan(&replIdent, &owner)
+		if err != nil {
+			continue // a missing table is the columns check's
+		}
+		if replIdent != "f" && !(c.o.Installing && owner) {
+			c.r.add(Error, "capture", "legacy.table", fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY FULL (as its owner), or run dtebridge install as its owner", t),
+				"%s is not REPLICA IDENTITY FULL: a deleted row would reach log-based capture as its key alone", t)
+		}
+	}
+	var installed, published bool
+	if err := c.o.Pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL, EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $2 AND tablename = 'write_marks')`,
+		pgx.Identifier{cfg.Capture.Schema, "write_marks"}.Sanitize(), lc.Publication).Scan(&installed, &published); err != nil {
+		return err
+	}
+	if installed && !published && !c.o.Installing {
+		c.r.add(Error, "capture", "capture.publication", "run dtebridge install (as the tables' owner) with capture.mode: logical",
+			"publication %s does not publish the bridge's tables: log-based capture is not installed", lc.Publication)
 	}
 	return nil
 }

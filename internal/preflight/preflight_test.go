@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/synapsedte/dtebridge/adapter"
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/legacysim"
@@ -227,5 +228,60 @@ func TestTemporal(t *testing.T) {
 	r = run(t, seedConfig(t), db.Pool, preflight.Options{Temporal: tc, Namespace: testenv.Temporal(t).Namespace()})
 	if len(find(r, "temporal", "")) > 0 && len(find(r, "temporal", "search attributes")) != len(find(r, "temporal", "")) {
 		t.Errorf("the test's Temporal: %+v", r.Problems)
+	}
+}
+
+// TestLogicalCapture: what log-based capture needs of the server is
+// checked, and a slot left by a former log-based capture is warned about
+// in trigger mode.
+func TestLogicalCapture(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := seedDB(t)
+	cfg := seedConfig(t)
+	cfg.Capture.Mode = adapter.ModeLogical
+	r := run(t, cfg, db.Pool, preflight.Options{})
+	for _, want := range []struct{ msg, sev string }{
+		{"public.workflow_phases is not REPLICA IDENTITY FULL", preflight.Error},
+		{"max_slot_wal_keep_size is unlimited", preflight.Warning},
+	} {
+		if got := find(r, "capture", want.msg); len(got) != 1 || got[0].Severity != want.sev {
+			t.Errorf("%q: %+v", want.msg, r.Problems)
+		}
+	}
+	if len(find(r, "capture", "REPLICATION")) != 0 || len(find(r, "capture", "wal_level")) != 0 || len(find(r, "grants", "triggers")) != 0 {
+		t.Errorf("a superuser on a wal_level=logical server, attaching no trigger, has more problems: %+v", r.Problems)
+	}
+	// install, run by the owner, sets the replica identity itself.
+	if r := run(t, cfg, db.Pool, preflight.Options{Installing: true}); len(find(r, "capture", "REPLICA IDENTITY")) != 0 {
+		t.Errorf("installing as the owner: %+v", r.Problems)
+	}
+	// A role without REPLICATION cannot read the slot.
+	role := db.Name + "_norepl"
+	if _, err := db.Pool.Exec(ctx, fmt.Sprintf(`CREATE ROLE %s LOGIN; GRANT SELECT ON workflow_phases, reports, users TO %[1]s`, role)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		db.Pool.Exec(context.Background(), "DROP OWNED BY "+role+" CASCADE")
+		db.Pool.Exec(context.Background(), "DROP ROLE "+role)
+	})
+	u, _ := url.Parse(db.URL)
+	u.User = url.User(role)
+	pool, err := pgxpool.New(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if got := find(run(t, cfg, pool, preflight.Options{}), "capture", "lacks the REPLICATION attribute"); len(got) != 1 || got[0].Severity != preflight.Error {
+		t.Errorf("a role without REPLICATION: %+v", got)
+	}
+	// Back in trigger mode, a slot left behind keeps WAL: a warning.
+	slot := adapter.DefaultSlot(db.Name, cfg.Capture.Schema)
+	if _, err := db.Pool.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Capture.Mode = adapter.ModeTrigger
+	if got := find(run(t, cfg, db.Pool, preflight.Options{}), "capture", "replication slot "+slot+" of a former log-based capture"); len(got) != 1 || got[0].Severity != preflight.Warning {
+		t.Errorf("a slot left in trigger mode: %+v", got)
 	}
 }
