@@ -650,10 +650,11 @@ func WaitLogged(ctx context.Context, st *store.Store, lc *Logical, lsn string, t
 		var confirmed *string
 		err := st.Pool().QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, slot, lsn).
 			Scan(&passed, &confirmed)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("%w: replication slot %s does not exist yet: start dtebridge serve, which creates it", ErrCaptureBehind, slot)
+		missing := errors.Is(err, pgx.ErrNoRows)
+		if missing && time.Now().After(deadline) {
+			return fmt.Errorf("%w: replication slot %s does not exist: start dtebridge serve, which creates it", ErrCaptureBehind, slot)
 		}
-		if err != nil {
+		if err != nil && !missing {
 			return fmt.Errorf("error reading replication slot %s: %w", slot, err)
 		}
 		if passed != nil && *passed {
@@ -672,4 +673,16 @@ func WaitLogged(ctx context.Context, st *store.Store, lc *Logical, lsn string, t
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// WALNow returns the server's WAL insert position: every transaction
+// committed so far committed before it.
+func WALNow(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) (string, error) {
+	var lsn string
+	if err := q.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn); err != nil {
+		return "", fmt.Errorf("error reading the WAL position: %w", err)
+	}
+	return lsn, nil
 }

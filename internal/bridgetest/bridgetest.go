@@ -198,23 +198,17 @@ func (b *Bridge) Quiescent(timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	st := b.Store()
 	// Under log-based capture, legacy's commits so far must first reach the
-	// change log: the slot must pass the WAL written until now.
-	var walNow string
-	if err := b.DB.Pool.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&walNow); err != nil {
-		b.T.Fatal(err)
+	// change log.
+	if lc := b.Cfg.Logical(); lc != nil {
+		wal, err := adapter.WALNow(ctx, b.DB.Pool)
+		if err != nil {
+			b.T.Fatal(err)
+		}
+		if err := adapter.WaitLogged(ctx, st, lc, wal, timeout); err != nil {
+			b.T.Fatal(err)
+		}
 	}
 	for {
-		logged := true
-		if lc := b.Cfg.Logical(); lc != nil {
-			slot, err := lc.SlotName(ctx, b.DB.Pool, b.Cfg.Capture.Schema)
-			if err != nil {
-				b.T.Fatal(err)
-			}
-			if err := b.DB.Pool.QueryRow(ctx, `SELECT coalesce((SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1), false)`,
-				slot, walNow).Scan(&logged); err != nil {
-				b.T.Fatal(err)
-			}
-		}
 		backlog, err := st.BacklogOf(ctx, store.MirrorConsumer)
 		if err != nil {
 			b.T.Fatal(err)
@@ -232,7 +226,7 @@ func (b *Bridge) Quiescent(timeout time.Duration) {
 		if err != nil {
 			b.T.Fatal(err)
 		}
-		if logged && backlog.Changes == 0 && behind == 0 && backfilled && released == 0 {
+		if backlog.Changes == 0 && behind == 0 && backfilled && released == 0 {
 			return
 		}
 		if b.Srv != nil {
@@ -242,7 +236,7 @@ func (b *Bridge) Quiescent(timeout time.Duration) {
 		}
 		if time.Now().After(deadline) {
 			b.explainBehind()
-			b.T.Fatalf("not quiescent after %s: backlog %d, %d reports behind, replication slot past %s: %v", timeout, backlog.Changes, behind, walNow, logged)
+			b.T.Fatalf("not quiescent after %s: backlog %d, %d reports behind", timeout, backlog.Changes, behind)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -38,6 +38,7 @@ type demoOptions struct {
 	ReconcileEvery time.Duration
 	Phase          string
 	Percent        int
+	Capture        string
 }
 
 func demoCommand(g *globals) *cli.Command {
@@ -49,6 +50,7 @@ func demoCommand(g *globals) *cli.Command {
 		&cli.DurationFlag{Name: "reconcile-every", Usage: "how often serve reconciles during the demo", Value: 5 * time.Second, Destination: &o.ReconcileEvery},
 		&cli.StringFlag{Name: "cutover-phase", Usage: "the phase the demo moves to the new engine", Value: "planning", Destination: &o.Phase},
 		&cli.IntFlag{Name: "cutover-percent", Usage: "the percentage of reports it moves", Value: 50, Destination: &o.Percent},
+		&cli.StringFlag{Name: "capture", Usage: "capture mode: trigger (reconcile finds the injected fault) or logical (log-based capture delivers it)", DefaultText: "capture.mode of the config: trigger", Destination: &o.Capture},
 		&cli.StringFlag{Name: "temporal-cli", Usage: "temporal binary for the local dev server", DefaultText: "./bin/temporal, then PATH", EnvVars: []string{"DTEBRIDGE_TEMPORAL_CLI"}, Destination: &o.TemporalCLI},
 	)
 	return &cli.Command{
@@ -57,8 +59,9 @@ func demoCommand(g *globals) *cli.Command {
 		Description: "Starts a throwaway PostgreSQL cluster and a Temporal dev server with its Web UI (unless\n" +
 			"--database-url or --temporal-address point elsewhere), applies the legacy schema, installs the\n" +
 			"bridge and serves it with a periodic reconcile. It simulates legacy traffic; halfway through it\n" +
-			"injects a fault (legacy changes made with the capture trigger bypassed), shows reconcile finding\n" +
-			"it and repair fixing it; then it moves one phase to the new engine for a share of reports through\n" +
+			"injects a fault (legacy changes made with session_replication_role = replica, which no trigger\n" +
+			"sees): with trigger capture reconcile finds it and repair fixes it; with --capture logical the\n" +
+			"log-based capture delivers it and reconcile finds nothing. Then it moves one phase to the new engine for a share of reports through\n" +
 			"the reconcile gate, sends engine commands that are written back to legacy, reconciles once more,\n" +
 			"prints a final report, and stops everything it started. It exits non-zero unless the end is\n" +
 			"100% consistent.",
@@ -71,6 +74,9 @@ func demoCommand(g *globals) *cli.Command {
 			}
 			if o.Percent < 1 || o.Percent > 100 {
 				return usagef("--cutover-percent must be 1 to 100, got %d", o.Percent)
+			}
+			if o.Capture != "" && o.Capture != adapter.ModeTrigger && o.Capture != adapter.ModeLogical {
+				return usagef("--capture must be trigger or logical, got %q", o.Capture)
 			}
 			return runDemo(c, g, &o, p)
 		},
@@ -95,6 +101,8 @@ type demo struct {
 	commands  map[string]int
 	traffic   time.Duration
 	delivered float64
+	// capturedFault: log-based capture delivered the fault itself.
+	capturedFault bool
 }
 
 func (d *demo) step(format string, args ...any) { fmt.Fprintf(d.out, "==> "+format+"\n", args...) }
@@ -122,6 +130,9 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacysim.Profile) e
 	cfg, err := demoConfig(g, p)
 	if err != nil {
 		return err
+	}
+	if o.Capture != "" {
+		cfg.Capture.Mode = o.Capture
 	}
 	d.cfg = cfg
 	_, def, err := cfg.LoadDefinitions()
@@ -168,7 +179,11 @@ func runDemo(c *cli.Context, g *globals, o *demoOptions, p *legacysim.Profile) e
 	if err != nil {
 		return err
 	}
-	d.step("Installed the bridge (schema version %d) and attached capture to %s", res.ToVersion, cfg.Legacy.Name)
+	if cfg.Capture.Mode == adapter.ModeLogical {
+		d.step("Installed the bridge (schema version %d) and published %s for log-based capture (REPLICA IDENTITY FULL; no trigger)", res.ToVersion, cfg.Legacy.Name)
+	} else {
+		d.step("Installed the bridge (schema version %d) and attached capture triggers to %s", res.ToVersion, cfg.Legacy.Name)
+	}
 
 	// A throwaway bearer token for the command API, only in memory: it
 	// dies with the demo's services.
@@ -317,7 +332,8 @@ func (d *demo) fault(ctx context.Context) error {
 			(SELECT min(phase_id) FROM workflow_phases WHERE state <> $1 AND state <> $2 AND actual_start_date IS NULL AND state_override IS NULL
 				AND phase_id > (SELECT min(phase_id) + 20 FROM workflow_phases))`, []any{inProgress, completed}},
 	}
-	d.step("Injecting a fault: %d legacy rows changed with the capture trigger bypassed (session_replication_role = replica)", len(faults))
+	logical := d.cfg.Capture.Mode == adapter.ModeLogical
+	d.step("Injecting a fault: %d legacy rows changed with session_replication_role = replica, as fix-up scripts and restores do: no trigger fires", len(faults))
 	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
 			return fmt.Errorf("%w (the fault needs a superuser, as the demo's own database has)", err)
@@ -337,10 +353,25 @@ func (d *demo) fault(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("error injecting the fault: %w", err)
 	}
-	d.step("Reconciling: capture saw none of it, so only reconcile can find it")
+	if logical {
+		d.step("Log-based capture reads the WAL, triggers or not: waiting for the shadow to follow, then reconciling")
+		if err := waitQuiescent(ctx, d.pool, d.cfg, d.srv, time.Minute); err != nil {
+			return err
+		}
+	} else {
+		d.step("Reconciling: trigger capture saw none of it, so only reconcile can find it")
+	}
 	rep, err := d.reconcile(ctx)
 	if err != nil {
 		return err
+	}
+	if logical {
+		if rep.Unexpected > 0 {
+			return fmt.Errorf("reconcile found %d unexpected divergences after log-based capture delivered the fault", rep.Unexpected)
+		}
+		d.capturedFault = true
+		fmt.Fprintf(d.out, "    run %d: %.2f%% consistent, %d unexpected divergences: capture delivered the fault like any legacy change\n", rep.RunID, rep.Consistency*100, rep.Unexpected)
+		return nil
 	}
 	for _, dv := range rep.Divergences {
 		if !dv.Expected {
@@ -503,8 +534,13 @@ func (d *demo) report(ctx context.Context, rep *reconcile.Report) error {
 	for _, n := range d.found {
 		total += n
 	}
-	fmt.Fprintf(d.out, "Fault: injected %s; reconcile found %s; repaired %d of %d. Now %d unexpected divergences.\n",
-		strings.Join(inj, ", "), strings.Join(fnd, ", "), d.repaired, total, rep.Unexpected)
+	if d.capturedFault {
+		fmt.Fprintf(d.out, "Fault: injected %s; log-based capture delivered it, so reconcile found nothing to repair. Now %d unexpected divergences.\n",
+			strings.Join(inj, ", "), rep.Unexpected)
+	} else {
+		fmt.Fprintf(d.out, "Fault: injected %s; reconcile found %s; repaired %d of %d. Now %d unexpected divergences.\n",
+			strings.Join(inj, ", "), strings.Join(fnd, ", "), d.repaired, total, rep.Unexpected)
+	}
 	if err := writeBridgeReport(ctx, d.out, d.pool, d.cfg, d.srv); err != nil {
 		return err
 	}
@@ -533,6 +569,16 @@ func (d *demo) report(ctx context.Context, rep *reconcile.Report) error {
 // shadow workflow has projected what it was sent.
 func waitQuiescent(ctx context.Context, pool *pgxpool.Pool, cfg *config.Config, srv *serve.Server, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	if lc := cfg.Logical(); lc != nil {
+		// Legacy's commits so far must reach the change log first.
+		wal, err := adapter.WALNow(ctx, pool)
+		if err != nil {
+			return err
+		}
+		if err := adapter.WaitLogged(ctx, cfg.Store(pool), lc, wal, timeout); err != nil {
+			return err
+		}
+	}
 	for {
 		if err := srv.Err(); err != nil {
 			return err

@@ -88,6 +88,10 @@ func TestDemoRunsAndLeavesNothing(t *testing.T) {
 			args := []string{"--reports", "30", "--duration", "4s", "--rate", "40", "--profile", profile}
 			if profile == "seed" {
 				args = append(args, "--with-prometheus")
+			} else {
+				// The production profile runs log-based capture, which
+				// delivers the fault instead of leaving it to reconcile.
+				args = append(args, "--capture", "logical")
 			}
 			cmd, tag, tmp := demoCmd(t, args...)
 			var stdout, stderr bytes.Buffer
@@ -97,8 +101,7 @@ func TestDemoRunsAndLeavesNothing(t *testing.T) {
 			}
 			out := stdout.String()
 			want := []string{
-				"Simulated 15 reports", "found actor_mismatch", "found dates_mismatch", "found state_mismatch",
-				"3 of 3 divergences repaired", "repaired 3 of 3. Now 0 unexpected divergences.",
+				"Simulated 15 reports",
 				"gate for planning (3 runs within 24h0m0s spanning ≥ 1s at ≥ 99.90%, no unexpected divergences) passes",
 				"planning: shadow -> new 50%", "on the new engine: start, a second start (refused: invalid_transition), complete",
 				"consistency 100.00%; 0 unexpected", "planning           new 50%",
@@ -107,7 +110,13 @@ func TestDemoRunsAndLeavesNothing(t *testing.T) {
 				"historical findings in", "\nhistorical  ",
 			}
 			if profile == "seed" {
-				want = append(want, "Prometheus: http://127.0.0.1:")
+				want = append(want, "Prometheus: http://127.0.0.1:", "attached capture triggers to",
+					"found actor_mismatch", "found dates_mismatch", "found state_mismatch",
+					"3 of 3 divergences repaired", "repaired 3 of 3. Now 0 unexpected divergences.")
+			} else {
+				want = append(want, "published public.workflow_phases for log-based capture",
+					"0 unexpected divergences: capture delivered the fault like any legacy change",
+					"log-based capture delivered it, so reconcile found nothing to repair. Now 0 unexpected divergences.")
 			}
 			for _, w := range want {
 				if !strings.Contains(out, w) {

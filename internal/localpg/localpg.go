@@ -192,6 +192,7 @@ func start(ctx context.Context, binDir, dir string, port, maxConns int, durable 
 		"-c", "wal_level=logical",
 		"-c", "max_replication_slots=100",
 		"-c", "max_wal_senders=100",
+		"-c", "max_slot_wal_keep_size=4GB",
 	)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
