@@ -28,6 +28,7 @@ import (
 func main() {
 	only := flag.String("only", "", "comma-separated benchmarks to run: overhead, reader, lag, mirror, reconcile, console (default: all)")
 	quick := flag.Bool("quick", false, "small sizes, for a smoke run")
+	jsonFile := flag.String("json", "", "also write the table as JSON to this file: one object per figure with a stable key, its value, unit and ratio to its baseline")
 	child := flag.String("reconcile-child", "", "internal: run one reconcile of this database and print its figures")
 	flag.Parse()
 	if *child != "" {
@@ -39,13 +40,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *only, *quick); err != nil {
+	if err := run(ctx, *only, *quick, *jsonFile); err != nil {
 		fmt.Fprintln(os.Stderr, "dtebench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, only string, quick bool) error {
+func run(ctx context.Context, only string, quick bool, jsonFile string) error {
 	want := func(name string) bool { return only == "" || strings.Contains(","+only+",", ","+name+",") }
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	o := bench.CaptureOptions{Logger: log}
@@ -111,6 +112,16 @@ func run(ctx context.Context, only string, quick bool) error {
 		rows = append(rows, r...)
 	}
 	fmt.Printf("dtebridge benchmarks: %d CPUs, %s, local PostgreSQL, %s\n\n", runtime.NumCPU(), runtime.Version(), time.Since(began).Round(time.Second))
+	if jsonFile != "" {
+		out, err := json.MarshalIndent(map[string]any{"cpus": runtime.NumCPU(), "go": runtime.Version(), "started_at": began.UTC(),
+			"seconds": time.Since(began).Seconds(), "quick": quick, "rows": bench.JSON(rows)}, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(jsonFile, append(out, '\n'), 0o644); err != nil {
+			return fmt.Errorf("error writing %s: %w", jsonFile, err)
+		}
+	}
 	return bench.Write(os.Stdout, rows)
 }
 
@@ -206,11 +217,12 @@ func reconcileBench(ctx context.Context, quick bool, log *slog.Logger) ([]bench.
 		return nil, err
 	}
 	group := fmt.Sprintf("reconcile: %d reports × 9 phases, generated in SQL", reports)
-	rows := []bench.Row{{Group: group, Name: "plain scan of legacy and shadow tables (baseline)", Figure: fmt.Sprintf("%.2fs", scan.Seconds()), Versus: "baseline"}}
+	rows := []bench.Row{{Group: group, Name: "plain scan of legacy and shadow tables (baseline)", Figure: fmt.Sprintf("%.2fs", scan.Seconds()), Versus: "baseline",
+		Key: "reconcile.scan", Value: scan.Seconds(), Unit: "s", Ratio: 1}}
 	for _, tc := range []struct {
-		name  string
-		share float64
-	}{{"all consistent", 0}, {"1% divergent", 0.01}} {
+		key, name string
+		share     float64
+	}{{"consistent", "all consistent", 0}, {"divergent_1pct", "1% divergent", 0.01}} {
 		if tc.share > 0 {
 			if _, err := bench.DivergeShadow(ctx, url, tc.share); err != nil {
 				return nil, err
@@ -231,7 +243,8 @@ func reconcileBench(ctx context.Context, quick bool, log *slog.Logger) ([]bench.
 		secs := res.Result.Elapsed.Seconds()
 		rows = append(rows, bench.Row{Group: group, Name: tc.name,
 			Figure: fmt.Sprintf("%.2fs, %.0f rows/s, peak RSS %d MB, %d unexpected", secs, float64(res.Result.Rows)/secs, res.MaxRSSKB/1024, res.Result.Unexpected),
-			Versus: fmt.Sprintf("%.1f× the scan", secs/scan.Seconds())})
+			Versus: fmt.Sprintf("%.1f× the scan", secs/scan.Seconds()),
+			Key:    "reconcile." + tc.key, Value: secs, Unit: "s", Ratio: secs / scan.Seconds()})
 	}
 	return rows, nil
 }

@@ -23,6 +23,36 @@ type Row struct {
 	Figure string
 	// Versus compares it with the group's baseline, e.g. "+8.1% time".
 	Versus string
+	// Key names the figure the same way in every run, for --json, e.g.
+	// "capture.overhead.durable.single_row.logical".
+	Key string
+	// Value is the figure as a number, in Unit.
+	Value float64
+	Unit  string
+	// Ratio is the figure over its baseline's (time over time, or rate
+	// over rate, as Versus says); 0 when it has none.
+	Ratio float64
+}
+
+// JSONRow is a row as dtebench --json writes it: stable keys first.
+type JSONRow struct {
+	Key    string  `json:"key"`
+	Value  float64 `json:"value"`
+	Unit   string  `json:"unit"`
+	Ratio  float64 `json:"ratio,omitempty"`
+	Group  string  `json:"group"`
+	Name   string  `json:"name"`
+	Figure string  `json:"figure"`
+	Versus string  `json:"versus,omitempty"`
+}
+
+// JSON returns the rows as dtebench --json writes them.
+func JSON(rows []Row) []JSONRow {
+	out := make([]JSONRow, len(rows))
+	for i, r := range rows {
+		out[i] = JSONRow{Key: r.Key, Value: r.Value, Unit: r.Unit, Ratio: r.Ratio, Group: r.Group, Name: r.Name, Figure: r.Figure, Versus: r.Versus}
+	}
+	return out
 }
 
 // Write prints rows as a table, one block per group.

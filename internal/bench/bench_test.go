@@ -29,8 +29,8 @@ func TestCaptureBenchmarksRun(t *testing.T) {
 		}
 		rows = append(rows, r...)
 	}
-	if len(rows) != 9+2+3 {
-		t.Errorf("%d rows, want 14", len(rows))
+	if len(rows) != 12+4+6 {
+		t.Errorf("%d rows, want 22", len(rows))
 	}
 	mrows, err := MirrorBench(ctx, c, testenv.TemporalClient(t), MirrorOptions{Signals: 50, Reports: 5, Changes: 200, Concurrency: 4, LagDuration: time.Second})
 	if err != nil {
@@ -40,11 +40,24 @@ func TestCaptureBenchmarksRun(t *testing.T) {
 		t.Errorf("%d mirror rows, want 6", len(mrows))
 	}
 	rows = append(rows, mrows...)
+	// --json: every figure has a key of its own, a value and a unit.
+	keys := map[string]bool{}
+	for _, r := range JSON(rows) {
+		if r.Key == "" || r.Unit == "" || keys[r.Key] {
+			t.Errorf("row without a unique key or a unit: %+v", r)
+		}
+		keys[r.Key] = true
+	}
+	for _, k := range []string{"capture.overhead.test.single_row.logical", "capture.reader.logical.batch_500", "capture.lag.logical.p99"} {
+		if !keys[k] {
+			t.Errorf("no figure %s among %v", k, keys)
+		}
+	}
 	var out bytes.Buffer
 	if err := Write(&out, rows); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"no capture (baseline)", "row trigger", "statement trigger", "changes/s", "p99", "the ceiling"} {
+	for _, want := range []string{"no capture (baseline)", "row trigger", "statement trigger", "log-based (logical decoding)", "changes/s", "p99", "the ceiling", "× the trigger reader"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,7 +74,8 @@ func (o *CaptureOptions) defaults() {
 }
 
 // legacyDB creates a production-profile legacy database of n phase rows
-// and, unless mode is "", installs capture in that trigger mode.
+// and, unless mode is "", installs capture: a trigger mode (row,
+// statement) or log-based capture (logical).
 func legacyDB(ctx context.Context, c *localpg.Cluster, name string, n int, mode string) (*pgxpool.Pool, error) {
 	url, err := c.CreateDatabase(ctx, name)
 	if err != nil {
@@ -115,9 +117,12 @@ func legacyDB(ctx context.Context, c *localpg.Cluster, name string, n int, mode 
 		if err != nil {
 			return nil, err
 		}
-		cc := cfg.CaptureConfig()
-		cc.Trigger = mode
-		if _, err := adapter.Install(ctx, conn, cc, false); err != nil {
+		if mode == adapter.ModeLogical {
+			cfg.Capture.Mode = mode
+		} else {
+			cfg.Capture.Trigger = mode
+		}
+		if _, err := adapter.Install(ctx, conn, cfg.CaptureConfig(), false); err != nil {
 			return nil, err
 		}
 	}
@@ -125,21 +130,37 @@ func legacyDB(ctx context.Context, c *localpg.Cluster, name string, n int, mode 
 }
 
 // CaptureOverhead measures what capture adds to legacy writes: single-row
-// updates from several clients, and single-client bulk updates, on identical
-// databases without capture and with each trigger mode, alternating the
-// three in rounds.
+// updates from several clients, the legacy model's own transactions, and
+// single-client bulk updates, on identical databases without capture, with
+// each trigger mode and with log-based capture, alternating them in rounds.
+// Log-based capture is measured as it runs in production, with its reader
+// decoding the slot meanwhile on the same machine; the trigger modes'
+// readers are not running (their cost is inside the legacy transaction).
 func CaptureOverhead(ctx context.Context, c *localpg.Cluster, label string, o CaptureOptions) ([]Row, error) {
 	o.defaults()
-	modes := []string{"", adapter.TriggerRow, adapter.TriggerStatement}
-	names := map[string]string{"": "no capture (baseline)", adapter.TriggerRow: "row trigger", adapter.TriggerStatement: "statement trigger"}
+	modes := []string{"", adapter.TriggerRow, adapter.TriggerStatement, adapter.ModeLogical}
+	names := map[string]string{"": "no capture (baseline)", adapter.TriggerRow: "row trigger", adapter.TriggerStatement: "statement trigger",
+		adapter.ModeLogical: "log-based (logical decoding)"}
+	keys := map[string]string{"": "none", adapter.TriggerRow: "row_trigger", adapter.TriggerStatement: "statement_trigger", adapter.ModeLogical: "logical"}
 	pools := map[string]*pgxpool.Pool{}
 	for i, m := range modes {
-		p, err := legacyDB(ctx, c, fmt.Sprintf("bench_overhead_%s_%d", label, i), o.Rows, m)
+		p, err := legacyDB(ctx, c, fmt.Sprintf("bench_overhead_%s_%d", strings.ReplaceAll(label, " ", "_"), i), o.Rows, m)
 		if err != nil {
 			return nil, err
 		}
 		defer p.Close()
 		pools[m] = p
+	}
+	// Log-based capture runs with its reader, which creates the slot and
+	// backfills first.
+	cons := &counting{}
+	stopReader, err := startReader(ctx, pools[adapter.ModeLogical], adapter.ModeLogical, 500, cons)
+	if err != nil {
+		return nil, err
+	}
+	defer stopReader()
+	if err := waitUntil(ctx, time.Minute, func() bool { _, b := cons.counts(); return b > 0 }); err != nil {
+		return nil, fmt.Errorf("log-based capture's backfill: %w", err)
 	}
 	single := map[string][]float64{}
 	model := map[string][]float64{}
@@ -167,6 +188,18 @@ func CaptureOverhead(ctx context.Context, c *localpg.Cluster, label string, o Ca
 			}
 			bulk[m] = append(bulk[m], per)
 			if m != "" {
+				if m == adapter.ModeLogical {
+					// Let the decoder catch up before the next variant runs.
+					wal, err := adapter.WALNow(ctx, pools[m])
+					if err != nil {
+						return nil, err
+					}
+					cfg, _ := config.Example("production")
+					cfg.Capture.Mode = m
+					if err := adapter.WaitLogged(ctx, cfg.Store(pools[m]), cfg.Logical(), wal, 5*time.Minute); err != nil {
+						return nil, err
+					}
+				}
 				if _, err := pools[m].Exec(ctx, "TRUNCATE dtebridge.changes"); err != nil {
 					return nil, err
 				}
@@ -174,35 +207,42 @@ func CaptureOverhead(ctx context.Context, c *localpg.Cluster, label string, o Ca
 		}
 	}
 	var rows []Row
+	slug := map[string]string{"durable commits": "durable", "fsync off (worst case)": "fsync_off"}[label]
+	if slug == "" {
+		slug = strings.ReplaceAll(label, " ", "_")
+	}
 	g1 := fmt.Sprintf("capture overhead: single-row UPDATE, %d clients, %s", o.Clients, label)
 	base := median(single[""])
 	for _, m := range modes {
 		tps := median(single[m])
-		v := "baseline"
+		r := Row{Group: g1, Name: names[m], Figure: fmt.Sprintf("%.0f tx/s", tps), Versus: "baseline",
+			Key: "capture.overhead." + slug + ".single_row." + keys[m], Value: tps, Unit: "tx/s", Ratio: 1}
 		if m != "" {
-			v = pct(base / tps)
+			r.Versus, r.Ratio = pct(base/tps), base/tps
 		}
-		rows = append(rows, Row{g1, names[m], fmt.Sprintf("%.0f tx/s", tps), v})
+		rows = append(rows, r)
 	}
 	gm := fmt.Sprintf("capture overhead: legacy model operations, %d clients, %s", o.Clients, label)
 	baseModel := median(model[""])
 	for _, m := range modes {
 		ops := median(model[m])
-		v := "baseline"
+		r := Row{Group: gm, Name: names[m], Figure: fmt.Sprintf("%.0f tx/s", ops), Versus: "baseline",
+			Key: "capture.overhead." + slug + ".model." + keys[m], Value: ops, Unit: "tx/s", Ratio: 1}
 		if m != "" {
-			v = pct(baseModel / ops)
+			r.Versus, r.Ratio = pct(baseModel/ops), baseModel/ops
 		}
-		rows = append(rows, Row{gm, names[m], fmt.Sprintf("%.0f tx/s", ops), v})
+		rows = append(rows, r)
 	}
 	g2 := fmt.Sprintf("capture overhead: %d-row UPDATE, 1 client, %s", o.BulkRows, label)
 	baseBulk := median(bulk[""])
 	for _, m := range modes {
 		per := median(bulk[m])
-		v := "baseline"
+		r := Row{Group: g2, Name: names[m], Figure: ms(time.Duration(per)) + " per statement", Versus: "baseline",
+			Key: "capture.overhead." + slug + ".bulk." + keys[m], Value: per / 1e6, Unit: "ms/statement", Ratio: 1}
 		if m != "" {
-			v = pct(per / baseBulk)
+			r.Versus, r.Ratio = pct(per/baseBulk), per/baseBulk
 		}
-		rows = append(rows, Row{g2, names[m], ms(time.Duration(per)) + " per statement", v})
+		rows = append(rows, r)
 	}
 	return rows, nil
 }
@@ -339,10 +379,13 @@ func (c *counting) counts() (int, int) {
 	return c.stream, c.backfills
 }
 
-func startReader(ctx context.Context, pool *pgxpool.Pool, batch int, c adapter.Consumer) (stop func() error, err error) {
+func startReader(ctx context.Context, pool *pgxpool.Pool, mode string, batch int, c adapter.Consumer) (stop func() error, err error) {
 	cfg, err := config.Example("production")
 	if err != nil {
 		return nil, err
+	}
+	if mode == adapter.ModeLogical {
+		cfg.Capture.Mode = mode
 	}
 	tr, err := cfg.Translator(nil)
 	if err != nil {
@@ -379,19 +422,25 @@ func waitUntil(ctx context.Context, timeout time.Duration, cond func() bool) err
 }
 
 // ReaderThroughput measures how fast the reader drains a backlog of
-// committed changes, for two batch sizes.
+// committed changes, for two batch sizes, under trigger capture (the
+// changes wait in the change log) and under log-based capture (they wait
+// in the slot, and are decoded, written and delivered).
 func ReaderThroughput(ctx context.Context, c *localpg.Cluster, o CaptureOptions) ([]Row, error) {
 	o.defaults()
 	var rows []Row
 	group := fmt.Sprintf("capture reader: drain a backlog of %d changes", o.ReaderChanges)
-	for i, batch := range []int{500, 2000} {
-		pool, err := legacyDB(ctx, c, fmt.Sprintf("bench_reader_%d", i), o.Rows, adapter.TriggerRow)
+	trigger := map[int]float64{}
+	for i, v := range []struct {
+		mode  string
+		batch int
+	}{{adapter.TriggerRow, 500}, {adapter.TriggerRow, 2000}, {adapter.ModeLogical, 500}, {adapter.ModeLogical, 2000}} {
+		pool, err := legacyDB(ctx, c, fmt.Sprintf("bench_reader_%d", i), o.Rows, v.mode)
 		if err != nil {
 			return nil, err
 		}
 		defer pool.Close()
 		c1 := &counting{}
-		stop, err := startReader(ctx, pool, batch, c1)
+		stop, err := startReader(ctx, pool, v.mode, v.batch, c1)
 		if err != nil {
 			return nil, err
 		}
@@ -415,10 +464,10 @@ func ReaderThroughput(ctx context.Context, c *localpg.Cluster, o CaptureOptions)
 				return nil, err
 			}
 		}
-		o.Logger.Info("reader throughput", "batch", batch, "backlog", o.ReaderChanges)
+		o.Logger.Info("reader throughput", "mode", v.mode, "batch", v.batch, "backlog", o.ReaderChanges)
 		c2 := &counting{}
 		began := time.Now()
-		stop, err = startReader(ctx, pool, batch, c2)
+		stop, err = startReader(ctx, pool, v.mode, v.batch, c2)
 		if err != nil {
 			return nil, err
 		}
@@ -430,23 +479,46 @@ func ReaderThroughput(ctx context.Context, c *localpg.Cluster, o CaptureOptions)
 		if err != nil {
 			return nil, err
 		}
-		rows = append(rows, Row{group, fmt.Sprintf("batch %d", batch),
-			fmt.Sprintf("%.0f changes/s", float64(o.ReaderChanges)/elapsed.Seconds()), fmt.Sprintf("%.1fs in all", elapsed.Seconds())})
+		rate := float64(o.ReaderChanges) / elapsed.Seconds()
+		r := Row{Group: group, Name: fmt.Sprintf("trigger capture, batch %d", v.batch), Figure: fmt.Sprintf("%.0f changes/s", rate),
+			Versus: fmt.Sprintf("%.1fs in all", elapsed.Seconds()), Key: fmt.Sprintf("capture.reader.trigger.batch_%d", v.batch), Value: rate, Unit: "changes/s"}
+		if v.mode == adapter.ModeLogical {
+			r.Name = fmt.Sprintf("log-based capture, batch %d (decode, write, deliver)", v.batch)
+			r.Key = fmt.Sprintf("capture.reader.logical.batch_%d", v.batch)
+			r.Ratio = rate / trigger[v.batch]
+			r.Versus = fmt.Sprintf("%.2f× the trigger reader, %.1fs in all", r.Ratio, elapsed.Seconds())
+		} else {
+			trigger[v.batch] = rate
+		}
+		rows = append(rows, r)
 	}
 	return rows, nil
 }
 
-// CaptureLag measures end-to-end capture lag (trigger to acknowledgement)
-// while single-row updates arrive at a fixed rate.
+// CaptureLag measures end-to-end capture lag (legacy's commit to the
+// consumer's acknowledgement) while single-row updates arrive at a fixed
+// rate, under trigger capture and under log-based capture.
 func CaptureLag(ctx context.Context, c *localpg.Cluster, o CaptureOptions) ([]Row, error) {
 	o.defaults()
-	pool, err := legacyDB(ctx, c, "bench_lag", o.Rows, adapter.TriggerRow)
+	var rows []Row
+	for _, mode := range []string{adapter.TriggerRow, adapter.ModeLogical} {
+		r, err := captureLag(ctx, c, mode, o)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, r...)
+	}
+	return rows, nil
+}
+
+func captureLag(ctx context.Context, c *localpg.Cluster, mode string, o CaptureOptions) ([]Row, error) {
+	pool, err := legacyDB(ctx, c, "bench_lag_"+mode, o.Rows, mode)
 	if err != nil {
 		return nil, err
 	}
 	defer pool.Close()
 	cons := &counting{}
-	stop, err := startReader(ctx, pool, 500, cons)
+	stop, err := startReader(ctx, pool, mode, 500, cons)
 	if err != nil {
 		return nil, err
 	}
@@ -454,7 +526,7 @@ func CaptureLag(ctx context.Context, c *localpg.Cluster, o CaptureOptions) ([]Ro
 	if err := waitUntil(ctx, time.Minute, func() bool { _, b := cons.counts(); return b > 0 }); err != nil {
 		return nil, err
 	}
-	o.Logger.Info("capture lag", "rate", o.LagRate, "duration", o.LagDuration)
+	o.Logger.Info("capture lag", "mode", mode, "rate", o.LagRate, "duration", o.LagDuration)
 	total := int(o.LagRate * o.LagDuration.Seconds())
 	interval := time.Duration(float64(time.Second) / o.LagRate)
 	began := time.Now()
@@ -475,10 +547,16 @@ func CaptureLag(ctx context.Context, c *localpg.Cluster, o CaptureOptions) ([]Ro
 	lags := slices.Clone(cons.lags)
 	cons.mu.Unlock()
 	slices.Sort(lags)
-	group := fmt.Sprintf("capture lag at %.0f changes/s (trigger to consumer ack)", achieved)
+	name := "trigger capture"
+	if mode == adapter.ModeLogical {
+		name = "log-based capture"
+	}
+	group := fmt.Sprintf("capture lag at %.0f changes/s (legacy commit to consumer ack)", achieved)
+	key := "capture.lag." + map[string]string{adapter.TriggerRow: "trigger", adapter.ModeLogical: "logical"}[mode]
+	msf := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	return []Row{
-		{group, "p50", ms(percentile(lags, 0.50)), ""},
-		{group, "p99", ms(percentile(lags, 0.99)), ""},
-		{group, "max", ms(lags[len(lags)-1]), fmt.Sprintf("%d changes", len(lags))},
+		{Group: group, Name: name + ", p50", Figure: ms(percentile(lags, 0.50)), Key: key + ".p50", Value: msf(percentile(lags, 0.50)), Unit: "ms"},
+		{Group: group, Name: name + ", p99", Figure: ms(percentile(lags, 0.99)), Key: key + ".p99", Value: msf(percentile(lags, 0.99)), Unit: "ms"},
+		{Group: group, Name: name + ", max", Figure: ms(lags[len(lags)-1]), Versus: fmt.Sprintf("%d changes", len(lags)), Key: key + ".max", Value: msf(lags[len(lags)-1]), Unit: "ms"},
 	}, nil
 }

@@ -153,7 +153,8 @@ func MirrorBench(ctx context.Context, c *localpg.Cluster, tc client.Client, o Mi
 		return nil, fmt.Errorf("raw signal loop: %w", err)
 	}
 	group := "mirror: legacy changes into shadow workflows"
-	rows := []Row{{group, fmt.Sprintf("raw SignalWithStart loop, %d workers (ceiling)", o.Concurrency), fmt.Sprintf("%.0f signals/s", raw), "baseline"}}
+	rows := []Row{{Group: group, Name: fmt.Sprintf("raw SignalWithStart loop, %d workers (ceiling)", o.Concurrency), Figure: fmt.Sprintf("%.0f signals/s", raw), Versus: "baseline",
+		Key: "mirror.raw_signals", Value: raw, Unit: "signals/s", Ratio: 1}}
 
 	// Lag at half the ceiling.
 	lagPool, err := seedLegacy(ctx, c, "bench_mirror_lag", cfg, o.Reports)
@@ -184,7 +185,9 @@ func MirrorBench(ctx context.Context, c *localpg.Cluster, tc client.Client, o Mi
 	}
 	slices.Sort(lags)
 	lg := fmt.Sprintf("mirror lag at %.0f changes/s (half the ceiling), trigger to Temporal ack", achieved)
-	rows = append(rows, Row{lg, "p50", ms(percentile(lags, 0.5)), ""}, Row{lg, "p99", ms(percentile(lags, 0.99)), fmt.Sprintf("%d changes", len(lags))})
+	msf := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	rows = append(rows, Row{Group: lg, Name: "p50", Figure: ms(percentile(lags, 0.5)), Key: "mirror.lag.p50", Value: msf(percentile(lags, 0.5)), Unit: "ms"},
+		Row{Group: lg, Name: "p99", Figure: ms(percentile(lags, 0.99)), Versus: fmt.Sprintf("%d changes", len(lags)), Key: "mirror.lag.p99", Value: msf(percentile(lags, 0.99)), Unit: "ms"})
 	// Drain a backlog through the mirror and the shadow workers.
 	lpool, err := seedLegacy(ctx, c, "bench_mirror_drain", cfg, o.Reports)
 	if err != nil {
@@ -204,9 +207,12 @@ func MirrorBench(ctx context.Context, c *localpg.Cluster, tc client.Client, o Mi
 	}
 	rate := float64(backlog.Changes) / drain.acked.Seconds()
 	rows = append(rows,
-		Row{group, fmt.Sprintf("mirror, drain %d changes of %d reports", backlog.Changes, o.Reports), fmt.Sprintf("%.0f changes/s", rate), fmt.Sprintf("%.2f× the ceiling", rate/raw)},
-		Row{group, "  applied and projected by the shadow", fmt.Sprintf("%.0f changes/s", float64(backlog.Changes)/drain.projected.Seconds()), fmt.Sprintf("%.1fs in all", drain.projected.Seconds())},
-		Row{group, "  changes per signal", fmt.Sprintf("%.1f", float64(backlog.Changes)/drain.signals), ""})
+		Row{Group: group, Name: fmt.Sprintf("mirror, drain %d changes of %d reports", backlog.Changes, o.Reports), Figure: fmt.Sprintf("%.0f changes/s", rate),
+			Versus: fmt.Sprintf("%.2f× the ceiling", rate/raw), Key: "mirror.drain", Value: rate, Unit: "changes/s", Ratio: rate / raw},
+		Row{Group: group, Name: "  applied and projected by the shadow", Figure: fmt.Sprintf("%.0f changes/s", float64(backlog.Changes)/drain.projected.Seconds()),
+			Versus: fmt.Sprintf("%.1fs in all", drain.projected.Seconds()), Key: "mirror.drain.projected", Value: float64(backlog.Changes) / drain.projected.Seconds(), Unit: "changes/s"},
+		Row{Group: group, Name: "  changes per signal", Figure: fmt.Sprintf("%.1f", float64(backlog.Changes)/drain.signals),
+			Key: "mirror.drain.changes_per_signal", Value: float64(backlog.Changes) / drain.signals, Unit: "changes"})
 
 	return rows, nil
 }

@@ -4,10 +4,14 @@
 
 -- name: WriteLogged
 -- Changes decoded from the slot, in commit order. Arrays keep it one round
--- trip per batch; values travel as text and are cast here.
-INSERT INTO {{.Schema}}.changes (op, source, old_row, new_row, origin, tx_time, source_xid, source_lsn)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[]::jsonb[], $4::text[]::jsonb[], $5::text[],
-    $6::timestamptz[], $7::text[]::xid8[], $8::text[]::pg_lsn[]);
+-- trip per batch; values travel as text and are cast here. A change is
+-- captured when legacy commits it (tx_time, the commit's time): the
+-- moment a trigger-captured change becomes visible too, so capture lag
+-- means the same in both modes.
+INSERT INTO {{.Schema}}.changes (op, source, old_row, new_row, origin, tx_time, captured_at, source_xid, source_lsn)
+SELECT op, source, old_row, new_row, origin, tx_time, tx_time, source_xid, source_lsn
+FROM unnest($1::text[], $2::text[], $3::text[]::jsonb[], $4::text[]::jsonb[], $5::text[],
+    $6::timestamptz[], $7::text[]::xid8[], $8::text[]::pg_lsn[]) AS c(op, source, old_row, new_row, origin, tx_time, source_xid, source_lsn);
 
 -- name: CurrentXid
 SELECT pg_current_xact_id()::text;
