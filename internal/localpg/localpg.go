@@ -15,12 +15,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -49,6 +51,10 @@ type Config struct {
 	// server does, for benchmarks whose figures must be realistic. Default:
 	// off, which is much faster for tests.
 	Durable bool
+	// Settings are further server settings (name to value), given after
+	// and so overriding the defaults above, for tests of a server
+	// configured otherwise.
+	Settings map[string]string
 	// Logger receives progress messages. Default: discard.
 	Logger *slog.Logger
 }
@@ -150,7 +156,7 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 				return nil, err
 			}
 		}
-		c, err := start(ctx, binDir, dir, port, maxConns, cfg.Durable, cred)
+		c, err := start(ctx, binDir, dir, port, maxConns, cfg.Durable, cfg.Settings, cred)
 		if err == nil {
 			ok = true
 			logger.Debug("local PostgreSQL ready", "port", port)
@@ -163,7 +169,7 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 	}
 }
 
-func start(ctx context.Context, binDir, dir string, port, maxConns int, durable bool, cred *syscall.Credential) (*Cluster, error) {
+func start(ctx context.Context, binDir, dir string, port, maxConns int, durable bool, settings map[string]string, cred *syscall.Credential) (*Cluster, error) {
 	logPath := filepath.Join(dir, "postgres.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -194,6 +200,9 @@ func start(ctx context.Context, binDir, dir string, port, maxConns int, durable 
 		"-c", "max_wal_senders=100",
 		"-c", "max_slot_wal_keep_size=4GB",
 	)
+	for _, name := range slices.Sorted(maps.Keys(settings)) {
+		cmd.Args = append(cmd.Args, "-c", name+"="+settings[name])
+	}
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}

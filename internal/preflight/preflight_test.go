@@ -16,6 +16,7 @@ import (
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/legacysim"
+	"github.com/synapsedte/dtebridge/internal/localpg"
 	"github.com/synapsedte/dtebridge/internal/preflight"
 	"github.com/synapsedte/dtebridge/internal/testenv"
 	"github.com/synapsedte/dtebridge/legacy"
@@ -241,13 +242,12 @@ func TestLogicalCapture(t *testing.T) {
 	cfg := seedConfig(t)
 	cfg.Capture.Mode = adapter.ModeLogical
 	r := run(t, cfg, db.Pool, preflight.Options{})
-	for _, want := range []struct{ msg, sev string }{
-		{"public.workflow_phases is not REPLICA IDENTITY FULL", preflight.Error},
-		{"max_slot_wal_keep_size is unlimited", preflight.Warning},
-	} {
-		if got := find(r, "capture", want.msg); len(got) != 1 || got[0].Severity != want.sev {
-			t.Errorf("%q: %+v", want.msg, r.Problems)
-		}
+	if got := find(r, "capture", "public.workflow_phases is not REPLICA IDENTITY FULL"); len(got) != 1 || got[0].Severity != preflight.Error {
+		t.Errorf("replica identity: %+v", r.Problems)
+	}
+	// The shared cluster caps the WAL a slot may keep.
+	if got := find(r, "capture", "max_slot_wal_keep_size"); len(got) != 0 {
+		t.Errorf("max_slot_wal_keep_size is capped: %+v", got)
 	}
 	if len(find(r, "capture", "REPLICATION")) != 0 || len(find(r, "capture", "wal_level")) != 0 || len(find(r, "grants", "triggers")) != 0 {
 		t.Errorf("a superuser on a wal_level=logical server, attaching no trigger, has more problems: %+v", r.Problems)
@@ -283,5 +283,35 @@ func TestLogicalCapture(t *testing.T) {
 	cfg.Capture.Mode = adapter.ModeTrigger
 	if got := find(run(t, cfg, db.Pool, preflight.Options{}), "capture", "replication slot "+slot+" of a former log-based capture"); len(got) != 1 || got[0].Severity != preflight.Warning {
 		t.Errorf("a slot left in trigger mode: %+v", got)
+	}
+}
+
+// TestUnlimitedSlotWAL: a server that lets a slot keep WAL without limit
+// is warned about (a cluster of its own, started with the setting
+// PostgreSQL ships).
+func TestUnlimitedSlotWAL(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, err := localpg.Start(ctx, &localpg.Config{Settings: map[string]string{"max_slot_wal_keep_size": "-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Stop() })
+	dsn, err := c.CreateDatabase(ctx, "unlimited")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := legacysim.Init(ctx, pool, legacysim.Seed); err != nil {
+		t.Fatal(err)
+	}
+	cfg := seedConfig(t)
+	cfg.Capture.Mode = adapter.ModeLogical
+	if got := find(run(t, cfg, pool, preflight.Options{}), "capture", "max_slot_wal_keep_size is unlimited"); len(got) != 1 || got[0].Severity != preflight.Warning {
+		t.Errorf("unlimited slot WAL: %+v", got)
 	}
 }
