@@ -467,7 +467,7 @@ func (c *Config) Store(pool *pgxpool.Pool) *store.Store { return store.New(pool,
 func (c *Config) ReconcileOptions(pool *pgxpool.Pool) reconcile.Options {
 	return reconcile.Options{Store: c.Store(pool), Table: &c.Legacy, Logical: c.Logical(),
 		LagGrace: time.Duration(c.Reconcile.LagGrace), DateTolerance: time.Duration(c.Reconcile.DateTolerance),
-		Expected: c.Reconcile.Expected}
+		Expected: c.Reconcile.Expected, Retention: time.Duration(c.Capture.Retention)}
 }
 
 // GateConfig returns the gate settings.

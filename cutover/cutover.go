@@ -117,7 +117,7 @@ func (g *GateResult) String() string {
 // reconcile runs covering it, all within cfg.Within, each with consistency
 // for the phase at or above cfg.MinConsistency and no unexpected divergence.
 func (s *Store) Gate(ctx context.Context, phase dtetype.Phase, cfg GateConfig) (*GateResult, error) {
-	runs, err := reconcile.Runs(ctx, s.st, GateRunsRead)
+	runs, err := reconcile.GateRuns(ctx, s.st, GateRunsRead)
 	if err != nil {
 		return nil, err
 	}
@@ -132,20 +132,33 @@ const GateRunsRead = 200
 // (reconcile.Runs(ctx, st, GateRunsRead)), so one read serves every phase.
 func GateOf(runs []reconcile.RunSummary, phase dtetype.Phase, cfg GateConfig) *GateResult {
 	res := &GateResult{Phase: phase, Config: cfg, Runs: []GateRun{}}
+	// Incremental runs since the newest full run looked at every report
+	// written since: one that found an unexpected divergence in the phase
+	// fails the gate, whatever the full runs before it found.
+	for _, r := range runs {
+		if r.Kind != store.RunIncremental {
+			if fullRunOf(r, phase) {
+				break
+			}
+			continue
+		}
+		for _, p := range r.Phases {
+			if n := sumCounts(p.Unexpected); p.Phase == phase && n > 0 {
+				res.Why = append(res.Why, fmt.Sprintf("incremental run %d found %d unexpected divergences since the last full run", r.RunID, n))
+			}
+		}
+	}
 	for _, r := range runs {
 		if len(res.Runs) == cfg.Runs {
 			break
 		}
-		if r.Scope.Cycle != nil || r.Scope.Since != nil || len(r.Scope.Keys) > 0 || (r.Scope.Phase != "" && r.Scope.Phase != phase) {
-			continue // not a full run of this phase
+		if !fullRunOf(r, phase) {
+			continue
 		}
 		gr := GateRun{RunID: r.RunID, FinishedAt: r.FinishedAt}
 		for _, p := range r.Phases {
 			if p.Phase == phase {
-				gr.Compared, gr.Consistency = p.Compared, p.Consistency
-				for _, n := range p.Unexpected {
-					gr.Unexpected += n
-				}
+				gr.Compared, gr.Consistency, gr.Unexpected = p.Compared, p.Consistency, sumCounts(p.Unexpected)
 			}
 		}
 		gr.Pass = gr.Compared > 0 && gr.Consistency >= cfg.MinConsistency && gr.Unexpected == 0 && time.Since(r.FinishedAt) <= cfg.Within
@@ -173,6 +186,21 @@ func GateOf(runs []reconcile.RunSummary, phase dtetype.Phase, cfg GateConfig) *G
 	}
 	res.Pass = len(res.Why) == 0
 	return res
+}
+
+// fullRunOf reports whether r looked at every report of phase: a full
+// run, or one scoped to the phase alone.
+func fullRunOf(r reconcile.RunSummary, phase dtetype.Phase) bool {
+	return r.Kind != store.RunIncremental && r.Scope.Cycle == nil && r.Scope.Since == nil && len(r.Scope.Keys) == 0 &&
+		(r.Scope.Phase == "" || r.Scope.Phase == phase)
+}
+
+func sumCounts(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 // Change is a request to change a phase's mode.

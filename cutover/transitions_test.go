@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -152,5 +153,72 @@ func TestGateSpan(t *testing.T) {
 	b, _ := json.Marshal(g.Config)
 	if string(b) != `{"runs":3,"within":"24h0m0s","min_span":"2s","min_consistency":0.999}` {
 		t.Errorf("gate config as JSON: %s", b)
+	}
+}
+
+// TestGateCountsIncrementalRuns: the gate counts full runs, and an
+// incremental run since the last full one that found an unexpected
+// divergence in the phase holds the gate closed until a full run passes
+// again; a divergence in another phase does not.
+func TestGateCountsIncrementalRuns(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	incremental := func() *reconcile.Report {
+		o := e.Cfg.ReconcileOptions(e.DB.Pool)
+		o.Persist, o.Incremental = true, true
+		r, err := reconcile.Run(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Kind != "incremental" {
+			t.Fatalf("kind %q: %s", r.Kind, r.FullBecause)
+		}
+		return r
+	}
+	e.reconcileRuns(3)
+	for range 5 { // more incremental runs than the gate counts full ones
+		incremental()
+	}
+	gate := func(phase dtetype.Phase) *cutover.GateResult {
+		g, err := e.store.Gate(ctx, phase, e.Cfg.GateConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	if g := gate("planning"); !g.Pass || len(g.Runs) != 3 {
+		t.Fatalf("three clean full runs and clean incremental ones: %+v", g)
+	}
+	var k dtetype.Key
+	if err := e.DB.Pool.QueryRow(ctx, `SELECT cycle_id, report_id FROM dtebridge.shadow_phases WHERE phase = 'planning' LIMIT 1`).Scan(&k.CycleID, &k.ReportID); err != nil {
+		t.Fatal(err)
+	}
+	e.Exec(`UPDATE dtebridge.shadow_phases SET state = CASE WHEN state = 'completed' THEN 'not_started' ELSE 'completed' END
+		WHERE cycle_id = $1 AND report_id = $2 AND phase = 'planning'`, k.CycleID, k.ReportID)
+	r := incremental()
+	if r.Unexpected != 1 || *r.Touched != 1 {
+		t.Fatalf("incremental run after one fault: %d unexpected over %d reports", r.Unexpected, *r.Touched)
+	}
+	g := gate("planning")
+	if want := fmt.Sprintf("incremental run %d found 1 unexpected divergences since the last full run", r.RunID); g.Pass || !slices.Contains(g.Why, want) {
+		t.Fatalf("gate after the incremental run found a fault: %+v", g)
+	}
+	if g := gate("scoping"); !g.Pass {
+		t.Errorf("another phase's gate: %+v", g)
+	}
+	// Put right, the next incremental run finds it resolved, but only a
+	// full run opens the gate again.
+	e.Exec(`UPDATE dtebridge.shadow_phases SET state = CASE WHEN state = 'completed' THEN 'not_started' ELSE 'completed' END
+		WHERE cycle_id = $1 AND report_id = $2 AND phase = 'planning'`, k.CycleID, k.ReportID)
+	if r := incremental(); r.Unexpected != 0 || r.Resolved != 1 {
+		t.Fatalf("incremental run after the fix: %d unexpected, %d resolved", r.Unexpected, r.Resolved)
+	}
+	if g := gate("planning"); g.Pass {
+		t.Fatalf("gate before a full run: %+v", g)
+	}
+	e.reconcileRuns(1)
+	if g := gate("planning"); !g.Pass {
+		t.Fatalf("gate after a clean full run: %+v", g)
 	}
 }

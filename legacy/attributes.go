@@ -139,9 +139,4 @@ func (t *Table) AttributeReport(source string, row []byte) (report int64, cycle 
 
 // sameTable compares a configured table name with a captured source
 // (always schema.table); an unqualified name is in public.
-func sameTable(configured, source string) bool {
-	if !strings.Contains(configured, ".") {
-		configured = "public." + configured
-	}
-	return configured == source
-}
+func sameTable(configured, source string) bool { return qualified(configured) == source }

@@ -12,13 +12,20 @@ import (
 // persist records the run and tracks divergences across runs: one still
 // found keeps its first_seen, one no longer found in the run's scope gets
 // resolved_at, and the run counts both.
-func persist(ctx context.Context, st *store.Store, r *Report, exclude []dtetype.Phase) error {
+func persist(ctx context.Context, st *store.Store, r *Report, exclude []dtetype.Phase, keys []dtetype.Key) error {
 	scope, _ := json.Marshal(r.Scope)
 	counts, _ := json.Marshal(r.Counts)
 	phases, _ := json.Marshal(r.Phases)
-	rec, err := st.RecordRun(ctx, store.Run{StartedAt: r.StartedAt, Scope: scope, Counts: counts, Phases: phases, Compared: r.Compared,
-		Consistent: r.Consistent, InFlight: r.InFlight, Unexpected: r.Unexpected, Expected: r.Expected},
-		store.RunScope{Cycle: r.Scope.Cycle, Phase: r.Scope.Phase, Keys: r.Scope.Keys, InFlight: r.inFlightReports, Exclude: exclude}, r.Divergences)
+	run := store.Run{StartedAt: r.StartedAt, Scope: scope, Counts: counts, Phases: phases, Compared: r.Compared,
+		Consistent: r.Consistent, InFlight: r.InFlight, Unexpected: r.Unexpected, Expected: r.Expected, Kind: r.Kind, Touched: r.Touched}
+	if r.BaseRun != 0 {
+		run.BaseRun = &r.BaseRun
+	}
+	if r.Kind != store.RunScoped {
+		run.Snapshot, run.Fingerprint = &r.snapshot, &r.fingerprint
+	}
+	rec, err := st.RecordRun(ctx, run,
+		store.RunScope{Cycle: r.Scope.Cycle, Phase: r.Scope.Phase, Keys: keys, InFlight: r.inFlightReports, Exclude: exclude}, r.Divergences)
 	if err != nil {
 		return err
 	}
@@ -34,8 +41,10 @@ func persist(ctx context.Context, st *store.Store, r *Report, exclude []dtetype.
 
 // RunSummary is a recorded run, as status and the cutover gates read it.
 type RunSummary struct {
-	RunID       int64         `json:"run_id"`
-	FinishedAt  time.Time     `json:"finished_at"`
+	RunID      int64     `json:"run_id"`
+	FinishedAt time.Time `json:"finished_at"`
+	// Kind is full, incremental or scoped.
+	Kind        string        `json:"kind"`
 	Scope       Scope         `json:"scope"`
 	Compared    int64         `json:"compared"`
 	Consistent  int64         `json:"consistent"`
@@ -55,9 +64,24 @@ func Runs(ctx context.Context, st *store.Store, limit int) ([]RunSummary, error)
 	if err != nil {
 		return nil, err
 	}
+	return summaries(rows)
+}
+
+// GateRuns returns the runs the cutover gates judge by, newest first: the
+// last limit runs that are not incremental, and every incremental run
+// since the newest full run.
+func GateRuns(ctx context.Context, st *store.Store, limit int) ([]RunSummary, error) {
+	rows, err := st.GateRuns(ctx, limit)
+	if err != nil {
+		return nil, err
+	}
+	return summaries(rows)
+}
+
+func summaries(rows []store.RunRow) ([]RunSummary, error) {
 	out := make([]RunSummary, 0, len(rows))
 	for _, x := range rows {
-		s := RunSummary{RunID: x.RunID, FinishedAt: x.FinishedAt, Compared: x.Compared, Consistent: x.Consistent, Unexpected: x.Unexpected,
+		s := RunSummary{RunID: x.RunID, FinishedAt: x.FinishedAt, Kind: x.Kind, Compared: x.Compared, Consistent: x.Consistent, Unexpected: x.Unexpected,
 			Expected: x.Expected, New: x.New, Resolved: x.Resolved, Duration: x.FinishedAt.Sub(x.StartedAt)}
 		if err := json.Unmarshal(x.Scope, &s.Scope); err != nil {
 			return nil, err

@@ -60,6 +60,18 @@ type Options struct {
 	Progress func(done, total int64)
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+	// Incremental compares only the reports written on either side since
+	// the snapshot of the latest full or incremental run (see
+	// incremental.go). Without such a run to build on, or when what the
+	// verdicts depend on beyond the rows changed since, the run is full.
+	Incremental bool
+	// Retention is how long the change log keeps acknowledged changes
+	// (capture.retention): an incremental run whose base is older than
+	// half of it runs in full. 0: not checked.
+	Retention time.Duration
+	// Snapshot, if set, is an exported snapshot (pg_export_snapshot) to
+	// compare in, so that two runs judge the same state.
+	Snapshot string
 }
 
 // PhaseReport is one phase's figures.
@@ -98,9 +110,28 @@ type Report struct {
 	Divergences []dtetype.Divergence `json:"divergences"`
 	Repair      *RepairReport        `json:"repair,omitempty"`
 	Deep        *DeepReport          `json:"deep,omitempty"`
+	// Kind is full (every report), incremental (the reports written since
+	// BaseRun, Touched of them) or scoped (Scope).
+	Kind    string `json:"kind"`
+	BaseRun int64  `json:"base_run,omitempty"`
+	Touched *int64 `json:"touched,omitempty"`
+	// FullBecause says why a run asked to be incremental ran in full.
+	FullBecause string `json:"full_because,omitempty"`
 
 	// inFlightReports were not looked at: their open divergences stay open.
 	inFlightReports []dtetype.Key
+	// keys, when not nil, are the only reports the run looked at.
+	keys map[dtetype.Key]bool
+	// snapshot and fingerprint are recorded for the next incremental run.
+	snapshot, fingerprint string
+}
+
+// Looked reports whether the run looked at k's report: in scope, not in
+// flight.
+func (r *Report) Looked(k dtetype.Key) bool {
+	sc := r.Scope
+	return (sc.Cycle == nil || *sc.Cycle == k.CycleID) && (r.keys == nil || r.keys[k]) &&
+		sc.Phase == "" && sc.Since == nil && !slices.Contains(r.inFlightReports, k)
 }
 
 // key3 is one compared key.
@@ -131,10 +162,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
-	r := &Report{StartedAt: o.Now(), Scope: o.Scope, Counts: map[string]int64{}, ExpectedByRule: map[string]int64{}}
-	q, err := newQueries(&o)
-	if err != nil {
-		return nil, err
+	if o.Incremental && (o.Scope.Cycle != nil || o.Scope.Phase != "" || o.Scope.Since != nil || o.Scope.Keys != nil) {
+		return nil, fmt.Errorf("an incremental run looks at every report written since the last run: it takes no scope (cycle, phase, since, keys)")
+	}
+	r := &Report{StartedAt: o.Now(), Scope: o.Scope, Counts: map[string]int64{}, ExpectedByRule: map[string]int64{}, Kind: store.RunScoped}
+	if o.Scope.Keys != nil {
+		r.keys = keySet(o.Scope.Keys)
 	}
 	conn, err := o.Store.Pool().Acquire(ctx)
 	if err != nil {
@@ -146,6 +179,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer tx.Rollback(context.Background())
+	if o.Snapshot != "" {
+		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(o.Snapshot, "'", "")+"'"); err != nil {
+			return nil, fmt.Errorf("error importing snapshot %s: %w", o.Snapshot, err)
+		}
+	}
 	// Sorting and hashing 10^6 keys wants more than the default work_mem,
 	// or PostgreSQL sorts on disk; this is the server's memory, for this
 	// transaction only.
@@ -162,12 +200,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 
-	c := &run{o: &o, q: q, tx: tx, r: r, now: o.Now(), perPhase: map[dtetype.Phase]*PhaseReport{},
+	c := &run{o: &o, tx: tx, r: r, now: o.Now(), perPhase: map[dtetype.Phase]*PhaseReport{},
 		divergent: map[key3]bool{}, inFlight: map[key3]bool{}, seen: map[divKey]bool{}, quarantineListed: map[dtetype.Key]bool{}}
 	if c.baseline, c.baselineAt, err = o.Store.On(tx).Baseline(ctx); err != nil {
 		return nil, err
 	}
-	for _, step := range []func(context.Context) error{c.lag, c.quarantine, c.openConflicts, c.checksums, c.compare, c.violations, c.listConflicts, c.attributes} {
+	if err := c.plan(ctx); err != nil {
+		return nil, err
+	}
+	if c.q, err = newQueries(&o); err != nil {
+		return nil, err
+	}
+	for _, step := range []func(context.Context) error{c.lag, c.quarantine, c.touched, c.openConflicts, c.checksums, c.compare, c.violations, c.listConflicts, c.attributes} {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}
@@ -177,7 +221,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	c.finish()
 	if o.Persist {
-		if err := persist(ctx, o.Store, r, o.Exclude); err != nil {
+		if err := persist(ctx, o.Store, r, o.Exclude, o.Scope.Keys); err != nil {
 			return nil, err
 		}
 	}
@@ -216,6 +260,8 @@ type run struct {
 	baseline   map[dtetype.Key]map[dtetype.Phase]int
 	baselineAt *time.Time
 	orphans    map[dtetype.Phase]int64
+	// base is the run an incremental run builds on.
+	base *store.IncrementalBase
 }
 
 func (c *run) phase(p dtetype.Phase) *PhaseReport {
@@ -308,23 +354,9 @@ func (c *run) attributes(ctx context.Context) error {
 	if len(c.o.Table.Attributes) == 0 {
 		return nil
 	}
-	rows, err := c.tx.Query(ctx, c.o.Table.AllAttributesSQL())
+	legacyAttrs, err := c.legacyAttributes(ctx)
 	if err != nil {
-		return fmt.Errorf("error reading report attributes (legacy.attributes): %w", err)
-	}
-	legacyAttrs := map[dtetype.Key]map[string]string{}
-	for rows.Next() {
-		var k dtetype.Key
-		var a map[string]string
-		if err := rows.Scan(&k.CycleID, &k.ReportID, &a); err != nil {
-			rows.Close()
-			return err
-		}
-		legacyAttrs[k] = a
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("error reading report attributes (legacy.attributes): %w", err)
+		return err
 	}
 	shadowAttrs, err := c.o.Store.On(c.tx).ShadowAttributes(ctx)
 	if err != nil {
@@ -340,7 +372,7 @@ func (c *run) attributes(ctx context.Context) error {
 	sc := c.o.Scope
 	for _, k := range keys {
 		l, s := legacyAttrs[k], shadowAttrs[k]
-		if maps.Equal(l, s) || (sc.Cycle != nil && k.CycleID != *sc.Cycle) || (sc.Keys != nil && !slices.Contains(sc.Keys, k)) {
+		if maps.Equal(l, s) || (sc.Cycle != nil && k.CycleID != *sc.Cycle) || !c.inKeys(k) {
 			continue
 		}
 		if behind, _, _ := c.behind(k); behind {
@@ -351,6 +383,44 @@ func (c *run) attributes(ctx context.Context) error {
 		c.addReportLevel(d)
 	}
 	return nil
+}
+
+// legacyAttributes reads legacy's attributes of the reports in scope: of
+// the run's reports only when it is limited to some, else of every report.
+func (c *run) legacyAttributes(ctx context.Context) (map[dtetype.Key]map[string]string, error) {
+	if c.r.keys != nil {
+		return c.o.Table.ReadAttributes(ctx, c.tx, slices.Collect(maps.Keys(c.r.keys)))
+	}
+	rows, err := c.tx.Query(ctx, c.o.Table.AllAttributesSQL())
+	if err != nil {
+		return nil, fmt.Errorf("error reading report attributes (legacy.attributes): %w", err)
+	}
+	defer rows.Close()
+	out := map[dtetype.Key]map[string]string{}
+	for rows.Next() {
+		var k dtetype.Key
+		var a map[string]string
+		if err := rows.Scan(&k.CycleID, &k.ReportID, &a); err != nil {
+			return nil, err
+		}
+		out[k] = a
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("error reading report attributes (legacy.attributes): %w", err)
+	}
+	return out, nil
+}
+
+// inKeys reports whether k is among the reports the run is limited to (or
+// the run is not limited to some).
+func (c *run) inKeys(k dtetype.Key) bool { return c.r.keys == nil || c.r.keys[k] }
+
+func keySet(keys []dtetype.Key) map[dtetype.Key]bool {
+	m := make(map[dtetype.Key]bool, len(keys))
+	for _, k := range keys {
+		m[k] = true
+	}
+	return m
 }
 
 // addReportLevel records a divergence of a whole report (phase "*"): it
@@ -385,8 +455,7 @@ func (c *run) openConflicts(ctx context.Context) error {
 	c.conflicts = map[key3]store.OpenConflict{}
 	sc := c.o.Scope
 	for _, oc := range open {
-		if (sc.Cycle != nil && oc.Key.CycleID != *sc.Cycle) || (sc.Phase != "" && oc.Phase != sc.Phase) ||
-			(sc.Keys != nil && !slices.Contains(sc.Keys, oc.Key)) {
+		if (sc.Cycle != nil && oc.Key.CycleID != *sc.Cycle) || (sc.Phase != "" && oc.Phase != sc.Phase) || !c.inKeys(oc.Key) {
 			continue
 		}
 		c.conflicts[key3{oc.Key, oc.Phase}] = oc

@@ -27,6 +27,18 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
+// kindLine says what an incremental run looked at, or why a run asked to
+// be incremental was full.
+func (r *Report) kindLine() string {
+	switch {
+	case r.Kind == "incremental" && r.Touched != nil:
+		return fmt.Sprintf("Incremental: the %d reports written since run %d, on either side.", *r.Touched, r.BaseRun)
+	case r.FullBecause != "":
+		return "Full, not incremental: " + r.FullBecause + "."
+	}
+	return ""
+}
+
 // HasUnexpected reports whether any divergence is not accepted by a rule.
 func (r *Report) HasUnexpected() bool { return r.Unexpected > 0 }
 
@@ -46,6 +58,9 @@ func (r *Report) WriteText(w io.Writer, listLimit int) error {
 		fmt.Fprintf(w, " (%d new, %d resolved)", r.New, r.Resolved)
 	}
 	fmt.Fprintln(w, ".")
+	if line := r.kindLine(); line != "" {
+		fmt.Fprintln(w, line)
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(tw, "PHASE\tCOMPARED\tCONSISTENT\tCONSISTENCY\tIN FLIGHT\tUNEXPECTED\tEXPECTED")
 	for _, p := range r.Phases {

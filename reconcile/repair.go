@@ -96,7 +96,7 @@ func Repair(ctx context.Context, o Options, t TemporalOptions, r *Report) error 
 	rep.Reports, rep.Failed, rep.Pending = len(res.Applied), res.Failed, res.Pending
 	check := o
 	check.Scope = Scope{Keys: keys}
-	check.Persist, check.Progress = false, nil
+	check.Persist, check.Progress, check.Incremental, check.Snapshot = false, nil, false, ""
 	after, err := Run(ctx, check)
 	if err != nil {
 		return fmt.Errorf("error re-checking repaired reports: %w", err)
@@ -223,11 +223,7 @@ func MarkDivergent(ctx context.Context, o Options, t TemporalOptions, r *Report)
 		return 0, err
 	}
 	// Reports the run did not look at keep their mark.
-	inScope := func(k dtetype.Key) bool {
-		sc := r.Scope
-		return (sc.Cycle == nil || *sc.Cycle == k.CycleID) && (sc.Keys == nil || slices.Contains(sc.Keys, k)) &&
-			sc.Phase == "" && sc.Since == nil && !slices.Contains(r.inFlightReports, k)
-	}
+	inScope := r.Looked
 	told := 0
 	tell := func(k dtetype.Key, m shadow.DivergenceMark) error {
 		err := t.Client.SignalWorkflow(ctx, shadow.WorkflowID(t.WorkflowIDPrefix, k), "", shadow.SignalDivergence, m)

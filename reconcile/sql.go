@@ -65,7 +65,7 @@ func newQueries(o *Options) (*queries, error) {
 		if o.Scope.Cycle != nil {
 			conds = append(conds, cyc+" = @cycle")
 		}
-		if len(o.Scope.Keys) > 0 {
+		if o.Scope.Keys != nil {
 			conds = append(conds, "("+cyc+", "+rep+") IN (SELECT sk.c, sk.r FROM unnest(@key_cycles::bigint[], @key_reports::bigint[]) AS sk(c, r))")
 		}
 		if o.Scope.Since != nil {

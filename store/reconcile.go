@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"text/template"
@@ -87,14 +88,31 @@ type Run struct {
 	Compared, Consistent  int64
 	InFlight              int64
 	Unexpected, Expected  int64
+	// Kind is full (every report), incremental (the reports written since
+	// BaseRun's snapshot, Touched of them) or scoped (a cycle, a phase,
+	// some reports).
+	Kind    string
+	BaseRun *int64
+	Touched *int64
+	// Snapshot is the snapshot the run compared in, and Fingerprint what
+	// its verdicts depended on beyond the rows; a full or incremental run
+	// records both, for the next incremental run to build on.
+	Snapshot, Fingerprint *string
 }
+
+// Run kinds.
+const (
+	RunFull        = "full"
+	RunIncremental = "incremental"
+	RunScoped      = "scoped"
+)
 
 // RunScope is what a run looked at, for resolving divergences it no longer
 // finds.
 type RunScope struct {
 	Cycle *int64
 	Phase dtetype.Phase
-	// Keys, if set, limits the run to these reports.
+	// Keys, if not nil, limits the run to these reports (none if empty).
 	Keys []dtetype.Key
 	// InFlight are reports the run did not look at.
 	InFlight []dtetype.Key
@@ -124,8 +142,11 @@ func (s *Store) RecordRun(ctx context.Context, run Run, scope RunScope, found []
 	rec := &Recorded{FirstSeen: map[DivergenceKey]time.Time{}}
 	err := s.InTx(ctx, func(tx *Store) error {
 		now := time.Now()
+		if run.Kind == "" {
+			run.Kind = RunScoped
+		}
 		if err := tx.db.QueryRow(ctx, tx.sql("InsertRun"), run.StartedAt, now, run.Scope, run.Compared, run.Consistent, run.InFlight,
-			run.Unexpected, run.Expected, run.Counts, run.Phases).Scan(&rec.RunID); err != nil {
+			run.Unexpected, run.Expected, run.Counts, run.Phases, run.Kind, run.Snapshot, run.Fingerprint, run.BaseRun, run.Touched).Scan(&rec.RunID); err != nil {
 			return &NotInstalledError{fmt.Errorf("error recording the run: %w", err)}
 		}
 		if _, err := tx.db.Exec(ctx, tx.sql("CreateFound")); err != nil {
@@ -148,7 +169,8 @@ func (s *Store) RecordRun(ctx context.Context, run Run, scope RunScope, found []
 		}
 		rec.New = tag.RowsAffected()
 		var scopeC, scopeR []int64
-		if len(scope.Keys) > 0 {
+		if scope.Keys != nil {
+			// An empty set of keys limits the run to no report at all.
 			scopeC, scopeR = splitKeys(scope.Keys)
 		}
 		flightC, flightR := splitKeys(scope.InFlight)
@@ -194,17 +216,29 @@ type RunRow struct {
 	Compared, Consistent  int64
 	Unexpected, Expected  int64
 	New, Resolved         int64
+	Kind                  string
 }
 
 // Runs returns the most recent recorded runs, newest first.
 func (s *Store) Runs(ctx context.Context, limit int) ([]RunRow, error) {
-	rows, err := s.db.Query(ctx, s.sql("Runs"), limit)
+	return s.runs(ctx, "Runs", limit)
+}
+
+// GateRuns returns the runs the cutover gates judge by, newest first: the
+// last limit runs that are not incremental, and every incremental run
+// since the newest full run.
+func (s *Store) GateRuns(ctx context.Context, limit int) ([]RunRow, error) {
+	return s.runs(ctx, "GateRuns", limit)
+}
+
+func (s *Store) runs(ctx context.Context, query string, limit int) ([]RunRow, error) {
+	rows, err := s.db.Query(ctx, s.sql(query), limit)
 	if err != nil {
 		return nil, &NotInstalledError{fmt.Errorf("error reading reconcile runs: %w", err)}
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (RunRow, error) {
 		var x RunRow
-		err := r.Scan(&x.RunID, &x.StartedAt, &x.FinishedAt, &x.Scope, &x.Compared, &x.Consistent, &x.Unexpected, &x.Expected, &x.New, &x.Resolved, &x.Phases)
+		err := r.Scan(&x.RunID, &x.StartedAt, &x.FinishedAt, &x.Scope, &x.Compared, &x.Consistent, &x.Unexpected, &x.Expected, &x.New, &x.Resolved, &x.Phases, &x.Kind)
 		return x, err
 	})
 }
@@ -242,4 +276,92 @@ func (s *Store) OpenDivergenceCounts(ctx context.Context) ([]OpenCount, error) {
 		err := r.Scan(&c.Phase, &c.Kind, &c.Expected, &c.N)
 		return c, err
 	})
+}
+
+// IncrementalBase is the run an incremental run builds on.
+type IncrementalBase struct {
+	RunID       int64
+	Snapshot    string
+	Fingerprint string
+	StartedAt   time.Time
+}
+
+// LatestIncrementalBase returns the latest full or incremental run that
+// recorded its snapshot, or nil.
+func (s *Store) LatestIncrementalBase(ctx context.Context) (*IncrementalBase, error) {
+	var b IncrementalBase
+	err := s.db.QueryRow(ctx, s.sql("IncrementalBase")).Scan(&b.RunID, &b.Snapshot, &b.Fingerprint, &b.StartedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &NotInstalledError{fmt.Errorf("error reading reconcile runs: %w", err)}
+	}
+	return &b, nil
+}
+
+// ChangedRow is a captured row image a snapshot did not see: of the phase
+// table, the report's key columns as text; of another table (a report
+// attribute's), the row.
+type ChangedRow struct {
+	Source         string
+	Cycle, Report  *string
+	AttributeImage []byte
+}
+
+// ChangedSince returns the row images of the changes captured since
+// snapshot, the phase table being source phaseTable and its report
+// columns cycleCol and reportCol.
+func (s *Store) ChangedSince(ctx context.Context, snapshot, cycleCol, reportCol, phaseTable string) ([]ChangedRow, error) {
+	rows, err := s.db.Query(ctx, s.sql("ChangedRows"), snapshot, cycleCol, reportCol, phaseTable)
+	if err != nil {
+		return nil, fmt.Errorf("error reading the changes since the last run: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ChangedRow, error) {
+		var c ChangedRow
+		err := r.Scan(&c.Source, &c.Cycle, &c.Report, &c.AttributeImage)
+		return c, err
+	})
+}
+
+// WrittenSince returns the reports whose shadow side (projection, mirror
+// record) was written since snapshot.
+func (s *Store) WrittenSince(ctx context.Context, snapshot string) ([]dtetype.Key, error) {
+	return s.keys(ctx, "WrittenKeys", snapshot)
+}
+
+// ShadowKeysOfReports returns the shadow's keys of the report ids given.
+func (s *Store) ShadowKeysOfReports(ctx context.Context, reports []int64) ([]dtetype.Key, error) {
+	return s.keys(ctx, "ShadowKeysOfReports", reports)
+}
+
+// OpenKeysOfKinds returns the reports with open divergences of kinds.
+func (s *Store) OpenKeysOfKinds(ctx context.Context, kinds []string) ([]dtetype.Key, error) {
+	return s.keys(ctx, "OpenKeysOfKinds", kinds)
+}
+
+func (s *Store) keys(ctx context.Context, query string, args ...any) ([]dtetype.Key, error) {
+	rows, err := s.db.Query(ctx, s.sql(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("error reading reports (%s): %w", query, err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (dtetype.Key, error) {
+		var k dtetype.Key
+		err := r.Scan(&k.CycleID, &k.ReportID)
+		return k, err
+	})
+}
+
+// CutoverLogMark identifies the mode changes made so far.
+func (s *Store) CutoverLogMark(ctx context.Context) (string, error) {
+	var m string
+	err := s.db.QueryRow(ctx, s.sql("CutoverLogMark")).Scan(&m)
+	return m, err
+}
+
+// CurrentSnapshot returns the snapshot of the transaction s runs in.
+func (s *Store) CurrentSnapshot(ctx context.Context) (string, error) {
+	var snap string
+	err := s.db.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&snap)
+	return snap, err
 }

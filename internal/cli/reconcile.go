@@ -32,6 +32,7 @@ type reconcileOptions struct {
 	NoRecord         bool
 	Limit            int
 	NoProgress       bool
+	Incremental      bool
 }
 
 // since parses --since: an RFC 3339 time, or a duration meaning that long ago.
@@ -73,10 +74,15 @@ func reconcileCommand(g *globals) *cli.Command {
 			"is still catching up on are in flight, not divergent, until --lag-grace passes. Differences matching a\n" +
 			"reconcile.expected rule are reported as expected and do not count against consistency. Each run is\n" +
 			"recorded in dtebridge.reconcile_runs (unless --no-record), and divergences are tracked across runs.\n" +
+			"--incremental compares only the reports written on either side since the last full or incremental run\n" +
+			"(it runs in full when there is none, or when the mapping, rules or modes changed since); the cutover\n" +
+			"gates count full runs, and any incremental run since the last full one that found an unexpected\n" +
+			"divergence in a phase holds its gate closed.\n" +
 			"Exit codes: 0 ok, 1 error, 3 unexpected divergences remain (with --fail-on-divergence).",
 		Flags: []cli.Flag{
 			&cli.Int64Flag{Name: "cycle", Usage: "only this test cycle", DefaultText: "every cycle", Destination: &o.Cycle},
 			&cli.StringFlag{Name: "phase", Usage: "only this canonical phase id", Destination: &o.Phase},
+			&cli.BoolFlag{Name: "incremental", Usage: "compare only the reports written since the last recorded full or incremental run", Destination: &o.Incremental},
 			&cli.StringFlag{Name: "since", Usage: "only reports changed since then: a time (RFC 3339) or a duration ago (2h)", Destination: &o.Since},
 			&cli.StringFlag{Name: "format", Usage: "text, json or markdown", Value: "text", Destination: &o.Format},
 			&cli.BoolFlag{Name: "fail-on-divergence", Usage: "exit 3 if unexpected divergences remain", Destination: &o.FailOnDivergence},
@@ -95,6 +101,9 @@ func reconcileCommand(g *globals) *cli.Command {
 			since, err := o.since(time.Now())
 			if err != nil {
 				return err
+			}
+			if o.Incremental && (c.IsSet("cycle") || o.Phase != "" || since != nil) {
+				return usagef("--incremental looks at every report written since the last run: drop --cycle, --phase and --since")
 			}
 			deepN, deep, err := o.deep()
 			if err != nil {
@@ -141,7 +150,7 @@ func reconcileCommand(g *globals) *cli.Command {
 			if c.IsSet("cycle") {
 				ro.Scope.Cycle = &o.Cycle
 			}
-			ro.Scope.Phase, ro.Scope.Since = dtetype.Phase(o.Phase), since
+			ro.Scope.Phase, ro.Scope.Since, ro.Incremental = dtetype.Phase(o.Phase), since, o.Incremental
 			if o.LagGrace > 0 {
 				ro.LagGrace = o.LagGrace
 			}

@@ -27,6 +27,7 @@ func (g *globals) temporalLogger() sdklog.Logger {
 type serveOptions struct {
 	Listen         string
 	ReconcileEvery time.Duration
+	FullEvery      time.Duration
 }
 
 func serveCommand(g *globals) *cli.Command {
@@ -40,7 +41,8 @@ func serveCommand(g *globals) *cli.Command {
 			"the gate from the config file, validated and checked first; on any error the running configuration stays.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Usage: "HTTP address (- disables)", DefaultText: "http.listen, else 127.0.0.1:8080", Destination: &o.Listen},
-			&cli.DurationFlag{Name: "reconcile-every", Usage: "run a recorded reconcile this often on the capture leader (0: never)", Destination: &o.ReconcileEvery},
+			&cli.DurationFlag{Name: "reconcile-every", Usage: "run a recorded reconcile this often on the capture leader (0: never); incremental but every --full-every", Destination: &o.ReconcileEvery},
+			&cli.DurationFlag{Name: "full-every", Usage: "how often a scheduled reconcile compares every report, not only those written since the last run (negative: always)", Value: serve.DefaultFullEvery, Destination: &o.FullEvery},
 		},
 		Before: noArgs,
 		Action: func(c *cli.Context) error {
@@ -56,7 +58,7 @@ func serveCommand(g *globals) *cli.Command {
 			defer tc.Close()
 			srv, err := serve.Start(c.Context, serve.Options{Config: cfg, Pool: pool, Temporal: tc, Namespace: g.TemporalNamespace,
 				TemporalLogger: g.temporalLogger(),
-				Listen:         o.Listen, ReconcileEvery: o.ReconcileEvery, Logger: g.Logger})
+				Listen:         o.Listen, ReconcileEvery: o.ReconcileEvery, FullEvery: o.FullEvery, Logger: g.Logger})
 			if err != nil {
 				return err
 			}

@@ -253,13 +253,13 @@ const sparkRuns = 30
 func (s *Server) overview(ctx context.Context) (*Overview, error) {
 	cfg := s.config()
 	o := &Overview{GeneratedAt: time.Now().UTC(), Definition: s.definition.Key(), Runs: []int64{}, Health: []Health{}}
-	runs, err := reconcile.Runs(ctx, s.st, cutover.GateRunsRead)
+	runs, err := reconcile.GateRuns(ctx, s.st, cutover.GateRunsRead)
 	if err != nil {
 		return nil, err
 	}
 	var full []reconcile.RunSummary
 	for _, r := range runs {
-		if r.Scope.Cycle == nil && r.Scope.Since == nil && len(r.Scope.Keys) == 0 && r.Scope.Phase == "" {
+		if r.Kind == store.RunFull {
 			full = append(full, r)
 		}
 	}
@@ -799,7 +799,7 @@ type CutoverPhase struct {
 func (s *Server) cutoverBoard(ctx context.Context) (*CutoverBoard, error) {
 	cs := cutover.NewStore(s.st)
 	v := &CutoverBoard{}
-	runs, err := reconcile.Runs(ctx, s.st, cutover.GateRunsRead)
+	runs, err := reconcile.GateRuns(ctx, s.st, cutover.GateRunsRead)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ package serve
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -71,7 +72,12 @@ type Options struct {
 	// Logger receives operational messages. Default: discard.
 	Logger *slog.Logger
 	// ReconcileEvery runs a recorded reconcile on this schedule; 0: never.
+	// Each is incremental (the reports written since the last run) but
+	// one every FullEvery, which compares every report.
 	ReconcileEvery time.Duration
+	// FullEvery is how often a scheduled reconcile is full. Default:
+	// DefaultFullEvery; a negative value makes every run full.
+	FullEvery time.Duration
 	// Token, if set, is the command API's bearer token, instead of the one
 	// in http.token_file (the demo's throwaway token lives only in memory).
 	Token string
@@ -317,7 +323,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		s.loops.Add(1)
 		go func() {
 			defer s.loops.Done()
-			s.reconcileLoop(rctx, o.ReconcileEvery)
+			s.reconcileLoop(rctx, o.ReconcileEvery, cmp.Or(o.FullEvery, DefaultFullEvery))
 		}()
 	}
 	log.Info("dtebridge serving", "definition", def.Key(), "http", s.addr, "search_attributes", sa)
@@ -325,11 +331,18 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	return s, nil
 }
 
-// reconcileLoop runs a recorded reconcile every interval until ctx ends.
-// Only the capture leader runs it, so replicas do not repeat each other.
-func (s *Server) reconcileLoop(ctx context.Context, every time.Duration) {
+// DefaultFullEvery is how often a scheduled reconcile compares every
+// report; the runs between are incremental.
+const DefaultFullEvery = time.Hour
+
+// reconcileLoop runs a recorded reconcile every interval until ctx ends:
+// incremental, but a full one when fullEvery has passed since the last
+// full run this process made (the first is full). Only the capture leader
+// runs it, so replicas do not repeat each other.
+func (s *Server) reconcileLoop(ctx context.Context, every, fullEvery time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var lastFull time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -341,7 +354,11 @@ func (s *Server) reconcileLoop(ctx context.Context, every time.Duration) {
 		}
 		o := s.reconcileOptions()
 		o.Persist = true
+		o.Incremental = fullEvery > 0 && !lastFull.IsZero() && time.Since(lastFull) < fullEvery
 		r, err := reconcile.Run(ctx, o)
+		if err == nil && r.Kind == store.RunFull {
+			lastFull = r.StartedAt
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("scheduled reconcile failed", "error", err)
@@ -354,8 +371,8 @@ func (s *Server) reconcileLoop(ctx context.Context, every time.Duration) {
 		if _, err := reconcile.MarkDivergent(ctx, o, s.reconcileTemporal(), r); err != nil && ctx.Err() == nil {
 			s.log.Warn("cannot mark the divergent shadows", "error", err)
 		}
-		s.log.Info("reconcile", "run", r.RunID, "compared", r.Compared, "consistency", r.Consistency,
-			"unexpected", r.Unexpected, "new", r.New, "resolved", r.Resolved)
+		s.log.Info("reconcile", "run", r.RunID, "kind", r.Kind, "compared", r.Compared, "consistency", r.Consistency,
+			"unexpected", r.Unexpected, "new", r.New, "resolved", r.Resolved, "took", r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond))
 	}
 }
 

@@ -2,8 +2,8 @@
 
 -- name: InsertRun
 INSERT INTO {{.Schema}}.reconcile_runs (started_at, finished_at, scope, compared, consistent,
-    in_flight, unexpected, expected, new, resolved, counts, phases)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, $9, $10) RETURNING run_id;
+    in_flight, unexpected, expected, new, resolved, counts, phases, kind, snapshot, fingerprint, base_run, touched)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, $9, $10, $11, $12::pg_snapshot, $13, $14, $15) RETURNING run_id;
 
 -- name: CreateFound
 CREATE TEMP TABLE found (cycle_id bigint, report_id bigint, phase text, kind text,
@@ -40,8 +40,17 @@ SELECT cycle_id, report_id, phase, kind, first_seen FROM {{.Schema}}.divergences
 UPDATE {{.Schema}}.reconcile_runs SET new = $2, resolved = $3, finished_at = $4 WHERE run_id = $1;
 
 -- name: Runs
-SELECT run_id, started_at, finished_at, scope, compared, consistent, unexpected, expected, new, resolved, phases
+SELECT run_id, started_at, finished_at, scope, compared, consistent, unexpected, expected, new, resolved, phases, kind
 FROM {{.Schema}}.reconcile_runs ORDER BY run_id DESC LIMIT $1;
+
+-- name: GateRuns
+-- The runs the cutover gates judge by, newest first: the last $1 that are
+-- not incremental, and every incremental run since the newest full run.
+SELECT run_id, started_at, finished_at, scope, compared, consistent, unexpected, expected, new, resolved, phases, kind
+FROM {{.Schema}}.reconcile_runs r
+WHERE r.run_id IN (SELECT run_id FROM {{.Schema}}.reconcile_runs WHERE kind <> 'incremental' ORDER BY run_id DESC LIMIT $1)
+   OR (r.kind = 'incremental' AND r.run_id > coalesce((SELECT max(run_id) FROM {{.Schema}}.reconcile_runs WHERE kind = 'full'), 0))
+ORDER BY run_id DESC;
 
 -- name: RunTotals
 SELECT count(*), coalesce(sum(compared), 0)::bigint, coalesce(sum(new), 0)::bigint, coalesce(sum(resolved), 0)::bigint
@@ -49,3 +58,39 @@ FROM {{.Schema}}.reconcile_runs;
 
 -- name: OpenDivergenceCounts
 SELECT phase, kind, coalesce(rule, '') <> '', count(*) FROM {{.Schema}}.divergences WHERE resolved_at IS NULL GROUP BY 1, 2, 3;
+
+-- name: IncrementalBase
+-- The latest run an incremental run can build on: one that looked at every
+-- report (a full run or an incremental one) and recorded its snapshot.
+SELECT run_id, snapshot::text, coalesce(fingerprint, ''), started_at FROM {{.Schema}}.reconcile_runs
+WHERE snapshot IS NOT NULL AND kind IN ('full', 'incremental') ORDER BY run_id DESC LIMIT 1;
+
+-- name: ChangedRows
+-- The captured changes a snapshot ($1) did not see, each image once: for
+-- the phase table ($4) the report's columns read by name ($2, $3), for
+-- other tables (report attributes) the row itself.
+SELECT DISTINCT c.source, v.r->>$2, v.r->>$3, CASE WHEN c.source <> $4 THEN v.r END
+FROM {{.Schema}}.changes c CROSS JOIN LATERAL (VALUES (c.old_row), (c.new_row)) v(r)
+WHERE c.xid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(c.xid, $1::pg_snapshot) AND v.r IS NOT NULL;
+
+-- name: WrittenKeys
+-- The reports whose shadow side a snapshot ($1) did not see written: the
+-- projection, a phase row deleted, or the mirror's record of deliveries.
+SELECT cycle_id, report_id FROM {{.Schema}}.shadow_keys
+WHERE written >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(written, $1::pg_snapshot)
+UNION SELECT cycle_id, report_id FROM {{.Schema}}.shadow_phases
+WHERE written >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(written, $1::pg_snapshot)
+UNION SELECT cycle_id, report_id FROM {{.Schema}}.mirror_keys
+WHERE written >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(written, $1::pg_snapshot);
+
+-- name: OpenKeysOfKinds
+-- The reports with open divergences of the kinds given ($1).
+SELECT DISTINCT cycle_id, report_id FROM {{.Schema}}.divergences WHERE resolved_at IS NULL AND kind = ANY($1::text[]);
+
+-- name: CutoverLogMark
+-- What has changed modes so far: an incremental run whose base saw another
+-- mark runs in full.
+SELECT count(*) || ':' || coalesce(max(log_id), 0) FROM {{.Schema}}.cutover_log;
+
+-- name: ShadowKeysOfReports
+SELECT cycle_id, report_id FROM {{.Schema}}.shadow_keys WHERE report_id = ANY($1::bigint[]);

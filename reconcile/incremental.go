@@ -1,0 +1,215 @@
+package reconcile
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/synapsedte/dtebridge/dtetype"
+	"github.com/synapsedte/dtebridge/store"
+)
+
+// An incremental run compares only the reports written since the snapshot
+// of the latest full or incremental run (its base), on either side:
+//
+//   - legacy: every change the change log holds that the base's snapshot
+//     did not see, both row images (a key moved away is looked at too);
+//     for an attribute table, every report (all its cycles) the row
+//     belongs to;
+//   - the shadow: every projection row, phase row deleted, or mirror
+//     record written since (a trigger stamps each with its transaction);
+//   - what the run's own snapshot knows now: reports behind the stream,
+//     with changes in quarantine, or in an open authority conflict, and
+//     reports with an open divergence whose verdict depends on time or on
+//     state outside both tables (stale, quarantined, projection_mismatch).
+//
+// Every other report was compared by the base (or is in flight there and
+// then), and neither side changed since, so a full run would judge it as
+// the base did: its open divergences stay open and nothing new can be
+// found. What a verdict depends on beyond the rows (mapping, rules, date
+// tolerance, phase modes, the install's baseline) is the fingerprint: a
+// base recorded under another one is not built on, and the run is full.
+//
+// What no change log records is not seen: under trigger capture, a legacy
+// write made with the triggers disabled (session_replication_role =
+// replica) is found by the next full run only. Log-based capture records
+// those too.
+
+// alwaysRecheck are the divergence kinds whose verdict can change without
+// a write to either table.
+var alwaysRecheck = []string{dtetype.KindStale, dtetype.KindQuarantined, dtetype.KindProjectionMismatch, dtetype.KindAuthorityConflict}
+
+// plan decides what the run looks at: for an incremental run, whether it
+// can build on a base, else every report.
+func (c *run) plan(ctx context.Context) error {
+	o, r := c.o, c.r
+	scoped := o.Scope.Cycle != nil || o.Scope.Phase != "" || o.Scope.Since != nil || o.Scope.Keys != nil
+	if scoped {
+		return nil
+	}
+	st := o.Store.On(c.tx)
+	var err error
+	if r.snapshot, err = st.CurrentSnapshot(ctx); err != nil {
+		return err
+	}
+	if r.fingerprint, err = c.fingerprintOf(ctx); err != nil {
+		return err
+	}
+	r.Kind = store.RunFull
+	if !o.Incremental {
+		return nil
+	}
+	base, err := st.LatestIncrementalBase(ctx)
+	switch {
+	case err != nil:
+		return err
+	case base == nil:
+		r.FullBecause = "no full run recorded its snapshot yet"
+	case base.Fingerprint != r.fingerprint:
+		r.FullBecause = fmt.Sprintf("what run %d judged by changed since (mapping, expected rules, date tolerance, phase modes or baseline)", base.RunID)
+	case o.Retention > 0 && c.now.Sub(base.StartedAt) > o.Retention/2:
+		r.FullBecause = fmt.Sprintf("run %d is older than half of capture.retention (%s): the change log may no longer hold every change since", base.RunID, o.Retention)
+	default:
+		r.Kind, r.BaseRun, c.base = store.RunIncremental, base.RunID, base
+		// The key conditions are rendered; the keys are filled in once
+		// known (touched).
+		o.Scope.Keys = []dtetype.Key{}
+		r.keys = map[dtetype.Key]bool{}
+	}
+	return nil
+}
+
+// fingerprintOf is what the run's verdicts depend on beyond the rows.
+func (c *run) fingerprintOf(ctx context.Context) (string, error) {
+	mark, err := c.o.Store.On(c.tx).CutoverLogMark(ctx)
+	if err != nil {
+		return "", err
+	}
+	exclude := slices.Clone(c.o.Exclude)
+	slices.Sort(exclude)
+	var baselineAt string
+	if c.baselineAt != nil {
+		baselineAt = c.baselineAt.UTC().Format(time.RFC3339Nano)
+	}
+	b, err := json.Marshal(struct {
+		Table      any
+		Tolerance  time.Duration
+		Expected   []Rule
+		Exclude    []dtetype.Phase
+		Modes      string
+		BaselineAt string
+	}{c.o.Table, c.o.DateTolerance, c.o.Expected, exclude, mark, baselineAt})
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// touched collects the reports an incremental run looks at (see above).
+// It runs after lag and quarantine, whose findings it includes.
+func (c *run) touched(ctx context.Context) error {
+	if c.base == nil {
+		return nil
+	}
+	st := c.o.Store.On(c.tx)
+	t := c.o.Table
+	keys := c.r.keys
+	add := func(k dtetype.Key) { keys[k] = true }
+	changed, err := st.ChangedSince(ctx, c.base.Snapshot, t.Columns.Cycle, t.Columns.Report, t.Source())
+	if err != nil {
+		return err
+	}
+	var reportsOf []int64
+	for _, ch := range changed {
+		if ch.AttributeImage != nil {
+			report, cycle, ok := t.AttributeReport(ch.Source, ch.AttributeImage)
+			switch {
+			case !ok:
+			case cycle != nil:
+				add(dtetype.Key{CycleID: *cycle, ReportID: report})
+			default:
+				reportsOf = append(reportsOf, report)
+			}
+			continue
+		}
+		// A key that is not an integer has no report: quarantine holds it.
+		cy, err1 := strconv.ParseInt(strings.TrimSpace(deref(ch.Cycle)), 10, 64)
+		rp, err2 := strconv.ParseInt(strings.TrimSpace(deref(ch.Report)), 10, 64)
+		if err1 == nil && err2 == nil {
+			add(dtetype.Key{CycleID: cy, ReportID: rp})
+		}
+	}
+	if len(reportsOf) > 0 {
+		// An attribute of a report holds for every cycle it is in, on
+		// either side.
+		rows, err := c.tx.Query(ctx, t.KeysOfReportsSQL(), reportsOf)
+		if err != nil {
+			return fmt.Errorf("error reading the cycles of reports whose attributes changed: %w", err)
+		}
+		for rows.Next() {
+			var k dtetype.Key
+			if err := rows.Scan(&k.CycleID, &k.ReportID); err != nil {
+				rows.Close()
+				return err
+			}
+			add(k)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		shadowKeys, err := st.ShadowKeysOfReports(ctx, reportsOf)
+		if err != nil {
+			return err
+		}
+		for _, k := range shadowKeys {
+			add(k)
+		}
+	}
+	written, err := st.WrittenSince(ctx, c.base.Snapshot)
+	if err != nil {
+		return err
+	}
+	for _, k := range written {
+		add(k)
+	}
+	recheck, err := st.OpenKeysOfKinds(ctx, alwaysRecheck)
+	if err != nil {
+		return err
+	}
+	for _, k := range recheck {
+		add(k)
+	}
+	for k := range c.behindSince {
+		add(k)
+	}
+	for k := range c.quarantined {
+		add(k)
+	}
+	conflicts, err := st.OpenConflicts(ctx)
+	if err != nil {
+		return err
+	}
+	for _, oc := range conflicts {
+		add(oc.Key)
+	}
+	// Never nil: no keys means no report, not every report.
+	list := append([]dtetype.Key{}, slices.SortedFunc(maps.Keys(keys), keyOrder)...)
+	c.o.Scope.Keys = list
+	n := int64(len(list))
+	c.r.Touched = &n
+	kc, kr := make([]int64, len(list)), make([]int64, len(list))
+	for i, k := range list {
+		kc[i], kr[i] = k.CycleID, k.ReportID
+	}
+	c.q.args["key_cycles"], c.q.args["key_reports"] = kc, kr
+	return nil
+}
