@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -26,7 +27,7 @@ import (
 )
 
 func main() {
-	only := flag.String("only", "", "comma-separated benchmarks to run: overhead, reader, lag, mirror, reconcile, console (default: all)")
+	only := flag.String("only", "", "comma-separated benchmarks to run: overhead, reader, lag, mirror, reconcile, growth, console (default: all)")
 	quick := flag.Bool("quick", false, "small sizes, for a smoke run")
 	jsonFile := flag.String("json", "", "also write the table as JSON to this file: one object per figure with a stable key, its value, unit and ratio to its baseline")
 	child := flag.String("reconcile-child", "", "internal: run one reconcile of this database and print its figures")
@@ -92,6 +93,13 @@ func run(ctx context.Context, only string, quick bool, jsonFile string) error {
 	}
 	if want("reconcile") {
 		r, err := reconcileBench(ctx, quick, log)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r...)
+	}
+	if want("growth") {
+		r, err := growthBench(ctx, quick, log)
 		if err != nil {
 			return err
 		}
@@ -219,6 +227,7 @@ func reconcileBench(ctx context.Context, quick bool, log *slog.Logger) ([]bench.
 	group := fmt.Sprintf("reconcile: %d reports × 9 phases, generated in SQL", reports)
 	rows := []bench.Row{{Group: group, Name: "plain scan of legacy and shadow tables (baseline)", Figure: fmt.Sprintf("%.2fs", scan.Seconds()), Versus: "baseline",
 		Key: "reconcile.scan", Value: scan.Seconds(), Unit: "s", Ratio: 1}}
+	var consistent float64
 	for _, tc := range []struct {
 		key, name string
 		share     float64
@@ -229,22 +238,105 @@ func reconcileBench(ctx context.Context, quick bool, log *slog.Logger) ([]bench.
 			}
 		}
 		log.Info("reconcile benchmark", "case", tc.name)
-		out, err := exec.CommandContext(ctx, os.Args[0], "-reconcile-child", url).Output()
+		res, err := fullSweep(ctx, url)
 		if err != nil {
-			return nil, fmt.Errorf("reconcile child: %w", err)
-		}
-		var res struct {
-			Result   bench.ReconcileResult `json:"result"`
-			MaxRSSKB int64                 `json:"maxrss_kb"`
-		}
-		if err := json.Unmarshal(out, &res); err != nil {
 			return nil, err
 		}
 		secs := res.Result.Elapsed.Seconds()
-		rows = append(rows, bench.Row{Group: group, Name: tc.name,
+		rows = append(rows, bench.Row{Group: group, Name: "full sweep, " + tc.name,
 			Figure: fmt.Sprintf("%.2fs, %.0f rows/s, peak RSS %d MB, %d unexpected", secs, float64(res.Result.Rows)/secs, res.MaxRSSKB/1024, res.Result.Unexpected),
 			Versus: fmt.Sprintf("%.1f× the scan", secs/scan.Seconds()),
 			Key:    "reconcile." + tc.key, Value: secs, Unit: "s", Ratio: secs / scan.Seconds()})
+		if tc.share > 0 {
+			continue
+		}
+		consistent = secs
+		// Incremental runs after the consistent full sweep, which is their
+		// base, before any divergence is made.
+		for _, n := range []int{1000, 10000} {
+			if quick {
+				n /= 100
+			}
+			log.Info("reconcile benchmark: incremental", "reports written", n)
+			inc, err := bench.TimeIncremental(ctx, url, n)
+			if err != nil {
+				return nil, err
+			}
+			if inc.Kind != "incremental" {
+				return nil, fmt.Errorf("the incremental run was %s", inc.Kind)
+			}
+			isecs := inc.Elapsed.Seconds()
+			rows = append(rows, bench.Row{Group: group, Name: fmt.Sprintf("incremental, %d reports written on both sides", n),
+				Figure: fmt.Sprintf("%.0f ms, %d reports looked at, %d unexpected", isecs*1000, inc.Touched, inc.Unexpected),
+				Versus: fmt.Sprintf("%.3f× the full sweep", isecs/consistent),
+				Key:    fmt.Sprintf("reconcile.incremental.%d", n), Value: isecs, Unit: "s", Ratio: isecs / consistent})
+		}
+	}
+	return rows, nil
+}
+
+type sweepResult struct {
+	Result   bench.ReconcileResult `json:"result"`
+	MaxRSSKB int64                 `json:"maxrss_kb"`
+}
+
+// fullSweep times one unrecorded full reconcile of url in a child process,
+// for its peak RSS.
+func fullSweep(ctx context.Context, url string) (*sweepResult, error) {
+	out, err := exec.CommandContext(ctx, os.Args[0], "-reconcile-child", url).Output()
+	if err != nil {
+		return nil, fmt.Errorf("reconcile child: %w", err)
+	}
+	var res sweepResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// growthBench times the full sweep (all consistent) at 10,000, 100,000
+// and 1,000,000 reports × 9 phases, each generated once in a database of
+// its own, and gives the exponent of time against rows.
+func growthBench(ctx context.Context, quick bool, log *slog.Logger) ([]bench.Row, error) {
+	sizes := []int{10000, 100000, 1000000}
+	if quick {
+		sizes = []int{200, 2000, 20000}
+	}
+	c, err := localpg.Start(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Stop()
+	group := "reconcile growth: the full sweep, all consistent, at three sizes"
+	var rows []bench.Row
+	var first *sweepResult
+	for i, n := range sizes {
+		log.Info("reconcile growth: generating data", "reports", n)
+		name := fmt.Sprintf("bench_growth_%d", i)
+		url, err := bench.ReconcileData(ctx, c, name, n)
+		if err != nil {
+			return nil, err
+		}
+		res, err := fullSweep(ctx, url)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.DropDatabase(ctx, name); err != nil {
+			return nil, err
+		}
+		secs := res.Result.Elapsed.Seconds()
+		perRow := secs / float64(res.Result.Rows) * 1e9
+		row := bench.Row{Group: group, Name: fmt.Sprintf("%d rows", res.Result.Rows),
+			Figure: fmt.Sprintf("%.2fs, %.0f ns/row, peak RSS %d MB", secs, perRow, res.MaxRSSKB/1024), Versus: "baseline",
+			Key: fmt.Sprintf("reconcile.growth.%d", res.Result.Rows), Value: secs, Unit: "s", Ratio: 1}
+		if first == nil {
+			first = res
+		} else {
+			exp := math.Log(secs/first.Result.Elapsed.Seconds()) / math.Log(float64(res.Result.Rows)/float64(first.Result.Rows))
+			row.Ratio = perRow / (first.Result.Elapsed.Seconds() / float64(first.Result.Rows) * 1e9)
+			row.Versus = fmt.Sprintf("%.2f× the time per row at %d rows; time ∝ rows^%.2f", row.Ratio, first.Result.Rows, exp)
+		}
+		rows = append(rows, row)
 	}
 	return rows, nil
 }

@@ -29,8 +29,8 @@ func TestCaptureBenchmarksRun(t *testing.T) {
 		}
 		rows = append(rows, r...)
 	}
-	if len(rows) != 12+4+6 {
-		t.Errorf("%d rows, want 22", len(rows))
+	if len(rows) != 15+4+6 {
+		t.Errorf("%d rows, want 25", len(rows))
 	}
 	mrows, err := MirrorBench(ctx, c, testenv.TemporalClient(t), MirrorOptions{Signals: 50, Reports: 5, Changes: 200, Concurrency: 4, LagDuration: time.Second})
 	if err != nil {

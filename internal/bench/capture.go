@@ -117,8 +117,8 @@ func legacyDB(ctx context.Context, c *localpg.Cluster, name string, n int, mode 
 		if err != nil {
 			return nil, err
 		}
-		if mode == adapter.ModeLogical {
-			cfg.Capture.Mode = mode
+		if mode == adapter.ModeLogical || mode == logicalDeferred {
+			cfg.Capture.Mode = adapter.ModeLogical
 		} else {
 			cfg.Capture.Trigger = mode
 		}
@@ -129,19 +129,27 @@ func legacyDB(ctx context.Context, c *localpg.Cluster, name string, n int, mode 
 	return pool, nil
 }
 
+// logicalDeferred is log-based capture measured with its slot in place but
+// nothing decoding it meanwhile: the legacy write path's own cost.
+const logicalDeferred = "logical_deferred"
+
 // CaptureOverhead measures what capture adds to legacy writes: single-row
 // updates from several clients, the legacy model's own transactions, and
 // single-client bulk updates, on identical databases without capture, with
 // each trigger mode and with log-based capture, alternating them in rounds.
-// Log-based capture is measured as it runs in production, with its reader
-// decoding the slot meanwhile on the same machine; the trigger modes'
+// Log-based capture is measured twice: as it runs in production, with its
+// reader decoding the slot meanwhile on the same machine (on two cores,
+// decoding competes with legacy for the CPU), and with the slot in place
+// but decoded only afterwards, which is what the legacy transaction itself
+// pays (the old row images of REPLICA IDENTITY FULL). The trigger modes'
 // readers are not running (their cost is inside the legacy transaction).
 func CaptureOverhead(ctx context.Context, c *localpg.Cluster, label string, o CaptureOptions) ([]Row, error) {
 	o.defaults()
-	modes := []string{"", adapter.TriggerRow, adapter.TriggerStatement, adapter.ModeLogical}
+	modes := []string{"", adapter.TriggerRow, adapter.TriggerStatement, adapter.ModeLogical, logicalDeferred}
 	names := map[string]string{"": "no capture (baseline)", adapter.TriggerRow: "row trigger", adapter.TriggerStatement: "statement trigger",
-		adapter.ModeLogical: "log-based (logical decoding)"}
-	keys := map[string]string{"": "none", adapter.TriggerRow: "row_trigger", adapter.TriggerStatement: "statement_trigger", adapter.ModeLogical: "logical"}
+		adapter.ModeLogical: "log-based (logical decoding)", logicalDeferred: "log-based, decoded afterwards (the write path alone)"}
+	keys := map[string]string{"": "none", adapter.TriggerRow: "row_trigger", adapter.TriggerStatement: "statement_trigger", adapter.ModeLogical: "logical",
+		logicalDeferred: "logical_write_path"}
 	pools := map[string]*pgxpool.Pool{}
 	for i, m := range modes {
 		p, err := legacyDB(ctx, c, fmt.Sprintf("bench_overhead_%s_%d", strings.ReplaceAll(label, " ", "_"), i), o.Rows, m)
@@ -161,6 +169,20 @@ func CaptureOverhead(ctx context.Context, c *localpg.Cluster, label string, o Ca
 	defer stopReader()
 	if err := waitUntil(ctx, time.Minute, func() bool { _, b := cons.counts(); return b > 0 }); err != nil {
 		return nil, fmt.Errorf("log-based capture's backfill: %w", err)
+	}
+	// The deferred variant's slot is created by a reader that then stops;
+	// after each round the slot is moved to the end of the WAL, as a
+	// reader catching up would.
+	deferred := &counting{}
+	stopDeferred, err := startReader(ctx, pools[logicalDeferred], adapter.ModeLogical, 500, deferred)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitUntil(ctx, time.Minute, func() bool { _, b := deferred.counts(); return b > 0 }); err != nil {
+		return nil, fmt.Errorf("log-based capture's backfill: %w", err)
+	}
+	if err := stopDeferred(); err != nil {
+		return nil, err
 	}
 	single := map[string][]float64{}
 	model := map[string][]float64{}
@@ -187,6 +209,13 @@ func CaptureOverhead(ctx context.Context, c *localpg.Cluster, label string, o Ca
 				return nil, err
 			}
 			bulk[m] = append(bulk[m], per)
+			if m == logicalDeferred {
+				if _, err := pools[m].Exec(ctx, `SELECT pg_replication_slot_advance(slot_name, pg_current_wal_lsn()) FROM pg_replication_slots
+					WHERE database = current_database()`); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			if m != "" {
 				if m == adapter.ModeLogical {
 					// Let the decoder catch up before the next variant runs.
@@ -384,8 +413,8 @@ func startReader(ctx context.Context, pool *pgxpool.Pool, mode string, batch int
 	if err != nil {
 		return nil, err
 	}
-	if mode == adapter.ModeLogical {
-		cfg.Capture.Mode = mode
+	if mode == adapter.ModeLogical || mode == logicalDeferred {
+		cfg.Capture.Mode = adapter.ModeLogical
 	}
 	tr, err := cfg.Translator(nil)
 	if err != nil {

@@ -126,3 +126,62 @@ func ScanBaseline(ctx context.Context, url string) (time.Duration, error) {
 	}
 	return time.Since(began), nil
 }
+
+// IncrementalResult is one timed incremental reconcile.
+type IncrementalResult struct {
+	// Written is how many reports were written on both sides since the
+	// base; Touched, how many the run looked at.
+	Written, Touched int64
+	Elapsed          time.Duration
+	Unexpected       int64
+	Kind             string
+}
+
+// TimeIncremental records a full run of url as the base (unless one is
+// recorded), writes n reports spread over every cycle on both sides (the
+// legacy rows through the capture trigger, the projection as the shadow
+// writes it, the change log acknowledged as the mirror does), and times
+// the incremental run that follows, recorded, as serve runs it.
+func TimeIncremental(ctx context.Context, url string, n int) (*IncrementalResult, error) {
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	cfg, err := config.Example("production")
+	if err != nil {
+		return nil, err
+	}
+	o := cfg.ReconcileOptions(pool)
+	o.Persist, o.Incremental = true, true
+	if _, err := reconcile.Run(ctx, o); err != nil {
+		return nil, err
+	}
+	var reports int64
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM reports`).Scan(&reports); err != nil {
+		return nil, err
+	}
+	step := max(1, reports/int64(n))
+	stmts := []string{
+		`UPDATE workflow_phases SET updated_at = updated_at WHERE report_id % $1 = 0 AND report_id / $1 <= $2 AND phase_name = 'Planning'`,
+		`UPDATE dtebridge.shadow_phases SET tx_time = tx_time WHERE report_id % $1 = 0 AND report_id / $1 <= $2 AND phase = 'planning'`,
+	}
+	for _, s := range stmts {
+		if _, err := pool.Exec(ctx, s, step, n); err != nil {
+			return nil, fmt.Errorf("error writing reports: %w", err)
+		}
+	}
+	if _, err := pool.Exec(ctx, `UPDATE dtebridge.checkpoints SET acked_snapshot = pg_current_snapshot() WHERE consumer = 'mirror'`); err != nil {
+		return nil, err
+	}
+	began := time.Now()
+	r, err := reconcile.Run(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	res := &IncrementalResult{Written: int64(n), Elapsed: time.Since(began), Unexpected: r.Unexpected, Kind: r.Kind}
+	if r.Touched != nil {
+		res.Touched = *r.Touched
+	}
+	return res, nil
+}
