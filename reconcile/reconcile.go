@@ -252,9 +252,12 @@ type run struct {
 	// quarantined divergence is unexpected.
 	quarantineListed map[dtetype.Key]bool
 	seen             map[divKey]bool
-	// groups is how many (cycle, phase) groups the checksums sent to the
-	// key-by-key comparison.
-	groups   int
+	// groups is how many reports the checksums sent to the key-by-key
+	// comparison.
+	groups int
+	// filtered: the comparison looks at the reports whose checksums
+	// differ, not at every report.
+	filtered bool
 	dupExtra map[dtetype.Phase]int64
 	// baseline holds the phases with duplicate rows at install.
 	baseline   map[dtetype.Key]map[dtetype.Phase]int
@@ -494,29 +497,110 @@ func conflictDivergence(k3 key3, oc store.OpenConflict) dtetype.Divergence {
 		Detail: oc.Detail}
 }
 
-// checksums compares a checksum per (cycle, phase) of each side and keeps
-// the groups that differ for the key-by-key comparison, the first level of
-// data-diff's checksum-and-bisect. Finer groups (by report) were measured:
-// they cost the all-consistent case more than they save a 1% divergent one. It also counts the
-// legacy rows per phase, for the compared figures.
+// checksums narrows the comparison down to the reports that differ, as
+// data-diff's checksum and bisect does, each level computed on both sides
+// in parallel from one exported snapshot: a checksum per (cycle, phase)
+// first (which also counts legacy's rows per phase, for the compared
+// figures), then, within the groups that differ, a checksum per report.
+// Only the reports whose checksums differ are compared key by key, through
+// the tables' key indexes, so a 1% divergent table no longer sorts and
+// joins every row.
 func (c *run) checksums(ctx context.Context) error {
-	// A duplicate legacy row changes the count and the sum, so a group
-	// with one differs from the shadow's, which has one row per key.
-	type sum struct {
-		rows, hash int64
-	}
 	type group struct {
 		cycle int64
 		phase string
 	}
 	legacy, shadowSide := map[group]sum{}, map[group]sum{}
 	c.legacyRows = map[dtetype.Phase]int64{}
-	// The shadow's sums run on a second connection that shares this
-	// transaction's snapshot, in parallel with the legacy sums.
 	var snap string
 	if err := c.tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&snap); err != nil {
 		return fmt.Errorf("error sharing the snapshot: %w", err)
 	}
+	readGroups := func(into map[group]sum) func(pgx.Rows) error {
+		return func(rows pgx.Rows) error {
+			for rows.Next() {
+				var g group
+				var s sum
+				if err := rows.Scan(&g.cycle, &g.phase, &s.rows, &s.hash); err != nil {
+					return err
+				}
+				into[g] = s
+			}
+			return rows.Err()
+		}
+	}
+	c.q.args["pg_cycles"], c.q.args["pg_phases"] = []int64(nil), []string(nil)
+	if err := c.bothSides(ctx, snap, c.q.SumsLegacy, c.q.SumsShadow, readGroups(legacy), readGroups(shadowSide)); err != nil {
+		return err
+	}
+	for g, s := range legacy {
+		c.legacyRows[dtetype.Phase(g.phase)] += s.rows
+		c.r.RowsScanned += s.rows
+	}
+	var cycles []int64
+	var phases []string
+	for g, l := range legacy {
+		if s, ok := shadowSide[g]; !ok || s != l {
+			cycles, phases = append(cycles, g.cycle), append(phases, g.phase)
+		}
+	}
+	for g := range shadowSide {
+		if _, ok := legacy[g]; !ok {
+			cycles, phases = append(cycles, g.cycle), append(phases, g.phase)
+		}
+	}
+	c.filtered = true
+	if len(cycles) == 0 {
+		return nil // every checksum agrees: nothing to compare
+	}
+	if len(cycles)*2 > len(legacy)+len(shadowSide) {
+		cycles, phases = nil, nil // most groups differ: the second level looks at every one
+	}
+	c.q.args["pg_cycles"], c.q.args["pg_phases"] = cycles, phases
+	reportsL, reportsS := map[dtetype.Key]sum{}, map[dtetype.Key]sum{}
+	readReports := func(into map[dtetype.Key]sum) func(pgx.Rows) error {
+		return func(rows pgx.Rows) error {
+			for rows.Next() {
+				var k dtetype.Key
+				var s sum
+				if err := rows.Scan(&k.CycleID, &k.ReportID, &s.rows, &s.hash); err != nil {
+					return err
+				}
+				into[k] = s
+			}
+			return rows.Err()
+		}
+	}
+	if err := c.bothSides(ctx, snap, c.q.ReportSumsLegacy, c.q.ReportSumsShadow, readReports(reportsL), readReports(reportsS)); err != nil {
+		return err
+	}
+	var kc, kr []int64
+	for k, l := range reportsL {
+		if s, ok := reportsS[k]; !ok || s != l {
+			kc, kr = append(kc, k.CycleID), append(kr, k.ReportID)
+		}
+	}
+	for k := range reportsS {
+		if _, ok := reportsL[k]; !ok {
+			kc, kr = append(kc, k.CycleID), append(kr, k.ReportID)
+		}
+	}
+	c.groups = len(kc)
+	c.q.args["group_cycles"], c.q.args["group_reports"] = kc, kr
+	// Most reports differ: comparing everything is cheaper than looking
+	// each one up.
+	c.filtered = c.groups*2 <= len(reportsL)+len(reportsS)
+	return nil
+}
+
+// sum is a checksum: rows and the sum of their hashes.
+type sum struct {
+	rows, hash int64
+}
+
+// bothSides runs legacyQuery in the run's transaction and shadowQuery on a
+// second connection in the same snapshot, in parallel.
+func (c *run) bothSides(ctx context.Context, snap, legacyQuery, shadowQuery string, readLegacy, readShadow func(pgx.Rows) error) error {
 	shadowErr := make(chan error, 1)
 	go func() {
 		shadowErr <- func() error {
@@ -532,75 +616,36 @@ func (c *run) checksums(ctx context.Context) error {
 				if _, err := tx.Exec(ctx, "SET LOCAL timezone = 'UTC'"); err != nil {
 					return err
 				}
-				rows, err := tx.Query(ctx, c.q.SumsShadow, c.q.args)
+				rows, err := tx.Query(ctx, shadowQuery, c.q.args)
 				if err != nil {
 					return err
 				}
 				defer rows.Close()
-				for rows.Next() {
-					var g group
-					var s sum
-					if err := rows.Scan(&g.cycle, &g.phase, &s.rows, &s.hash); err != nil {
-						return err
-					}
-					shadowSide[g] = s
-				}
-				return rows.Err()
+				return readShadow(rows)
 			})
 		}()
 	}()
-	rows, err := c.tx.Query(ctx, c.q.SumsLegacy, c.q.args)
-	if err != nil {
-		<-shadowErr
-		return fmt.Errorf("error summing legacy rows: %w", err)
-	}
-	for rows.Next() {
-		var g group
-		var s sum
-		if err := rows.Scan(&g.cycle, &g.phase, &s.rows, &s.hash); err != nil {
-			rows.Close()
-			<-shadowErr
+	legacyErr := func() error {
+		rows, err := c.tx.Query(ctx, legacyQuery, c.q.args)
+		if err != nil {
 			return err
 		}
-		legacy[g] = s
-		c.legacyRows[dtetype.Phase(g.phase)] += s.rows
-		c.r.RowsScanned += s.rows
-	}
-	if err := rows.Err(); err != nil {
-		<-shadowErr
-		return fmt.Errorf("error summing legacy rows: %w", err)
-	}
+		defer rows.Close()
+		return readLegacy(rows)
+	}()
 	if err := <-shadowErr; err != nil {
 		return fmt.Errorf("error summing the shadow projection: %w", err)
 	}
-	var cycles []int64
-	var phases []string
-	differs := func(g group) {
-		cycles, phases = append(cycles, g.cycle), append(phases, g.phase)
+	if legacyErr != nil {
+		return fmt.Errorf("error summing legacy rows: %w", legacyErr)
 	}
-	for g, l := range legacy {
-		if s, ok := shadowSide[g]; !ok || s != l {
-			differs(g)
-		}
-	}
-	for g := range shadowSide {
-		if _, ok := legacy[g]; !ok {
-			differs(g)
-		}
-	}
-	c.groups = len(cycles)
-	if c.groups*2 > len(legacy)+len(shadowSide) {
-		// Most groups differ: comparing everything is cheaper than filtering.
-		cycles, phases = nil, nil
-	}
-	c.q.args["group_cycles"], c.q.args["group_phases"] = cycles, phases
 	return nil
 }
 
 // compare streams the keys that differ, in key order, through a cursor.
 func (c *run) compare(ctx context.Context) error {
 	c.dupExtra, c.orphans = map[dtetype.Phase]int64{}, map[dtetype.Phase]int64{}
-	if c.groups == 0 {
+	if c.filtered && c.groups == 0 {
 		if c.o.Progress != nil {
 			c.o.Progress(1, 1)
 		}
@@ -610,7 +655,11 @@ func (c *run) compare(ctx context.Context) error {
 	for _, n := range c.legacyRows {
 		total += n
 	}
-	if _, err := c.tx.Exec(ctx, "DECLARE reconcile NO SCROLL CURSOR FOR "+c.q.Compare, c.q.args); err != nil {
+	query := c.q.Compare
+	if c.filtered {
+		query = c.q.CompareGroups
+	}
+	if _, err := c.tx.Exec(ctx, "DECLARE reconcile NO SCROLL CURSOR FOR "+query, c.q.args); err != nil {
 		return fmt.Errorf("error comparing: %w", err)
 	}
 	var done int64

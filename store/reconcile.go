@@ -19,6 +19,10 @@ import (
 type LegacySide struct {
 	// Legacy defines the CTEs mp, ms, mt and lw, without WITH.
 	Legacy string
+	// LegacyGroups is Legacy with lw limited to the reports
+	// @group_cycles, @group_reports, as a plain conjunct on the key
+	// columns.
+	LegacyGroups string
 	// LegacyOrder lists lw's key columns, for the oldest row.
 	LegacyOrder string
 	// LegacyChanged selects the reports legacy changed since @since.
@@ -30,7 +34,7 @@ type LegacySide struct {
 
 // ReconcileSQL are reconcile's comparison queries.
 type ReconcileSQL struct {
-	SumsLegacy, SumsShadow, Compare, Violations string
+	SumsLegacy, SumsShadow, ReportSumsLegacy, ReportSumsShadow, Compare, CompareGroups, Violations string
 }
 
 // ReconcileQueries renders the comparison queries around the legacy side.
@@ -39,18 +43,25 @@ func (s *Store) ReconcileQueries(l LegacySide) (*ReconcileSQL, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := template.New("reconcile").Parse(string(text))
+	t, err := template.New("reconcile").Funcs(template.FuncMap{
+		// args passes the comparison its legacy side and the condition
+		// that limits the shadow's.
+		"args": func(q map[string]any, legacy, shadowGroups string) map[string]any {
+			return map[string]any{"Q": q, "Legacy": legacy, "ShadowGroups": shadowGroups}
+		},
+	}).Parse(string(text))
 	if err != nil {
 		return nil, err
 	}
 	var buf bytes.Buffer
-	if err := t.Execute(&buf, map[string]any{"Schema": s.quoted, "Legacy": l.Legacy, "LegacyOrder": l.LegacyOrder,
+	if err := t.Execute(&buf, map[string]any{"Schema": s.quoted, "Legacy": l.Legacy, "LegacyGroups": l.LegacyGroups, "LegacyOrder": l.LegacyOrder,
 		"LegacyChanged": l.LegacyChanged, "Scope": l.Scope}); err != nil {
 		return nil, err
 	}
 	named := splitNamed(buf.String())
-	out := &ReconcileSQL{SumsLegacy: named["SumsLegacy"], SumsShadow: named["SumsShadow"], Compare: named["Compare"], Violations: named["Violations"]}
-	if out.SumsLegacy == "" || out.SumsShadow == "" || out.Compare == "" || out.Violations == "" {
+	out := &ReconcileSQL{SumsLegacy: named["SumsLegacy"], SumsShadow: named["SumsShadow"], Compare: named["Compare"],
+		CompareGroups: named["CompareGroups"], Violations: named["Violations"], ReportSumsLegacy: named["ReportSumsLegacy"], ReportSumsShadow: named["ReportSumsShadow"]}
+	if out.ReportSumsLegacy == "" || out.ReportSumsShadow == "" || out.SumsLegacy == "" || out.SumsShadow == "" || out.Compare == "" || out.CompareGroups == "" || out.Violations == "" {
 		return nil, fmt.Errorf("store: reconcile.sql.tmpl lacks a query")
 	}
 	return out, nil
