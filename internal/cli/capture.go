@@ -509,8 +509,8 @@ func statusCommand(g *globals) *cli.Command {
 					return
 				}
 				lr := st.LastReconcile
-				fmt.Fprintf(g.Stdout, "\nLast reconcile: run %d at %s, %d keys, consistency %.2f%%, %d unexpected divergences (%d new, %d resolved).\n",
-					lr.RunID, lr.FinishedAt.Format(time.RFC3339), lr.Compared, lr.Consistency*100, lr.Unexpected, lr.New, lr.Resolved)
+				fmt.Fprintf(g.Stdout, "\nLast reconcile: run %d (%s) at %s, %d keys, consistency %.2f%%, %d unexpected divergences (%d new, %d resolved).\n",
+					lr.RunID, cmp.Or(lr.Kind, "full"), lr.FinishedAt.Format(time.RFC3339), lr.Compared, lr.Consistency*100, lr.Unexpected, lr.New, lr.Resolved)
 				fmt.Fprintln(tw, "PHASE\tCOMPARED\tCONSISTENCY\tIN FLIGHT")
 				for _, p := range lr.Phases {
 					fmt.Fprintf(tw, "%s\t%d\t%.2f%%\t%d\n", p.Phase, p.Compared, p.Consistency*100, p.InFlight)
