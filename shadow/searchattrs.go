@@ -2,38 +2,185 @@ package shadow
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 )
 
-// EnsureSearchAttributes makes sure the shadow's search attributes exist in
-// namespace ns, registering the missing ones if the server lets it, and
-// reports whether they do.
-func EnsureSearchAttributes(ctx context.Context, c client.Client, ns string, log *slog.Logger) bool {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: ns})
-	if err != nil {
-		log.Warn("cannot list search attributes; running without them", "error", err)
-		return false
-	}
-	missing := map[string]enums.IndexedValueType{}
-	for name, typ := range SearchAttributeTypes() {
-		if _, ok := resp.GetCustomAttributes()[name]; !ok {
-			missing[name] = map[string]enums.IndexedValueType{"Int": enums.INDEXED_VALUE_TYPE_INT, "Keyword": enums.INDEXED_VALUE_TYPE_KEYWORD,
-				"Bool": enums.INDEXED_VALUE_TYPE_BOOL}[typ]
+// indexedTypes maps SearchAttributeTypes' names to Temporal's.
+var indexedTypes = map[string]enums.IndexedValueType{"Int": enums.INDEXED_VALUE_TYPE_INT, "Keyword": enums.INDEXED_VALUE_TYPE_KEYWORD,
+	"Bool": enums.INDEXED_VALUE_TYPE_BOOL}
+
+// typeName is the CLI's name of a Temporal search attribute type.
+func typeName(t enums.IndexedValueType) string {
+	for n, v := range indexedTypes {
+		if v == t {
+			return n
 		}
 	}
+	return strings.TrimPrefix(t.String(), "IndexedValueType")
+}
+
+// SearchAttributes is what the shadow's search attributes are in a
+// namespace: OK when every one is registered with its type and visible;
+// otherwise Problem says why, and Commands are what registers the missing
+// ones.
+type SearchAttributes struct {
+	OK bool `json:"ok"`
+	// Problem says why the workflows run without search attributes.
+	Problem string `json:"problem,omitempty"`
+	// WrongType lists attributes that exist with another type: an error
+	// only an operator can fix (the workflows would fail to upsert them).
+	WrongType []string `json:"wrong_type,omitempty"`
+	// Commands register the missing attributes, where the bridge may not.
+	Commands []string `json:"commands,omitempty"`
+	// Registered lists the attributes the bridge registered, and Visible
+	// how long they took to become usable.
+	Registered []string      `json:"registered,omitempty"`
+	Visible    time.Duration `json:"visible_after,omitempty"`
+}
+
+// CheckSearchAttributes compares the namespace's custom search attributes
+// with the shadow's, by name and type, and returns the missing ones and
+// the mistyped ones (described).
+func CheckSearchAttributes(ctx context.Context, c client.Client, ns string) (missing map[string]enums.IndexedValueType, wrong []string, err error) {
+	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: ns})
+	if err != nil {
+		return nil, nil, err
+	}
+	missing = map[string]enums.IndexedValueType{}
+	for name, typ := range SearchAttributeTypes() {
+		have, ok := resp.GetCustomAttributes()[name]
+		switch {
+		case !ok:
+			missing[name] = indexedTypes[typ]
+		case have != indexedTypes[typ]:
+			wrong = append(wrong, fmt.Sprintf("%s is %s, the bridge needs %s", name, typeName(have), typ))
+		}
+	}
+	slices.Sort(wrong)
+	return missing, wrong, nil
+}
+
+// CreateCommands are the Temporal CLI commands that register attributes.
+func CreateCommands(ns string, attrs map[string]enums.IndexedValueType) []string {
+	var out []string
+	for _, name := range slices.Sorted(func(yield func(string) bool) {
+		for n := range attrs {
+			if !yield(n) {
+				return
+			}
+		}
+	}) {
+		out = append(out, fmt.Sprintf("temporal operator search-attribute create --namespace %s --name %s --type %s", ns, name, typeName(attrs[name])))
+	}
+	return out
+}
+
+// AllCreateCommands are the Temporal CLI commands that register every one
+// of the shadow's search attributes.
+func AllCreateCommands(ns string) []string {
+	return CreateCommands(ns, typesOf(SearchAttributeTypes()))
+}
+
+// EnsureSearchAttributes makes sure the shadow's search attributes exist in
+// namespace ns with their types, registering the missing ones if the
+// server lets it (Temporal Cloud does not: there they must be registered
+// beforehand, and Commands say how), and waits until the namespace can use
+// the ones it registered: a namespace's mapping reaches the history
+// service moments after registration, and signals carrying the attributes
+// fail until then.
+func EnsureSearchAttributes(ctx context.Context, c client.Client, ns string, log *slog.Logger) SearchAttributes {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	missing, wrong, err := CheckSearchAttributes(ctx, c, ns)
+	if err != nil {
+		return SearchAttributes{Problem: fmt.Sprintf("cannot list the search attributes of namespace %s: %v", ns, err),
+			Commands: AllCreateCommands(ns)}
+	}
+	if len(wrong) > 0 {
+		return SearchAttributes{WrongType: wrong, Problem: fmt.Sprintf("search attributes exist in namespace %s with another type: %s; remove them "+
+			"(temporal operator search-attribute remove) and let serve register them, or register them with the types shown", ns, strings.Join(wrong, "; "))}
+	}
 	if len(missing) == 0 {
-		return true
+		return SearchAttributes{OK: true}
 	}
 	if _, err := c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{Namespace: ns, SearchAttributes: missing}); err != nil {
-		log.Warn("cannot register search attributes; running without them", "error", err)
-		return false
+		return SearchAttributes{Problem: fmt.Sprintf("cannot register search attributes in namespace %s (%v): run the commands shown", ns, err),
+			Commands: CreateCommands(ns, missing)}
 	}
-	return true
+	sa := SearchAttributes{Registered: slices.Sorted(func(yield func(string) bool) {
+		for n := range missing {
+			if !yield(n) {
+				return
+			}
+		}
+	})}
+	began := time.Now()
+	if err := waitUsable(ctx, c, ns); err != nil {
+		sa.Problem = fmt.Sprintf("search attributes registered in namespace %s are not usable after %s: %v", ns, time.Since(began).Round(time.Millisecond), err)
+		return sa
+	}
+	sa.OK, sa.Visible = true, time.Since(began)
+	log.Info("search attributes registered", "namespace", ns, "attributes", strings.Join(sa.Registered, ","), "usable_after", sa.Visible.Round(time.Millisecond))
+	return sa
+}
+
+func typesOf(m map[string]string) map[string]enums.IndexedValueType {
+	out := map[string]enums.IndexedValueType{}
+	for n, t := range m {
+		out[n] = indexedTypes[t]
+	}
+	return out
+}
+
+// waitUsable waits until the namespace lists every attribute and a
+// visibility query on all of them is accepted.
+func waitUsable(ctx context.Context, c client.Client, ns string) error {
+	var terms []string
+	for name, typ := range SearchAttributeTypes() {
+		switch typ {
+		case "Int":
+			terms = append(terms, name+" = 0")
+		case "Bool":
+			terms = append(terms, name+" = false")
+		default:
+			terms = append(terms, name+" = ''")
+		}
+	}
+	slices.Sort(terms)
+	query := strings.Join(terms, " AND ")
+	var last error
+	for {
+		missing, wrong, err := CheckSearchAttributes(ctx, c, ns)
+		switch {
+		case err != nil:
+			last = err
+		case len(wrong) > 0:
+			return errors.New(strings.Join(wrong, "; "))
+		case len(missing) > 0:
+			last = fmt.Errorf("%d not listed yet", len(missing))
+		default:
+			_, err := c.WorkflowService().CountWorkflowExecutions(ctx, &workflowservice.CountWorkflowExecutionsRequest{Namespace: ns, Query: query})
+			var invalid *serviceerror.InvalidArgument
+			if err == nil || !errors.As(err, &invalid) {
+				return nil // usable (an error other than an unknown attribute is not this wait's business)
+			}
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

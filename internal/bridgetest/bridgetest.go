@@ -5,6 +5,7 @@
 package bridgetest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -41,6 +42,7 @@ type Bridge struct {
 
 	reconcileEvery time.Duration
 	signalTimeout  time.Duration
+	namespace      string
 	http           func(*http.Server)
 }
 
@@ -48,6 +50,9 @@ type Bridge struct {
 type Options struct {
 	// Temporal is the client to use. Default: the shared dev server.
 	Temporal client.Client
+	// Namespace is Temporal's namespace, the one Temporal's client is
+	// for. Default: default.
+	Namespace string
 	// NoServe installs but does not start serving.
 	NoServe bool
 	// ReconcileEvery schedules reconcile in serve.
@@ -127,7 +132,8 @@ func New(t testing.TB, p *legacysim.Profile, o *Options) *Bridge {
 	if tc == nil {
 		tc = testenv.TemporalClient(t)
 	}
-	b := &Bridge{T: t, DB: db, Cfg: cfg, Profile: p, TC: tc, reconcileEvery: o.ReconcileEvery, signalTimeout: o.SignalTimeout, http: o.HTTP}
+	b := &Bridge{T: t, DB: db, Cfg: cfg, Profile: p, TC: tc, reconcileEvery: o.ReconcileEvery, signalTimeout: o.SignalTimeout, http: o.HTTP,
+		namespace: cmp.Or(o.Namespace, "default")}
 	if !o.NoServe {
 		b.Start()
 	}
@@ -138,7 +144,16 @@ func New(t testing.TB, p *legacysim.Profile, o *Options) *Bridge {
 // it again for a second replica of the same bridge.
 func (b *Bridge) Start() *serve.Server {
 	b.T.Helper()
-	srv, err := serve.Start(context.Background(), serve.Options{Config: b.Cfg, Pool: b.DB.Pool, Temporal: b.TC, Namespace: "default",
+	srv, err := b.TryStart()
+	if err != nil {
+		b.T.Fatal(err)
+	}
+	return srv
+}
+
+// TryStart is Start, returning serve's error.
+func (b *Bridge) TryStart() (*serve.Server, error) {
+	srv, err := serve.Start(context.Background(), serve.Options{Config: b.Cfg, Pool: b.DB.Pool, Temporal: b.TC, Namespace: b.namespace,
 		TemporalAddress: testenv.Temporal(b.T).Address(), ReconcileEvery: b.reconcileEvery,
 		Logger: slog.New(slog.NewTextHandler(testWriter{b.T}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Listen: "127.0.0.1:0", Reader: func(rc *adapter.ReaderConfig) {
@@ -146,13 +161,13 @@ func (b *Bridge) Start() *serve.Server {
 			rc.RetryBackoff = time.Second
 		}, Mirror: func(mc *adapter.MirrorConfig) { mc.SignalTimeout = b.signalTimeout }, HTTP: b.http})
 	if err != nil {
-		b.T.Fatal(err)
+		return nil, err
 	}
 	if b.Srv == nil {
 		b.Srv = srv
 	}
 	b.T.Cleanup(srv.Stop)
-	return srv
+	return srv, nil
 }
 
 // Simulate runs simulator traffic as fast as it goes.

@@ -9,13 +9,13 @@ package preflight
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
@@ -573,22 +573,20 @@ func (c *checker) temporal(ctx context.Context) error {
 			"namespace %q: %v", ns, err)
 		return nil
 	}
-	resp, err := c.o.Temporal.OperatorService().ListSearchAttributes(tctx, &operatorservice.ListSearchAttributesRequest{Namespace: ns})
+	missing, wrong, err := shadow.CheckSearchAttributes(tctx, c.o.Temporal, ns)
 	if err != nil {
-		c.r.add(Warning, "temporal", "", "let serve register them, or register them with temporal operator search-attribute create",
+		c.r.add(Warning, "temporal", "", "let serve register them, or register them yourself: "+strings.Join(shadow.AllCreateCommands(ns), "; "),
 			"cannot list search attributes: %v", err)
 		return nil
 	}
-	var missing []string
-	for name := range shadow.SearchAttributeTypes() {
-		if _, ok := resp.GetCustomAttributes()[name]; !ok {
-			missing = append(missing, name)
-		}
+	if len(wrong) > 0 {
+		c.r.add(Error, "temporal", "temporal.namespace", "remove them (temporal operator search-attribute remove --namespace "+ns+" --name NAME) and let serve register them",
+			"search attributes in namespace %s have another type than the shadow upserts: %s", ns, strings.Join(wrong, "; "))
 	}
-	slices.Sort(missing)
 	if len(missing) > 0 {
-		c.r.add(Warning, "temporal", "", "serve registers them when it may; else: temporal operator search-attribute create --name NAME --type TYPE",
-			"search attributes %s are not registered in %s: workflows run without them", strings.Join(missing, ", "), ns)
+		names := slices.Sorted(maps.Keys(missing))
+		c.r.add(Warning, "temporal", "", "serve registers them where the server lets it; else (Temporal Cloud): "+strings.Join(shadow.CreateCommands(ns, missing), "; "),
+			"search attributes %s are not registered in %s", strings.Join(names, ", "), ns)
 	}
 	return nil
 }

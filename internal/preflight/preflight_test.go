@@ -3,6 +3,10 @@ package preflight_test
 import (
 	"context"
 	"fmt"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -313,5 +317,29 @@ func TestUnlimitedSlotWAL(t *testing.T) {
 	cfg.Capture.Mode = adapter.ModeLogical
 	if got := find(run(t, cfg, pool, preflight.Options{}), "capture", "max_slot_wal_keep_size is unlimited"); len(got) != 1 || got[0].Severity != preflight.Warning {
 		t.Errorf("unlimited slot WAL: %+v", got)
+	}
+}
+
+// TestSearchAttributeOfAnotherType: a shadow search attribute registered
+// with another type is an error that names it.
+func TestSearchAttributeOfAnotherType(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tc := testenv.TemporalClient(t)
+	ns := "preflight_wrong_type"
+	if _, err := tc.WorkflowService().RegisterNamespace(ctx, &workflowservice.RegisterNamespaceRequest{Namespace: ns,
+		WorkflowExecutionRetentionPeriod: durationpb.New(24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{Namespace: ns,
+		SearchAttributes: map[string]enums.IndexedValueType{"DtebridgeReport": enums.INDEXED_VALUE_TYPE_BOOL}}); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, seedConfig(t), seedDB(t).Pool, preflight.Options{Temporal: tc, Namespace: ns})
+	if got := find(r, "temporal", "DtebridgeReport is Bool, the bridge needs Int"); len(got) != 1 || got[0].Severity != preflight.Error {
+		t.Errorf("an attribute of another type: %+v", r.Problems)
+	}
+	if got := find(r, "temporal", "are not registered in "+ns); len(got) != 1 || !strings.Contains(got[0].Fix, "--name DtebridgeCycle --type Int") {
+		t.Errorf("the missing ones, with the commands that register them: %+v", r.Problems)
 	}
 }

@@ -113,15 +113,18 @@ type Server struct {
 	mu            sync.Mutex
 	err           error
 	lastReconcile *reconcile.Report
-	temporalAddr  string
-	st            *store.Store
-	reader        *adapter.Reader
-	users         *legacy.Users
-	store         *cutover.Store
-	authority     *cutover.Authority
-	executor      *cutover.Executor
-	token         string
-	temporal      client.Client
+	// searchAttributes is what serve found of the shadow's search
+	// attributes at start.
+	searchAttributes shadow.SearchAttributes
+	temporalAddr     string
+	st               *store.Store
+	reader           *adapter.Reader
+	users            *legacy.Users
+	store            *cutover.Store
+	authority        *cutover.Authority
+	executor         *cutover.Executor
+	token            string
+	temporal         client.Client
 	// cfg is the configuration in force; Reload replaces it.
 	cfg            atomic.Pointer[config.Config]
 	reloadMu       sync.Mutex
@@ -238,7 +241,22 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 
-	sa := shadow.EnsureSearchAttributes(ctx, o.Temporal, o.Namespace, log)
+	sa := shadow.EnsureSearchAttributes(ctx, o.Temporal, cmp.Or(o.Namespace, "default"), log)
+	if len(sa.WrongType) > 0 {
+		// Upserting an attribute of another type fails every workflow
+		// task: refuse to start rather than stall every shadow.
+		return nil, errors.New(sa.Problem)
+	}
+	s.searchAttributes = sa
+	saOK := prometheus.NewGauge(prometheus.GaugeOpts{Name: "dtebridge_shadow_search_attributes",
+		Help: "1 when the shadow workflows carry their search attributes (DtebridgeCycle, ...), 0 when they run without them (see /readyz and serve's log)."})
+	s.registry.MustRegister(saOK)
+	if sa.OK {
+		saOK.Set(1)
+	} else {
+		log.Warn("the shadow workflows run without their search attributes: Temporal's UI and visibility queries cannot find them by cycle, report or divergence",
+			"problem", sa.Problem, "register_with", strings.Join(sa.Commands, "; "))
+	}
 	s.worker = shadow.NewWorker(o.Temporal, st, shadow.WorkerConfig{TaskQueue: cfg.Shadow.TaskQueue})
 	wb := &cutover.WriteBack{Writer: writer, Store: st}
 	s.writeBack = wb
@@ -247,7 +265,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("error starting the shadow worker: %w", err)
 	}
 	mc := adapter.MirrorConfig{Client: o.Temporal, Definition: def, Definitions: defs, Store: st, TaskQueue: cfg.Shadow.TaskQueue,
-		WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Concurrency: cfg.Shadow.Concurrency, SearchAttributes: sa, Logger: log,
+		WorkflowIDPrefix: cfg.Shadow.WorkflowIDPrefix, Concurrency: cfg.Shadow.Concurrency, SearchAttributes: sa.OK, Logger: log,
 		Metrics: s.MirrorMetrics, Users: users, Authority: s.authority}
 	if len(cfg.Legacy.Attributes) > 0 {
 		table := cfg.Legacy.Clone()
@@ -326,7 +344,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			s.reconcileLoop(rctx, o.ReconcileEvery, cmp.Or(o.FullEvery, DefaultFullEvery))
 		}()
 	}
-	log.Info("dtebridge serving", "definition", def.Key(), "http", s.addr, "search_attributes", sa)
+	log.Info("dtebridge serving", "definition", def.Key(), "http", s.addr, "search_attributes", sa.OK)
 	started = true
 	return s, nil
 }
@@ -556,6 +574,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		if err := s.users.Err(); err != nil {
 			add(&degraded, "actor roles cannot be looked up (the role rule is not judged)", err)
 		}
+	}
+	if sa := s.searchAttributes; !sa.OK {
+		add(&degraded, "the shadow workflows run without their search attributes", errors.New(sa.Problem+"; "+strings.Join(sa.Commands, "; ")))
 	}
 	body := map[string]any{"ready": len(problems) == 0, "problems": problems, "degraded": degraded}
 	if len(problems) > 0 {
