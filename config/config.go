@@ -213,7 +213,13 @@ type Temporal struct {
 	// UIURL, if set, is the Temporal Web UI's address, which the console
 	// links each report's shadow workflow to.
 	UIURL string `yaml:"ui_url"`
+	// Retention is the workflow retention of a namespace serve
+	// --temporal-create-namespace creates. Default: 72h.
+	Retention Duration `yaml:"retention"`
 }
+
+// DefaultNamespaceRetention is a created namespace's retention.
+const DefaultNamespaceRetention = 72 * time.Hour
 
 // Duration is a time.Duration written as "30s" or "168h".
 type Duration time.Duration

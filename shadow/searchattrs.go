@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // indexedTypes maps SearchAttributeTypes' names to Temporal's.
@@ -180,6 +181,36 @@ func waitUsable(ctx context.Context, c client.Client, ns string) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// EnsureNamespace creates namespace ns with the given workflow retention
+// unless it exists, and waits until the server knows it; created says
+// whether it did.
+func EnsureNamespace(ctx context.Context, c client.Client, ns string, retention time.Duration) (created bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	_, err = c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: ns})
+	var nf *serviceerror.NamespaceNotFound
+	if err == nil || !errors.As(err, &nf) {
+		return false, err
+	}
+	if _, err := c.WorkflowService().RegisterNamespace(ctx, &workflowservice.RegisterNamespaceRequest{Namespace: ns,
+		WorkflowExecutionRetentionPeriod: durationpb.New(retention)}); err != nil {
+		var exists *serviceerror.NamespaceAlreadyExists
+		if !errors.As(err, &exists) {
+			return false, fmt.Errorf("error creating namespace %s: %w", ns, err)
+		}
+	}
+	for {
+		if _, err = c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: ns}); err == nil {
+			return true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return true, fmt.Errorf("namespace %s was created but is not usable: %w", ns, err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -25,9 +25,10 @@ func (g *globals) temporalLogger() sdklog.Logger {
 }
 
 type serveOptions struct {
-	Listen         string
-	ReconcileEvery time.Duration
-	FullEvery      time.Duration
+	Listen          string
+	ReconcileEvery  time.Duration
+	FullEvery       time.Duration
+	CreateNamespace bool
 }
 
 func serveCommand(g *globals) *cli.Command {
@@ -42,6 +43,7 @@ func serveCommand(g *globals) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Usage: "HTTP address (- disables)", DefaultText: "http.listen, else 127.0.0.1:8080", Destination: &o.Listen},
 			&cli.DurationFlag{Name: "reconcile-every", Usage: "run a recorded reconcile this often on the capture leader (0: never); incremental but every --full-every", Destination: &o.ReconcileEvery},
+			&cli.BoolFlag{Name: "temporal-create-namespace", Usage: "create the Temporal namespace (retention: temporal.retention, else 72h) if it does not exist; for self-hosted clusters", Destination: &o.CreateNamespace},
 			&cli.DurationFlag{Name: "full-every", Usage: "how often a scheduled reconcile compares every report, not only those written since the last run (negative: always)", Value: serve.DefaultFullEvery, Destination: &o.FullEvery},
 		},
 		Before: noArgs,
@@ -56,6 +58,16 @@ func serveCommand(g *globals) *cli.Command {
 				return err
 			}
 			defer tc.Close()
+			if o.CreateNamespace {
+				retention := cmp.Or(time.Duration(cfg.Temporal.Retention), config.DefaultNamespaceRetention)
+				created, err := shadow.EnsureNamespace(c.Context, tc, g.TemporalNamespace, retention)
+				if err != nil {
+					return err
+				}
+				if created {
+					g.Logger.Info("created the Temporal namespace", "namespace", g.TemporalNamespace, "retention", retention)
+				}
+			}
 			srv, err := serve.Start(c.Context, serve.Options{Config: cfg, Pool: pool, Temporal: tc, Namespace: g.TemporalNamespace,
 				TemporalLogger: g.temporalLogger(),
 				Listen:         o.Listen, ReconcileEvery: o.ReconcileEvery, FullEvery: o.FullEvery, Logger: g.Logger})

@@ -115,3 +115,23 @@ func TestSearchAttributes(t *testing.T) {
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
+
+// TestEnsureNamespace: serve --temporal-create-namespace creates a missing
+// namespace with the configured retention, and leaves an existing one.
+func TestEnsureNamespace(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tc := testenv.TemporalClient(t)
+	ns := "test_ensure_namespace"
+	created, err := shadow.EnsureNamespace(ctx, tc, ns, 48*time.Hour)
+	if err != nil || !created {
+		t.Fatalf("a missing namespace: created %v, %v", created, err)
+	}
+	d, err := tc.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: ns})
+	if err != nil || d.GetConfig().GetWorkflowExecutionRetentionTtl().AsDuration() != 48*time.Hour {
+		t.Fatalf("the namespace created: %v %v", d, err)
+	}
+	if created, err := shadow.EnsureNamespace(ctx, tc, ns, time.Hour); err != nil || created {
+		t.Errorf("an existing namespace: created %v, %v", created, err)
+	}
+}
