@@ -539,15 +539,8 @@ func (c *run) checksums(ctx context.Context) error {
 	}
 	var cycles []int64
 	var phases []string
-	for g, l := range legacy {
-		if s, ok := shadowSide[g]; !ok || s != l {
-			cycles, phases = append(cycles, g.cycle), append(phases, g.phase)
-		}
-	}
-	for g := range shadowSide {
-		if _, ok := legacy[g]; !ok {
-			cycles, phases = append(cycles, g.cycle), append(phases, g.phase)
-		}
+	for _, g := range differing(legacy, shadowSide) {
+		cycles, phases = append(cycles, g.cycle), append(phases, g.phase)
 	}
 	c.filtered = true
 	if len(cycles) == 0 {
@@ -575,15 +568,8 @@ func (c *run) checksums(ctx context.Context) error {
 		return err
 	}
 	var kc, kr []int64
-	for k, l := range reportsL {
-		if s, ok := reportsS[k]; !ok || s != l {
-			kc, kr = append(kc, k.CycleID), append(kr, k.ReportID)
-		}
-	}
-	for k := range reportsS {
-		if _, ok := reportsL[k]; !ok {
-			kc, kr = append(kc, k.CycleID), append(kr, k.ReportID)
-		}
+	for _, k := range differing(reportsL, reportsS) {
+		kc, kr = append(kc, k.CycleID), append(kr, k.ReportID)
 	}
 	c.groups = len(kc)
 	c.q.args["group_cycles"], c.q.args["group_reports"] = kc, kr
@@ -596,6 +582,23 @@ func (c *run) checksums(ctx context.Context) error {
 // sum is a checksum: rows and the sum of their hashes.
 type sum struct {
 	rows, hash int64
+}
+
+// differing returns the groups whose checksums differ between the sides,
+// or that one side lacks.
+func differing[K comparable](legacy, shadow map[K]sum) []K {
+	var out []K
+	for k, l := range legacy {
+		if s, ok := shadow[k]; !ok || s != l {
+			out = append(out, k)
+		}
+	}
+	for k := range shadow {
+		if _, ok := legacy[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // bothSides runs legacyQuery in the run's transaction and shadowQuery on a
