@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
 	"strconv"
@@ -98,14 +99,24 @@ func (c *run) fingerprintOf(ctx context.Context) (string, error) {
 	if c.baselineAt != nil {
 		baselineAt = c.baselineAt.UTC().Format(time.RFC3339Nano)
 	}
+	// The label mappings keep their labels unexported: listed here.
+	labels := func(all func(func(string, string) bool)) []string {
+		var out []string
+		all(func(l, v string) bool { out = append(out, l+"="+v); return true })
+		slices.Sort(out)
+		return out
+	}
+	t := c.o.Table
 	b, err := json.Marshal(struct {
-		Table      any
-		Tolerance  time.Duration
-		Expected   []Rule
-		Exclude    []dtetype.Phase
-		Modes      string
-		BaselineAt string
-	}{c.o.Table, c.o.DateTolerance, c.o.Expected, exclude, mark, baselineAt})
+		Table                    any
+		Phases, States, Statuses []string
+		Tolerance                time.Duration
+		Expected                 []Rule
+		Exclude                  []dtetype.Phase
+		Modes                    string
+		BaselineAt               string
+	}{t, labels(stringPairs(t.Phases.All())), labels(stringPairs(t.States.All())), labels(stringPairs(t.Statuses.All())),
+		c.o.DateTolerance, c.o.Expected, exclude, mark, baselineAt})
 	if err != nil {
 		return "", err
 	}
@@ -212,4 +223,15 @@ func (c *run) touched(ctx context.Context) error {
 	}
 	c.q.args["key_cycles"], c.q.args["key_reports"] = kc, kr
 	return nil
+}
+
+// stringPairs turns a mapping's labels and values into strings.
+func stringPairs[V ~string](all iter.Seq2[string, V]) func(func(string, string) bool) {
+	return func(yield func(string, string) bool) {
+		for l, v := range all {
+			if !yield(l, string(v)) {
+				return
+			}
+		}
+	}
 }

@@ -208,4 +208,16 @@ func TestIncrementalMatchesFull(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A label mapped since: the verdicts of reports nobody wrote may
+	// change, so the run is full.
+	remapped := run(t, b, func(o *reconcile.Options) {
+		noRules(o)
+		o.Persist, o.Incremental = true, true
+		tbl := o.Table.Clone()
+		tbl.States.Set("Escalated", "in_progress")
+		o.Table = tbl
+	})
+	if remapped.Kind != "full" || !strings.Contains(remapped.FullBecause, "mapping") {
+		t.Errorf("after a mapping change: kind %q, full because %q", remapped.Kind, remapped.FullBecause)
+	}
 }
