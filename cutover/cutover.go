@@ -137,7 +137,7 @@ func GateOf(runs []reconcile.RunSummary, phase dtetype.Phase, cfg GateConfig) *G
 	// fails the gate, whatever the full runs before it found.
 	for _, r := range runs {
 		if r.Kind != store.RunIncremental {
-			if fullRunOf(r, phase) {
+			if r.FullOf(phase) {
 				break
 			}
 			continue
@@ -152,7 +152,7 @@ func GateOf(runs []reconcile.RunSummary, phase dtetype.Phase, cfg GateConfig) *G
 		if len(res.Runs) == cfg.Runs {
 			break
 		}
-		if !fullRunOf(r, phase) {
+		if !r.FullOf(phase) {
 			continue
 		}
 		gr := GateRun{RunID: r.RunID, FinishedAt: r.FinishedAt}
@@ -186,13 +186,6 @@ func GateOf(runs []reconcile.RunSummary, phase dtetype.Phase, cfg GateConfig) *G
 	}
 	res.Pass = len(res.Why) == 0
 	return res
-}
-
-// fullRunOf reports whether r looked at every report of phase: a full
-// run, or one scoped to the phase alone.
-func fullRunOf(r reconcile.RunSummary, phase dtetype.Phase) bool {
-	return r.Kind != store.RunIncremental && r.Scope.Cycle == nil && r.Scope.Since == nil && len(r.Scope.Keys) == 0 &&
-		(r.Scope.Phase == "" || r.Scope.Phase == phase)
 }
 
 func sumCounts(m map[string]int64) int64 {

@@ -33,6 +33,16 @@ func (t *Table) AttributeTables() []string {
 	return out
 }
 
+// AttributeSources lists the tables attributes come from as capture
+// names them in the change log: schema.table.
+func (t *Table) AttributeSources() []string {
+	var out []string
+	for _, tb := range t.AttributeTables() {
+		out = append(out, qualified(tb))
+	}
+	return out
+}
+
 func quoteText(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 func ident(table string) string { return pgx.Identifier(strings.Split(table, ".")).Sanitize() }

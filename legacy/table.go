@@ -153,10 +153,6 @@ func (t *Table) Clone() *Table {
 	return &c
 }
 
-// Source is the table as capture names it in the change log:
-// schema.table, public where the configuration names no schema.
-func (t *Table) Source() string { return qualified(t.Name) }
-
 // qualified names a table with its schema, public where none is given.
 func qualified(name string) string {
 	if !strings.Contains(name, ".") {

@@ -24,8 +24,10 @@ import (
 //     did not see, both row images (a key moved away is looked at too);
 //     for an attribute table, every report (all its cycles) the row
 //     belongs to;
-//   - the shadow: every projection row, phase row deleted, or mirror
-//     record written since (a trigger stamps each with its transaction);
+//   - the shadow: every projection row or mirror record written since (a
+//     trigger stamps each with its transaction) or deleted (recorded in
+//     shadow_deletes; a truncation makes the run full);
+//   - the reports the base found in flight, which it did not judge;
 //   - what the run's own snapshot knows now: reports behind the stream,
 //     with changes in quarantine, or in an open authority conflict, and
 //     reports with an open divergence whose verdict depends on time or on
@@ -75,6 +77,8 @@ func (c *run) plan(ctx context.Context) error {
 		r.FullBecause = "no full run recorded its snapshot yet"
 	case base.Fingerprint != r.fingerprint:
 		r.FullBecause = fmt.Sprintf("what run %d judged by changed since (mapping, expected rules, date tolerance, phase modes or baseline)", base.RunID)
+	case c.truncated(ctx, base):
+		r.FullBecause = fmt.Sprintf("a table of the shadow's side was truncated since run %d", base.RunID)
 	case o.Retention > 0 && c.now.Sub(base.StartedAt) > o.Retention/2:
 		r.FullBecause = fmt.Sprintf("run %d is older than half of capture.retention (%s): the change log may no longer hold every change since", base.RunID, o.Retention)
 	default:
@@ -85,6 +89,13 @@ func (c *run) plan(ctx context.Context) error {
 		r.keys = map[dtetype.Key]bool{}
 	}
 	return nil
+}
+
+// truncated reports whether a table of the shadow's side was truncated
+// since base (an error reading it counts as truncated: the run is full).
+func (c *run) truncated(ctx context.Context, base *store.IncrementalBase) bool {
+	t, err := c.o.Store.On(c.tx).ShadowTruncated(ctx, base.Snapshot)
+	return err != nil || t
 }
 
 // fingerprintOf is what the run's verdicts depend on beyond the rows.
@@ -134,7 +145,7 @@ func (c *run) touched(ctx context.Context) error {
 	t := c.o.Table
 	keys := c.r.keys
 	add := func(k dtetype.Key) { keys[k] = true }
-	changed, err := st.ChangedSince(ctx, c.base.Snapshot, t.Columns.Cycle, t.Columns.Report, t.Source())
+	changed, err := st.ChangedSince(ctx, c.base.Snapshot, t.Columns.Cycle, t.Columns.Report, t.AttributeSources())
 	if err != nil {
 		return err
 	}
@@ -200,6 +211,10 @@ func (c *run) touched(ctx context.Context) error {
 		add(k)
 	}
 	for k := range c.behindSince {
+		add(k)
+	}
+	// What the base found in flight it did not judge.
+	for _, k := range c.base.InFlight {
 		add(k)
 	}
 	for k := range c.quarantined {

@@ -220,4 +220,57 @@ func TestIncrementalMatchesFull(t *testing.T) {
 	if remapped.Kind != "full" || !strings.Contains(remapped.FullBecause, "mapping") {
 		t.Errorf("after a mapping change: kind %q, full because %q", remapped.Kind, remapped.FullBecause)
 	}
+	// A truncation names no report: the next run is full (after one run
+	// under the mapping of before, itself full).
+	run(t, b, func(o *reconcile.Options) { noRules(o); o.Persist, o.Incremental = true, true })
+	b.Exec(`TRUNCATE dtebridge.mirror_keys`)
+	if r := run(t, b, func(o *reconcile.Options) { noRules(o); o.Persist, o.Incremental = true, true }); r.Kind != "full" ||
+		!strings.Contains(r.FullBecause, "truncated") {
+		t.Errorf("after a truncation: kind %q, full because %q", r.Kind, r.FullBecause)
+	}
+}
+
+// TestIncrementalRevisitsInFlight: a report the base run found in flight
+// was not judged; when it stops being in flight without a write either
+// side records (the change acknowledged, never applied), the next
+// incremental run still judges it, as a full run would.
+func TestIncrementalRevisitsInFlight(t *testing.T) {
+	t.Parallel()
+	b := bridgetest.New(t, legacysim.Production, nil)
+	b.Simulate(6, 120, 53)
+	b.Quiescent(90 * time.Second)
+	ctx := context.Background()
+	incremental := func() *reconcile.Report {
+		return run(t, b, func(o *reconcile.Options) { o.Expected, o.Persist, o.Incremental = nil, true, true })
+	}
+	incremental() // the first base: full
+	b.Srv.Stop()  // the shadow stops following
+	var k dtetype.Key
+	if err := b.DB.Pool.QueryRow(ctx, `SELECT cycle_id, report_id FROM workflow_phases ORDER BY 1, 2 LIMIT 1`).Scan(&k.CycleID, &k.ReportID); err != nil {
+		t.Fatal(err)
+	}
+	b.Exec(`UPDATE workflow_phases SET actual_end_date = coalesce(actual_end_date, now()) + interval '5 days' WHERE cycle_id = $1 AND report_id = $2`,
+		k.CycleID, k.ReportID)
+	base := incremental()
+	if base.Looked(k) {
+		t.Fatalf("%s is not in flight in the base run", k)
+	}
+	// Acknowledged without being applied: no row of either side changes.
+	b.Exec(`UPDATE dtebridge.checkpoints SET acked_snapshot = pg_current_snapshot() WHERE consumer = 'mirror'`)
+	r := incremental()
+	full := run(t, b, func(o *reconcile.Options) { o.Expected = nil })
+	found := func(r *reconcile.Report) bool {
+		for _, d := range r.Divergences {
+			if d.Key == k && d.Kind == dtetype.KindDatesMismatch {
+				return true
+			}
+		}
+		return false
+	}
+	if !found(full) {
+		t.Fatalf("the full run does not find the undelivered change of %s", k)
+	}
+	if r.Kind != "incremental" || !found(r) {
+		t.Errorf("the incremental run after the base (%s, %d reports) misses the dates_mismatch of %s", r.Kind, *r.Touched, k)
+	}
 }

@@ -48,7 +48,7 @@ func NewCollector(st *store.Store, phases []dtetype.Phase, log *slog.Logger) pro
 			counter(comparedDesc, float64(totals.Compared))
 			counter(newDesc, float64(totals.New))
 			counter(resolvedDesc, float64(totals.Resolved))
-			recent, err := Runs(ctx, st, 50)
+			recent, err := GateRuns(ctx, st, 50)
 			if err != nil {
 				return nil, err
 			}
@@ -61,6 +61,9 @@ func NewCollector(st *store.Store, phases []dtetype.Phase, log *slog.Logger) pro
 			for _, p := range phases {
 			runs:
 				for _, r := range recent {
+					if !r.FullOf(p) {
+						continue // the gate's figure comes from full runs
+					}
 					for _, pr := range r.Phases {
 						if pr.Phase == p && pr.Compared > 0 {
 							gauge(consistencyDesc, pr.Consistency, string(p))

@@ -58,6 +58,13 @@ type RunSummary struct {
 	Duration time.Duration `json:"-"`
 }
 
+// FullOf reports whether the run looked at every report of phase: a full
+// run, or one scoped to the phase alone.
+func (r *RunSummary) FullOf(phase dtetype.Phase) bool {
+	return r.Kind != store.RunIncremental && r.Scope.Cycle == nil && r.Scope.Since == nil && len(r.Scope.Keys) == 0 &&
+		(r.Scope.Phase == "" || r.Scope.Phase == phase)
+}
+
 // Runs returns the most recent recorded runs, newest first.
 func Runs(ctx context.Context, st *store.Store, limit int) ([]RunSummary, error) {
 	rows, err := st.Runs(ctx, limit)

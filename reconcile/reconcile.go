@@ -539,14 +539,15 @@ func (c *run) checksums(ctx context.Context) error {
 	}
 	var cycles []int64
 	var phases []string
-	for _, g := range differing(legacy, shadowSide) {
+	diff, groups := differing(legacy, shadowSide)
+	for _, g := range diff {
 		cycles, phases = append(cycles, g.cycle), append(phases, g.phase)
 	}
 	c.filtered = true
 	if len(cycles) == 0 {
 		return nil // every checksum agrees: nothing to compare
 	}
-	if len(cycles)*2 > len(legacy)+len(shadowSide) {
+	if len(cycles)*2 > groups {
 		cycles, phases = nil, nil // most groups differ: the second level looks at every one
 	}
 	c.q.args["pg_cycles"], c.q.args["pg_phases"] = cycles, phases
@@ -568,14 +569,15 @@ func (c *run) checksums(ctx context.Context) error {
 		return err
 	}
 	var kc, kr []int64
-	for _, k := range differing(reportsL, reportsS) {
+	diffReports, reports := differing(reportsL, reportsS)
+	for _, k := range diffReports {
 		kc, kr = append(kc, k.CycleID), append(kr, k.ReportID)
 	}
 	c.groups = len(kc)
 	c.q.args["group_cycles"], c.q.args["group_reports"] = kc, kr
 	// Most reports differ: comparing everything is cheaper than looking
 	// each one up.
-	c.filtered = c.groups*2 <= len(reportsL)+len(reportsS)
+	c.filtered = c.groups*2 <= reports
 	return nil
 }
 
@@ -585,9 +587,9 @@ type sum struct {
 }
 
 // differing returns the groups whose checksums differ between the sides,
-// or that one side lacks.
-func differing[K comparable](legacy, shadow map[K]sum) []K {
-	var out []K
+// or that one side lacks, and how many groups the sides have together.
+func differing[K comparable](legacy, shadow map[K]sum) (out []K, groups int) {
+	groups = len(legacy)
 	for k, l := range legacy {
 		if s, ok := shadow[k]; !ok || s != l {
 			out = append(out, k)
@@ -596,9 +598,10 @@ func differing[K comparable](legacy, shadow map[K]sum) []K {
 	for k := range shadow {
 		if _, ok := legacy[k]; !ok {
 			out = append(out, k)
+			groups++
 		}
 	}
-	return out
+	return out, groups
 }
 
 // bothSides runs legacyQuery in the run's transaction and shadowQuery on a

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -98,7 +99,10 @@ func newQueries(o *Options) (*queries, error) {
 	// column as it is (date, timestamp or timestamptz give the same number
 	// in this UTC session as their timestamptz would), without the bounds
 	// above: a row beyond them differs, and the comparison judges it.
-	epoch := func(col string) string { return "floor(date_part('epoch', " + id(col) + "))" }
+	// Whole seconds, unless the date tolerance is below a second: then a
+	// difference under a second may be a divergence, and the checksum must
+	// see it.
+	epoch := func(col string) string { return epochOf(id(col), o.DateTolerance) }
 	lwOf := func(groups string) string {
 		return mapping + `, lw AS (
 		SELECT ` + cyc + ` AS cycle_id, ` + rep + ` AS report_id, ` + phaseExpr + ` AS phase,
@@ -120,7 +124,8 @@ func newQueries(o *Options) (*queries, error) {
 	changed := `SELECT ` + legacy.Col("", c.Cycle) + `::bigint, ` + legacy.Col("", c.Report) + `::bigint FROM ` + tbl + `
 		WHERE @since::timestamptz IS NOT NULL AND ` + legacy.Col("", c.UpdatedAt) + ` >= @since`
 	var err error
-	q.ReconcileSQL, err = o.Store.ReconcileQueries(store.LegacySide{Legacy: lw, LegacyGroups: lwGroups, LegacyOrder: strings.Join(order, ", "), LegacyChanged: changed,
+	q.ReconcileSQL, err = o.Store.ReconcileQueries(store.LegacySide{Legacy: lw, LegacyGroups: lwGroups,
+		Epoch: func(expr string) string { return epochOf(expr, o.DateTolerance) }, LegacyOrder: strings.Join(order, ", "), LegacyChanged: changed,
 		Scope: func(alias string) string { return scopeOf(alias+"cycle_id", alias+"report_id") }})
 	if err != nil {
 		return nil, err
@@ -129,6 +134,15 @@ func newQueries(o *Options) (*queries, error) {
 		FROM ` + tbl + ` w
 		WHERE (` + rawCyc + `, ` + rawRep + `) IN (SELECT * FROM unnest(@cycles::bigint[], @reports::bigint[]))`
 	return q, nil
+}
+
+// epochOf is the checksums' number for the time expr: its seconds since
+// the epoch, whole ones when tolerance is a second or more.
+func epochOf(expr string, tolerance time.Duration) string {
+	if tolerance >= time.Second {
+		return "floor(date_part('epoch', " + expr + "))"
+	}
+	return "date_part('epoch', " + expr + ")"
 }
 
 // caseMap maps expr, a label, to its value: CASE expr WHEN label THEN
@@ -146,8 +160,11 @@ func caseMap(expr string, labels, values []string) string {
 	return b.String()
 }
 
-// literal quotes s as an SQL string literal (standard_conforming_strings).
-func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+// literal quotes s as an SQL escape-string literal, which reads the same
+// whatever standard_conforming_strings says.
+func literal(s string) string {
+	return "E'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", "''") + "'"
+}
 
 func nilIfEmpty(s string) *string {
 	if s == "" {

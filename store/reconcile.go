@@ -23,6 +23,9 @@ type LegacySide struct {
 	// @group_cycles, @group_reports, as a plain conjunct on the key
 	// columns.
 	LegacyGroups string
+	// Epoch renders the checksums' number for a time expression of the
+	// shadow's, as lw's *_epoch columns are computed.
+	Epoch func(expr string) string
 	// LegacyOrder lists lw's key columns, for the oldest row.
 	LegacyOrder string
 	// LegacyChanged selects the reports legacy changed since @since.
@@ -55,7 +58,7 @@ func (s *Store) ReconcileQueries(l LegacySide) (*ReconcileSQL, error) {
 	}
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, map[string]any{"Schema": s.quoted, "Legacy": l.Legacy, "LegacyGroups": l.LegacyGroups, "LegacyOrder": l.LegacyOrder,
-		"LegacyChanged": l.LegacyChanged, "Scope": l.Scope}); err != nil {
+		"LegacyChanged": l.LegacyChanged, "Scope": l.Scope, "Epoch": l.Epoch}); err != nil {
 		return nil, err
 	}
 	named := splitNamed(buf.String())
@@ -156,8 +159,10 @@ func (s *Store) RecordRun(ctx context.Context, run Run, scope RunScope, found []
 		if run.Kind == "" {
 			run.Kind = RunScoped
 		}
+		flightCycles, flightReports := splitKeys(scope.InFlight)
 		if err := tx.db.QueryRow(ctx, tx.sql("InsertRun"), run.StartedAt, now, run.Scope, run.Compared, run.Consistent, run.InFlight,
-			run.Unexpected, run.Expected, run.Counts, run.Phases, run.Kind, run.Snapshot, run.Fingerprint, run.BaseRun, run.Touched).Scan(&rec.RunID); err != nil {
+			run.Unexpected, run.Expected, run.Counts, run.Phases, run.Kind, run.Snapshot, run.Fingerprint, run.BaseRun, run.Touched,
+			flightCycles, flightReports).Scan(&rec.RunID); err != nil {
 			return &NotInstalledError{fmt.Errorf("error recording the run: %w", err)}
 		}
 		if _, err := tx.db.Exec(ctx, tx.sql("CreateFound")); err != nil {
@@ -209,6 +214,13 @@ func (s *Store) RecordRun(ctx context.Context, run Run, scope RunScope, found []
 		}
 		if err := fs.Err(); err != nil {
 			return err
+		}
+		if run.Snapshot != nil {
+			// A delete recorded before this snapshot's oldest running
+			// transaction is seen by it, and by any later base.
+			if _, err := tx.db.Exec(ctx, tx.sql("PruneShadowDeletes"), *run.Snapshot); err != nil {
+				return err
+			}
 		}
 		_, err = tx.db.Exec(ctx, tx.sql("FinishRun"), rec.RunID, rec.New, rec.Resolved, time.Now())
 		return err
@@ -295,18 +307,24 @@ type IncrementalBase struct {
 	Snapshot    string
 	Fingerprint string
 	StartedAt   time.Time
+	// InFlight are the reports it found in flight and did not judge.
+	InFlight []dtetype.Key
 }
 
 // LatestIncrementalBase returns the latest full or incremental run that
 // recorded its snapshot, or nil.
 func (s *Store) LatestIncrementalBase(ctx context.Context) (*IncrementalBase, error) {
 	var b IncrementalBase
-	err := s.db.QueryRow(ctx, s.sql("IncrementalBase")).Scan(&b.RunID, &b.Snapshot, &b.Fingerprint, &b.StartedAt)
+	var cycles, reports []int64
+	err := s.db.QueryRow(ctx, s.sql("IncrementalBase")).Scan(&b.RunID, &b.Snapshot, &b.Fingerprint, &b.StartedAt, &cycles, &reports)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, &NotInstalledError{fmt.Errorf("error reading reconcile runs: %w", err)}
+	}
+	for i := range min(len(cycles), len(reports)) {
+		b.InFlight = append(b.InFlight, dtetype.Key{CycleID: cycles[i], ReportID: reports[i]})
 	}
 	return &b, nil
 }
@@ -321,10 +339,10 @@ type ChangedRow struct {
 }
 
 // ChangedSince returns the row images of the changes captured since
-// snapshot, the phase table being source phaseTable and its report
-// columns cycleCol and reportCol.
-func (s *Store) ChangedSince(ctx context.Context, snapshot, cycleCol, reportCol, phaseTable string) ([]ChangedRow, error) {
-	rows, err := s.db.Query(ctx, s.sql("ChangedRows"), snapshot, cycleCol, reportCol, phaseTable)
+// snapshot: the phase table's report columns cycleCol and reportCol, and
+// the rows of attributeTables (as capture names them, schema.table).
+func (s *Store) ChangedSince(ctx context.Context, snapshot, cycleCol, reportCol string, attributeTables []string) ([]ChangedRow, error) {
+	rows, err := s.db.Query(ctx, s.sql("ChangedRows"), snapshot, cycleCol, reportCol, append([]string{}, attributeTables...))
 	if err != nil {
 		return nil, fmt.Errorf("error reading the changes since the last run: %w", err)
 	}
@@ -361,6 +379,14 @@ func (s *Store) keys(ctx context.Context, query string, args ...any) ([]dtetype.
 		err := r.Scan(&k.CycleID, &k.ReportID)
 		return k, err
 	})
+}
+
+// ShadowTruncated reports whether a table of the shadow's side was
+// truncated since snapshot.
+func (s *Store) ShadowTruncated(ctx context.Context, snapshot string) (bool, error) {
+	var t bool
+	err := s.db.QueryRow(ctx, s.sql("ShadowTruncated"), snapshot).Scan(&t)
+	return t, err
 }
 
 // CutoverLogMark identifies the mode changes made so far.

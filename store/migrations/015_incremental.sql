@@ -7,6 +7,10 @@ ALTER TABLE {{.Schema}}.reconcile_runs ADD COLUMN snapshot pg_snapshot;
 ALTER TABLE {{.Schema}}.reconcile_runs ADD COLUMN fingerprint text;
 ALTER TABLE {{.Schema}}.reconcile_runs ADD COLUMN base_run bigint;
 ALTER TABLE {{.Schema}}.reconcile_runs ADD COLUMN touched bigint;
+-- The reports a run found in flight, which it did not judge: the next
+-- incremental run looks at them again.
+ALTER TABLE {{.Schema}}.reconcile_runs ADD COLUMN in_flight_cycles bigint[];
+ALTER TABLE {{.Schema}}.reconcile_runs ADD COLUMN in_flight_reports bigint[];
 CREATE INDEX reconcile_runs_base ON {{.Schema}}.reconcile_runs (run_id) WHERE snapshot IS NOT NULL;
 
 -- The transaction that last wrote each row of the shadow's side, whoever
@@ -32,15 +36,32 @@ CREATE TRIGGER shadow_keys_written BEFORE UPDATE ON {{.Schema}}.shadow_keys FOR 
 CREATE TRIGGER shadow_phases_written BEFORE UPDATE ON {{.Schema}}.shadow_phases FOR EACH ROW EXECUTE FUNCTION {{.Schema}}.set_written();
 CREATE TRIGGER mirror_keys_written BEFORE UPDATE ON {{.Schema}}.mirror_keys FOR EACH ROW EXECUTE FUNCTION {{.Schema}}.set_written();
 
--- A phase row deleted leaves no row to carry it: its report's key row
--- carries the write instead.
-CREATE FUNCTION {{.Schema}}.phase_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+-- A deleted row leaves no row to carry its write: its report is recorded
+-- here instead (a TRUNCATE, which names no report, as a row without one,
+-- which makes the next incremental run full). A run that records its
+-- snapshot drops what that snapshot saw.
+CREATE TABLE {{.Schema}}.shadow_deletes (
+    cycle_id  bigint,
+    report_id bigint,
+    written   xid8 NOT NULL DEFAULT pg_current_xact_id()
+);
+CREATE INDEX shadow_deletes_written ON {{.Schema}}.shadow_deletes (written);
+CREATE FUNCTION {{.Schema}}.shadow_row_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE {{.Schema}}.shadow_keys SET written = pg_current_xact_id()
-    WHERE cycle_id = OLD.cycle_id AND report_id = OLD.report_id;
+    INSERT INTO {{.Schema}}.shadow_deletes (cycle_id, report_id) VALUES (OLD.cycle_id, OLD.report_id);
     RETURN OLD;
 END $$;
-CREATE TRIGGER shadow_phases_deleted AFTER DELETE ON {{.Schema}}.shadow_phases FOR EACH ROW EXECUTE FUNCTION {{.Schema}}.phase_deleted();
+CREATE FUNCTION {{.Schema}}.shadow_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO {{.Schema}}.shadow_deletes (cycle_id, report_id) VALUES (NULL, NULL);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER shadow_phases_deleted AFTER DELETE ON {{.Schema}}.shadow_phases FOR EACH ROW EXECUTE FUNCTION {{.Schema}}.shadow_row_deleted();
+CREATE TRIGGER shadow_keys_deleted AFTER DELETE ON {{.Schema}}.shadow_keys FOR EACH ROW EXECUTE FUNCTION {{.Schema}}.shadow_row_deleted();
+CREATE TRIGGER mirror_keys_deleted AFTER DELETE ON {{.Schema}}.mirror_keys FOR EACH ROW EXECUTE FUNCTION {{.Schema}}.shadow_row_deleted();
+CREATE TRIGGER shadow_phases_truncated AFTER TRUNCATE ON {{.Schema}}.shadow_phases FOR EACH STATEMENT EXECUTE FUNCTION {{.Schema}}.shadow_truncated();
+CREATE TRIGGER shadow_keys_truncated AFTER TRUNCATE ON {{.Schema}}.shadow_keys FOR EACH STATEMENT EXECUTE FUNCTION {{.Schema}}.shadow_truncated();
+CREATE TRIGGER mirror_keys_truncated AFTER TRUNCATE ON {{.Schema}}.mirror_keys FOR EACH STATEMENT EXECUTE FUNCTION {{.Schema}}.shadow_truncated();
 
 -- Runs recorded before kinds were: those without a scope looked at every
 -- report.

@@ -2,8 +2,9 @@
 
 -- name: InsertRun
 INSERT INTO {{.Schema}}.reconcile_runs (started_at, finished_at, scope, compared, consistent,
-    in_flight, unexpected, expected, new, resolved, counts, phases, kind, snapshot, fingerprint, base_run, touched)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, $9, $10, $11, $12::pg_snapshot, $13, $14, $15) RETURNING run_id;
+    in_flight, unexpected, expected, new, resolved, counts, phases, kind, snapshot, fingerprint, base_run, touched,
+    in_flight_cycles, in_flight_reports)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, $9, $10, $11, $12::pg_snapshot, $13, $14, $15, $16, $17) RETURNING run_id;
 
 -- name: CreateFound
 CREATE TEMP TABLE found (cycle_id bigint, report_id bigint, phase text, kind text,
@@ -62,14 +63,16 @@ SELECT phase, kind, coalesce(rule, '') <> '', count(*) FROM {{.Schema}}.divergen
 -- name: IncrementalBase
 -- The latest run an incremental run can build on: one that looked at every
 -- report (a full run or an incremental one) and recorded its snapshot.
-SELECT run_id, snapshot::text, coalesce(fingerprint, ''), started_at FROM {{.Schema}}.reconcile_runs
+SELECT run_id, snapshot::text, coalesce(fingerprint, ''), started_at, coalesce(in_flight_cycles, '{}'), coalesce(in_flight_reports, '{}')
+FROM {{.Schema}}.reconcile_runs
 WHERE snapshot IS NOT NULL AND kind IN ('full', 'incremental') ORDER BY run_id DESC LIMIT 1;
 
 -- name: ChangedRows
--- The captured changes a snapshot ($1) did not see, each image once: for
--- the phase table ($4) the report's columns read by name ($2, $3), for
--- other tables (report attributes) the row itself.
-SELECT DISTINCT c.source, v.r->>$2, v.r->>$3, CASE WHEN c.source <> $4 THEN v.r END
+-- The captured changes a snapshot ($1) did not see, each image once: the
+-- report's columns read by name ($2, $3), and for the attribute tables
+-- ($4) the row itself. As the reader does, a change of any table that is
+-- not an attribute table is a phase row's.
+SELECT DISTINCT c.source, v.r->>$2, v.r->>$3, CASE WHEN c.source = ANY($4::text[]) THEN v.r END
 FROM {{.Schema}}.changes c CROSS JOIN LATERAL (VALUES (c.old_row), (c.new_row)) v(r)
 WHERE c.xid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(c.xid, $1::pg_snapshot) AND v.r IS NOT NULL;
 
@@ -81,7 +84,18 @@ WHERE written >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapsho
 UNION SELECT cycle_id, report_id FROM {{.Schema}}.shadow_phases
 WHERE written >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(written, $1::pg_snapshot)
 UNION SELECT cycle_id, report_id FROM {{.Schema}}.mirror_keys
-WHERE written >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(written, $1::pg_snapshot);
+WHERE written >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(written, $1::pg_snapshot)
+UNION SELECT cycle_id, report_id FROM {{.Schema}}.shadow_deletes
+WHERE cycle_id IS NOT NULL AND written >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(written, $1::pg_snapshot);
+
+-- name: ShadowTruncated
+-- Whether a table of the shadow's side was truncated since snapshot $1.
+SELECT EXISTS (SELECT 1 FROM {{.Schema}}.shadow_deletes
+WHERE cycle_id IS NULL AND written >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(written, $1::pg_snapshot));
+
+-- name: PruneShadowDeletes
+-- What a recorded snapshot ($1) saw is no longer needed.
+DELETE FROM {{.Schema}}.shadow_deletes WHERE written < pg_snapshot_xmin($1::pg_snapshot);
 
 -- name: OpenKeysOfKinds
 -- The reports with open divergences of the kinds given ($1).
