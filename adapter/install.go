@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/synapsedte/dtebridge/legacy"
@@ -515,8 +516,21 @@ func (p *logicalPlan) apply(ctx context.Context, tx pgx.Tx, cfg *CaptureConfig) 
 	return nil
 }
 
-// dropSlot drops a replication slot no one reads.
+// dropSlot drops a replication slot no one reads. A serve stopped moments
+// ago may still hold it while its connection closes: that is waited for,
+// a few seconds at most.
 func dropSlot(ctx context.Context, conn *pgx.Conn, slot string) error {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		var active bool
+		if err := conn.QueryRow(ctx, "SELECT coalesce((SELECT active FROM pg_replication_slots WHERE slot_name = $1), false)", slot).Scan(&active); err != nil || !active {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 	if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
 		return fmt.Errorf("error dropping replication slot %s (stop every dtebridge serve of this database first): %w", slot, err)
 	}

@@ -41,6 +41,7 @@ type Bridge struct {
 	TC      client.Client
 
 	reconcileEvery time.Duration
+	fullEvery      time.Duration
 	signalTimeout  time.Duration
 	namespace      string
 	http           func(*http.Server)
@@ -55,8 +56,9 @@ type Options struct {
 	Namespace string
 	// NoServe installs but does not start serving.
 	NoServe bool
-	// ReconcileEvery schedules reconcile in serve.
-	ReconcileEvery time.Duration
+	// ReconcileEvery schedules reconcile in serve, and FullEvery its full
+	// sweeps (serve's default; negative: every run full).
+	ReconcileEvery, FullEvery time.Duration
 	// Token, if set, is the bearer token of the command API.
 	Token string
 	// Configure, if set, adjusts the example config before install.
@@ -132,7 +134,7 @@ func New(t testing.TB, p *legacysim.Profile, o *Options) *Bridge {
 	if tc == nil {
 		tc = testenv.TemporalClient(t)
 	}
-	b := &Bridge{T: t, DB: db, Cfg: cfg, Profile: p, TC: tc, reconcileEvery: o.ReconcileEvery, signalTimeout: o.SignalTimeout, http: o.HTTP,
+	b := &Bridge{T: t, DB: db, Cfg: cfg, Profile: p, TC: tc, reconcileEvery: o.ReconcileEvery, fullEvery: o.FullEvery, signalTimeout: o.SignalTimeout, http: o.HTTP,
 		namespace: cmp.Or(o.Namespace, "default")}
 	if !o.NoServe {
 		b.Start()
@@ -154,7 +156,7 @@ func (b *Bridge) Start() *serve.Server {
 // TryStart is Start, returning serve's error.
 func (b *Bridge) TryStart() (*serve.Server, error) {
 	srv, err := serve.Start(context.Background(), serve.Options{Config: b.Cfg, Pool: b.DB.Pool, Temporal: b.TC, Namespace: b.namespace,
-		TemporalAddress: testenv.Temporal(b.T).Address(), ReconcileEvery: b.reconcileEvery,
+		TemporalAddress: testenv.Temporal(b.T).Address(), ReconcileEvery: b.reconcileEvery, FullEvery: b.fullEvery,
 		Logger: slog.New(slog.NewTextHandler(testWriter{b.T}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Listen: "127.0.0.1:0", Reader: func(rc *adapter.ReaderConfig) {
 			rc.PollInterval, rc.MaintenanceInterval, rc.StandbyInterval = 200*time.Millisecond, 500*time.Millisecond, 200*time.Millisecond

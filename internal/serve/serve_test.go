@@ -125,10 +125,11 @@ func TestHTTP(t *testing.T) {
 	}
 }
 
-// TestScheduledReconcile: serve --reconcile-every records runs by itself.
+// TestScheduledReconcile: serve --reconcile-every records runs by itself,
+// incremental ones between full sweeps every --full-every.
 func TestScheduledReconcile(t *testing.T) {
 	t.Parallel()
-	b := bridgetest.New(t, legacysim.Seed, &bridgetest.Options{ReconcileEvery: 300 * time.Millisecond})
+	b := bridgetest.New(t, legacysim.Seed, &bridgetest.Options{ReconcileEvery: 300 * time.Millisecond, FullEvery: 2 * time.Second})
 	b.Simulate(3, 40, 5)
 	b.Quiescent(60 * time.Second)
 	deadline := time.Now().Add(30 * time.Second)
@@ -138,11 +139,14 @@ func TestScheduledReconcile(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	var runs int
-	b.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM dtebridge.reconcile_runs`).Scan(&runs)
-	if runs == 0 {
-		t.Error("scheduled runs were not recorded")
-	}
+	bridgetest.WaitFor(t, 30*time.Second, "two full sweeps with incremental runs between", func() bool {
+		var full, incremental, between int
+		b.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE kind = 'full'), count(*) FILTER (WHERE kind = 'incremental'),
+			count(*) FILTER (WHERE kind = 'incremental' AND run_id > (SELECT min(run_id) FROM dtebridge.reconcile_runs WHERE kind = 'full')
+				AND run_id < (SELECT max(run_id) FROM dtebridge.reconcile_runs WHERE kind = 'full'))
+			FROM dtebridge.reconcile_runs`).Scan(&full, &incremental, &between)
+		return full >= 2 && between >= 1
+	})
 }
 
 // TestServeRefusesAMismatchedConfig: serve runs the preflight check at

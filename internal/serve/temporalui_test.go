@@ -22,7 +22,9 @@ import (
 // diverges, read through the Temporal API as the Temporal UI reads them.
 func TestTemporalUIShowsDivergence(t *testing.T) {
 	t.Parallel()
-	b := bridgetest.New(t, legacysim.Seed, &bridgetest.Options{ReconcileEvery: 500 * time.Millisecond})
+	// Every scheduled run full: the fault below bypasses trigger capture,
+	// which only a full sweep finds.
+	b := bridgetest.New(t, legacysim.Seed, &bridgetest.Options{ReconcileEvery: 500 * time.Millisecond, FullEvery: -1})
 	b.Simulate(5, 80, 23)
 	b.Quiescent(60 * time.Second)
 	ctx := context.Background()
