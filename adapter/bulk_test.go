@@ -106,7 +106,11 @@ func TestRetentionPrunesOnlyAcknowledged(t *testing.T) {
 	// A second consumer that has acknowledged nothing since its backfill
 	// holds back what it has not seen.
 	maxBefore := f.count(`SELECT max(id) FROM dtebridge.changes`)
-	if _, err := f.pool.Exec(ctx, `INSERT INTO dtebridge.checkpoints (consumer, acked_snapshot) VALUES ('slow', pg_current_snapshot())`); err != nil {
+	// Its snapshot sees every change so far and none after; built from the
+	// change log, not taken, so a transaction another test holds open on
+	// the shared cluster does not hold it back.
+	if _, err := f.pool.Exec(ctx, `INSERT INTO dtebridge.checkpoints (consumer, acked_snapshot)
+		SELECT 'slow', (x || ':' || x || ':')::pg_snapshot FROM (SELECT (max(xid)::text::bigint + 1)::text AS x FROM dtebridge.changes) s`); err != nil {
 		t.Fatal(err)
 	}
 	generate(t, f, 100, 6)
@@ -116,9 +120,10 @@ func TestRetentionPrunesOnlyAcknowledged(t *testing.T) {
 		return b.Changes == 0
 	})
 	// Pruning goes by the oldest transaction either consumer's snapshot
-	// still saw running, cluster-wide, so under load it may keep rows both
-	// acknowledged until that transaction ends (another test's, on the
-	// shared cluster); it never removes one the slow consumer has not.
+	// still saw running, cluster-wide, so under load the mirror may keep
+	// rows both acknowledged until such a transaction (another test's, on
+	// the shared cluster) ends; it never removes one the slow consumer has
+	// not seen.
 	var n int64
 	bridgetest.WaitFor(t, 30*time.Second, "pruning what both consumers acknowledged", func() bool {
 		m, err := f.cfg.Store(f.pool).Prune(ctx, time.Nanosecond, time.Hour)
