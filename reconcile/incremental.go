@@ -84,9 +84,9 @@ func (c *run) plan(ctx context.Context) error {
 	default:
 		r.Kind, r.BaseRun, c.base = store.RunIncremental, base.RunID, base
 		// The key conditions are rendered; the keys are filled in once
-		// known (touched).
+		// known (touched). Until then the run is not limited to them, so
+		// the steps before touched read all they know.
 		o.Scope.Keys = []dtetype.Key{}
-		r.keys = map[dtetype.Key]bool{}
 	}
 	return nil
 }
@@ -136,14 +136,15 @@ func (c *run) fingerprintOf(ctx context.Context) (string, error) {
 }
 
 // touched collects the reports an incremental run looks at (see above).
-// It runs after lag and quarantine, whose findings it includes.
+// It runs after lag, quarantine and openConflicts, whose findings it
+// includes.
 func (c *run) touched(ctx context.Context) error {
 	if c.base == nil {
 		return nil
 	}
 	st := c.o.Store.On(c.tx)
 	t := c.o.Table
-	keys := c.r.keys
+	keys := map[dtetype.Key]bool{}
 	add := func(k dtetype.Key) { keys[k] = true }
 	changed, err := st.ChangedSince(ctx, c.base.Snapshot, t.Columns.Cycle, t.Columns.Report, t.AttributeSources())
 	if err != nil {
@@ -220,16 +221,12 @@ func (c *run) touched(ctx context.Context) error {
 	for k := range c.quarantined {
 		add(k)
 	}
-	conflicts, err := st.OpenConflicts(ctx)
-	if err != nil {
-		return err
-	}
-	for _, oc := range conflicts {
-		add(oc.Key)
+	for k3 := range c.conflicts {
+		add(k3.k)
 	}
 	// Never nil: no keys means no report, not every report.
 	list := append([]dtetype.Key{}, slices.SortedFunc(maps.Keys(keys), keyOrder)...)
-	c.o.Scope.Keys = list
+	c.o.Scope.Keys, c.r.keys = list, keys
 	n := int64(len(list))
 	c.r.Touched = &n
 	kc, kr := make([]int64, len(list)), make([]int64, len(list))

@@ -211,7 +211,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if c.q, err = newQueries(&o); err != nil {
 		return nil, err
 	}
-	for _, step := range []func(context.Context) error{c.lag, c.quarantine, c.touched, c.openConflicts, c.checksums, c.compare, c.violations, c.listConflicts, c.attributes} {
+	for _, step := range []func(context.Context) error{c.lag, c.quarantine, c.openConflicts, c.touched, c.checksums, c.compare, c.violations, c.listConflicts, c.attributes} {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -75,13 +76,7 @@ func CheckSearchAttributes(ctx context.Context, c client.Client, ns string) (mis
 // CreateCommands are the Temporal CLI commands that register attributes.
 func CreateCommands(ns string, attrs map[string]enums.IndexedValueType) []string {
 	var out []string
-	for _, name := range slices.Sorted(func(yield func(string) bool) {
-		for n := range attrs {
-			if !yield(n) {
-				return
-			}
-		}
-	}) {
+	for _, name := range slices.Sorted(maps.Keys(attrs)) {
 		out = append(out, fmt.Sprintf("temporal operator search-attribute create --namespace %s --name %s --type %s", ns, name, typeName(attrs[name])))
 	}
 	return out
@@ -119,13 +114,7 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, ns string, log
 		return SearchAttributes{Problem: fmt.Sprintf("cannot register search attributes in namespace %s (%v): run the commands shown", ns, err),
 			Commands: CreateCommands(ns, missing)}
 	}
-	sa := SearchAttributes{Registered: slices.Sorted(func(yield func(string) bool) {
-		for n := range missing {
-			if !yield(n) {
-				return
-			}
-		}
-	})}
+	sa := SearchAttributes{Registered: slices.Sorted(maps.Keys(missing))}
 	began := time.Now()
 	if err := waitUsable(ctx, c, ns); err != nil {
 		sa.Problem = fmt.Sprintf("search attributes registered in namespace %s are not usable after %s: %v", ns, time.Since(began).Round(time.Millisecond), err)

@@ -159,10 +159,10 @@ func (s *Store) RecordRun(ctx context.Context, run Run, scope RunScope, found []
 		if run.Kind == "" {
 			run.Kind = RunScoped
 		}
-		flightCycles, flightReports := splitKeys(scope.InFlight)
+		flightC, flightR := splitKeys(scope.InFlight)
 		if err := tx.db.QueryRow(ctx, tx.sql("InsertRun"), run.StartedAt, now, run.Scope, run.Compared, run.Consistent, run.InFlight,
 			run.Unexpected, run.Expected, run.Counts, run.Phases, run.Kind, run.Snapshot, run.Fingerprint, run.BaseRun, run.Touched,
-			flightCycles, flightReports).Scan(&rec.RunID); err != nil {
+			flightC, flightR).Scan(&rec.RunID); err != nil {
 			return &NotInstalledError{fmt.Errorf("error recording the run: %w", err)}
 		}
 		if _, err := tx.db.Exec(ctx, tx.sql("CreateFound")); err != nil {
@@ -189,7 +189,6 @@ func (s *Store) RecordRun(ctx context.Context, run Run, scope RunScope, found []
 			// An empty set of keys limits the run to no report at all.
 			scopeC, scopeR = splitKeys(scope.Keys)
 		}
-		flightC, flightR := splitKeys(scope.InFlight)
 		excluded := make([]string, len(scope.Exclude))
 		for i, p := range scope.Exclude {
 			excluded[i] = string(p)

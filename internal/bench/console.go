@@ -9,10 +9,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/client"
 
-	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/internal/serve"
 	"github.com/synapsedte/dtebridge/reconcile"
 )
@@ -22,15 +20,11 @@ import (
 // page, fetched from a served bridge, against a plain query of the rows it
 // shows, medians of rounds fetches each.
 func ConsolePages(ctx context.Context, url string, tc client.Client, temporalAddr string, divergences, rounds int, log *slog.Logger) ([]Row, error) {
-	pool, err := pgxpool.New(ctx, url)
+	pool, cfg, err := productionOn(ctx, url)
 	if err != nil {
 		return nil, err
 	}
 	defer pool.Close()
-	cfg, err := config.Example("production")
-	if err != nil {
-		return nil, err
-	}
 	cfg.Shadow.TaskQueue, cfg.Shadow.WorkflowIDPrefix = "bench-console", "bench-console-"
 	// Recorded runs, as the overview reads them, then the open divergences.
 	o := cfg.ReconcileOptions(pool)

@@ -93,15 +93,11 @@ type ReconcileResult struct {
 // TimeReconcile runs one unrecorded reconcile over url with the production
 // example configuration.
 func TimeReconcile(ctx context.Context, url string) (*ReconcileResult, error) {
-	pool, err := pgxpool.New(ctx, url)
+	pool, cfg, err := productionOn(ctx, url)
 	if err != nil {
 		return nil, err
 	}
 	defer pool.Close()
-	cfg, err := config.Example("production")
-	if err != nil {
-		return nil, err
-	}
 	o := cfg.ReconcileOptions(pool)
 	began := time.Now()
 	r, err := reconcile.Run(ctx, o)
@@ -143,15 +139,11 @@ type IncrementalResult struct {
 // writes it, the change log acknowledged as the mirror does), and times
 // the incremental run that follows, recorded, as serve runs it.
 func TimeIncremental(ctx context.Context, url string, n int) (*IncrementalResult, error) {
-	pool, err := pgxpool.New(ctx, url)
+	pool, cfg, err := productionOn(ctx, url)
 	if err != nil {
 		return nil, err
 	}
 	defer pool.Close()
-	cfg, err := config.Example("production")
-	if err != nil {
-		return nil, err
-	}
 	o := cfg.ReconcileOptions(pool)
 	o.Persist, o.Incremental = true, true
 	if _, err := reconcile.Run(ctx, o); err != nil {
@@ -184,4 +176,18 @@ func TimeIncremental(ctx context.Context, url string, n int) (*IncrementalResult
 		res.Touched = *r.Touched
 	}
 	return res, nil
+}
+
+// productionOn connects to url, a database of the production profile, and
+// returns the production example configuration for it.
+func productionOn(ctx context.Context, url string) (*pgxpool.Pool, *config.Config, error) {
+	cfg, err := config.Example("production")
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pool, cfg, nil
 }
