@@ -4,6 +4,9 @@
 GO               ?= go
 BIN              := $(CURDIR)/bin
 TEMPORAL_VERSION := v1.5.1
+# The Temporal server and its SQL schema tool, for the production topology
+# (PostgreSQL persistence, one process per service) that the suite runs.
+TEMPORAL_SERVER_VERSION := v1.29.1
 # Prometheus 3.16 (module versions v0.3xx.y track releases 3.xx.y); it builds
 # with the project's Go. The tests and demo --with-prometheus use it.
 PROMETHEUS_VERSION := v0.316.0
@@ -15,6 +18,8 @@ BENCH_ARGS       ?=
 
 # Tests and the demo find the pinned tools here.
 export DTEBRIDGE_TEMPORAL_CLI := $(BIN)/temporal
+export DTEBRIDGE_TEMPORAL_SERVER := $(BIN)/temporal-server
+export DTEBRIDGE_TEMPORAL_SQL_TOOL := $(BIN)/temporal-sql-tool
 export PROMETHEUS_BIN := $(BIN)/prometheus
 export PROMTOOL_BIN := $(BIN)/promtool
 
@@ -27,7 +32,7 @@ help: ## show this help
 
 build: $(BIN)/dtebridge $(BIN)/temporal ## build dtebridge and install the pinned Temporal CLI into ./bin
 
-tools: $(BIN)/temporal $(BIN)/prometheus chromium ## install every tool the tests use: the pinned Temporal CLI, Prometheus and promtool into ./bin, and Debian's chromium when missing
+tools: $(BIN)/temporal $(BIN)/temporal-server $(BIN)/prometheus chromium ## install every tool the tests use: the pinned Temporal CLI, Temporal server and SQL tool, Prometheus and promtool into ./bin, and Debian's chromium when missing
 
 $(BIN)/dtebridge: FORCE
 	$(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/dtebridge
@@ -41,6 +46,20 @@ $(BIN)/.temporal-$(TEMPORAL_VERSION):
 	@echo "Installing Temporal CLI $(TEMPORAL_VERSION) into ./bin (first time only; takes a few minutes)"
 	cd / && GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION)
 	@rm -f $(BIN)/.temporal-*
+	@touch $@
+
+# The Temporal server and temporal-sql-tool are built from the Go module
+# proxy once (about two minutes on 2 cores), like the CLI. go install names
+# them server and sql; they are renamed as Temporal's releases name them.
+$(BIN)/temporal-server $(BIN)/temporal-sql-tool: $(BIN)/.temporal-server-$(TEMPORAL_SERVER_VERSION)
+$(BIN)/.temporal-server-$(TEMPORAL_SERVER_VERSION):
+	@mkdir -p $(BIN)/.temporal-server-build
+	@echo "Installing Temporal server and temporal-sql-tool $(TEMPORAL_SERVER_VERSION) into ./bin (first time only; takes a few minutes)"
+	cd / && GOBIN=$(BIN)/.temporal-server-build $(GO) install go.temporal.io/server/cmd/server@$(TEMPORAL_SERVER_VERSION) \
+		go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION)
+	mv $(BIN)/.temporal-server-build/server $(BIN)/temporal-server
+	mv $(BIN)/.temporal-server-build/sql $(BIN)/temporal-sql-tool
+	@rm -rf $(BIN)/.temporal-server-build $(BIN)/.temporal-server-v*
 	@touch $@
 
 # Prometheus and promtool are built from the Go module proxy once (several

@@ -69,20 +69,25 @@ type Server struct {
 // temporal next to the running executable, else ./bin/temporal in this
 // directory or a parent (the module root, when running tests), else PATH.
 func FindCLI(explicit string) (string, error) {
+	return find(explicit, "temporal", ErrCLINotFound)
+}
+
+// find looks for binary name as FindCLI says, returning notFound if absent.
+func find(explicit, name string, notFound error) (string, error) {
 	if explicit != "" {
 		if isExecutable(explicit) {
 			return explicit, nil
 		}
-		return "", fmt.Errorf("%w (looked for %s)", ErrCLINotFound, explicit)
+		return "", fmt.Errorf("%w (looked for %s)", notFound, explicit)
 	}
 	if exe, err := os.Executable(); err == nil {
-		if p := filepath.Join(filepath.Dir(exe), "temporal"); isExecutable(p) {
+		if p := filepath.Join(filepath.Dir(exe), name); isExecutable(p) {
 			return p, nil
 		}
 	}
 	if wd, err := os.Getwd(); err == nil {
 		for dir := wd; ; dir = filepath.Dir(dir) {
-			if p := filepath.Join(dir, "bin", "temporal"); isExecutable(p) {
+			if p := filepath.Join(dir, "bin", name); isExecutable(p) {
 				return p, nil
 			}
 			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil || filepath.Dir(dir) == dir {
@@ -90,10 +95,10 @@ func FindCLI(explicit string) (string, error) {
 			}
 		}
 	}
-	if p, err := exec.LookPath("temporal"); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
-	return "", ErrCLINotFound
+	return "", notFound
 }
 
 func isExecutable(path string) bool {

@@ -182,3 +182,15 @@ func (p *Process) Stop(grace time.Duration) {
 	}
 	p.wd.Disarm()
 }
+
+// Kill kills the process at once (SIGKILL), as a crash would, waits for it
+// to exit and disarms the watchdog.
+func (p *Process) Kill() {
+	select {
+	case <-p.done:
+	default:
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	p.wd.Disarm()
+}
