@@ -10,9 +10,11 @@ import (
 	"strings"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -193,8 +195,15 @@ func EnsureNamespace(ctx context.Context, c client.Client, ns string, retention 
 			return false, fmt.Errorf("error creating namespace %s: %w", ns, err)
 		}
 	}
+	// Describe reads the namespace from persistence; the services each
+	// keep their own cache of namespaces, refreshed every few seconds on a
+	// production cluster. The namespace is usable once the frontend,
+	// history and matching all know it: a probe of a workflow that does not
+	// exist is then "workflow not found", and a probe of a task queue
+	// answers, instead of "namespace not found".
 	for {
-		if _, err = c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: ns}); err == nil {
+		err = namespaceKnown(ctx, c, ns)
+		if err == nil {
 			return true, nil
 		}
 		select {
@@ -203,4 +212,27 @@ func EnsureNamespace(ctx context.Context, c client.Client, ns string, retention 
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// namespaceKnown probes whether every service knows namespace ns.
+func namespaceKnown(ctx context.Context, c client.Client, ns string) error {
+	if _, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: ns}); err != nil {
+		return err
+	}
+	if _, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: ns}); err != nil {
+		var denied *serviceerror.PermissionDenied
+		var unimplemented *serviceerror.Unimplemented
+		if !errors.As(err, &denied) && !errors.As(err, &unimplemented) {
+			return err
+		}
+	}
+	_, err := c.WorkflowService().DescribeWorkflowExecution(ctx, &workflowservice.DescribeWorkflowExecutionRequest{Namespace: ns,
+		Execution: &commonpb.WorkflowExecution{WorkflowId: "dtebridge-namespace-probe"}})
+	var notFound *serviceerror.NotFound
+	if err != nil && !errors.As(err, &notFound) {
+		return err
+	}
+	_, err = c.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{Namespace: ns,
+		TaskQueue: &taskqueuepb.TaskQueue{Name: "dtebridge-namespace-probe", Kind: enums.TASK_QUEUE_KIND_NORMAL}})
+	return err
 }

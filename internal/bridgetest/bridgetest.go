@@ -44,6 +44,7 @@ type Bridge struct {
 	fullEvery      time.Duration
 	signalTimeout  time.Duration
 	namespace      string
+	address        string
 	http           func(*http.Server)
 }
 
@@ -54,6 +55,9 @@ type Options struct {
 	// Namespace is Temporal's namespace, the one Temporal's client is
 	// for. Default: default.
 	Namespace string
+	// TemporalAddress is the frontend Temporal's client dials, for serve's
+	// reports. Default: the shared dev server's.
+	TemporalAddress string
 	// NoServe installs but does not start serving.
 	NoServe bool
 	// ReconcileEvery schedules reconcile in serve, and FullEvery its full
@@ -135,7 +139,7 @@ func New(t testing.TB, p *legacysim.Profile, o *Options) *Bridge {
 		tc = testenv.TemporalClient(t)
 	}
 	b := &Bridge{T: t, DB: db, Cfg: cfg, Profile: p, TC: tc, reconcileEvery: o.ReconcileEvery, fullEvery: o.FullEvery, signalTimeout: o.SignalTimeout, http: o.HTTP,
-		namespace: cmp.Or(o.Namespace, "default")}
+		namespace: cmp.Or(o.Namespace, "default"), address: o.TemporalAddress}
 	if !o.NoServe {
 		b.Start()
 	}
@@ -155,8 +159,11 @@ func (b *Bridge) Start() *serve.Server {
 
 // TryStart is Start, returning serve's error.
 func (b *Bridge) TryStart() (*serve.Server, error) {
+	if b.address == "" {
+		b.address = testenv.Temporal(b.T).Address()
+	}
 	srv, err := serve.Start(context.Background(), serve.Options{Config: b.Cfg, Pool: b.DB.Pool, Temporal: b.TC, Namespace: b.namespace,
-		TemporalAddress: testenv.Temporal(b.T).Address(), ReconcileEvery: b.reconcileEvery, FullEvery: b.fullEvery,
+		TemporalAddress: b.address, ReconcileEvery: b.reconcileEvery, FullEvery: b.fullEvery,
 		Logger: slog.New(slog.NewTextHandler(testWriter{b.T}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Listen: "127.0.0.1:0", Reader: func(rc *adapter.ReaderConfig) {
 			rc.PollInterval, rc.MaintenanceInterval, rc.StandbyInterval = 200*time.Millisecond, 500*time.Millisecond, 200*time.Millisecond
@@ -271,7 +278,7 @@ func (b *Bridge) explainBehind() {
 		return
 	}
 	if len(bs) > 0 {
-		tq, err := b.TC.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{Namespace: "default",
+		tq, err := b.TC.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{Namespace: b.namespace,
 			TaskQueue: &taskqueuepb.TaskQueue{Name: b.Cfg.Shadow.TaskQueue}, IncludeTaskQueueStatus: true})
 		if err != nil {
 			b.T.Logf("task queue: %v", err)

@@ -60,12 +60,14 @@ func serveCommand(g *globals) *cli.Command {
 			defer tc.Close()
 			if o.CreateNamespace {
 				retention := cmp.Or(time.Duration(cfg.Temporal.Retention), config.DefaultNamespaceRetention)
+				began := time.Now()
 				created, err := shadow.EnsureNamespace(c.Context, tc, g.TemporalNamespace, retention)
 				if err != nil {
 					return err
 				}
 				if created {
-					g.Logger.Info("created the Temporal namespace", "namespace", g.TemporalNamespace, "retention", retention)
+					g.Logger.Info("created the Temporal namespace", "namespace", g.TemporalNamespace, "retention", retention,
+						"usable_after", time.Since(began).Round(time.Millisecond))
 				}
 			}
 			srv, err := serve.Start(c.Context, serve.Options{Config: cfg, Pool: pool, Temporal: tc, Namespace: g.TemporalNamespace,
