@@ -23,6 +23,7 @@ import (
 	"github.com/synapsedte/dtebridge/internal/bench"
 	"github.com/synapsedte/dtebridge/internal/localpg"
 	"github.com/synapsedte/dtebridge/internal/localtemporal"
+	"github.com/synapsedte/dtebridge/shadow"
 )
 
 func main() {
@@ -132,29 +133,63 @@ func run(ctx context.Context, only string, quick bool, jsonFile string) error {
 	return bench.Write(os.Stdout, rows)
 }
 
-// mirrorBench runs the mirror benchmarks on a fresh cluster and dev server.
+// mirrorBench runs the mirror benchmarks on a fresh cluster, first against
+// the dev server, then against Temporal as production runs it (PostgreSQL
+// persistence and SQL visibility on the same cluster, one process per
+// service), each with its own raw SignalWithStart ceiling.
 func mirrorBench(ctx context.Context, quick bool, log *slog.Logger) ([]bench.Row, error) {
 	c, err := localpg.Start(ctx, &localpg.Config{Durable: true})
 	if err != nil {
 		return nil, err
 	}
 	defer c.Stop()
-	ts, err := localtemporal.Start(ctx, &localtemporal.Config{Path: os.Getenv("DTEBRIDGE_TEMPORAL_CLI")})
-	if err != nil {
-		return nil, err
-	}
-	defer ts.Stop()
-	tc, err := client.Dial(client.Options{HostPort: ts.Address(), Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
-	if err != nil {
-		return nil, err
-	}
-	defer tc.Close()
 	o := bench.MirrorOptions{}
 	if quick {
 		o = bench.MirrorOptions{Signals: 200, Reports: 20, Changes: 1000, LagDuration: 3 * time.Second}
 	}
-	log.Info("mirror benchmarks")
-	return bench.MirrorBench(ctx, c, tc, o)
+	quiet := sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))
+	log.Info("mirror benchmarks: Temporal dev server")
+	rows, err := func() ([]bench.Row, error) {
+		ts, err := localtemporal.Start(ctx, &localtemporal.Config{Path: os.Getenv("DTEBRIDGE_TEMPORAL_CLI")})
+		if err != nil {
+			return nil, err
+		}
+		defer ts.Stop()
+		tc, err := client.Dial(client.Options{HostPort: ts.Address(), Logger: quiet})
+		if err != nil {
+			return nil, err
+		}
+		defer tc.Close()
+		return bench.MirrorBench(ctx, c, tc, o)
+	}()
+	if err != nil {
+		return nil, err
+	}
+	log.Info("mirror benchmarks: Temporal server " + localtemporal.ServerVersion + " with PostgreSQL persistence, one process per service")
+	tcl, err := localtemporal.StartCluster(ctx, &localtemporal.ClusterConfig{PostgresURL: c.URL("postgres"), Split: true,
+		ServerPath: os.Getenv("DTEBRIDGE_TEMPORAL_SERVER"), SQLToolPath: os.Getenv("DTEBRIDGE_TEMPORAL_SQL_TOOL")})
+	if err != nil {
+		return nil, err
+	}
+	defer tcl.Stop()
+	tc, err := client.Dial(client.Options{HostPort: tcl.Address(), Logger: quiet})
+	if err != nil {
+		return nil, err
+	}
+	defer tc.Close()
+	if _, err := shadow.EnsureNamespace(ctx, tc, "default", 24*time.Hour); err != nil {
+		return nil, err
+	}
+	o.Topology, o.TopologyName = "pg", "Temporal "+localtemporal.ServerVersion+" on PostgreSQL, 4 service processes"
+	pg, err := bench.MirrorBench(ctx, c, tc, o)
+	if err != nil {
+		return nil, err
+	}
+	rows = append(rows, pg...)
+	dev, prod := bench.Value(rows, "mirror.drain"), bench.Value(rows, "mirror.pg.drain")
+	rows = append(rows, bench.Row{Group: pg[0].Group, Name: "drain, PostgreSQL topology against the dev server", Figure: fmt.Sprintf("%.2f×", prod/dev),
+		Versus: fmt.Sprintf("%.0f against %.0f changes/s", prod, dev), Key: "mirror.pg.drain_vs_dev", Value: prod / dev, Unit: "ratio", Ratio: prod / dev})
+	return rows, nil
 }
 
 // consoleBench measures the console's pages over the reconcile data set

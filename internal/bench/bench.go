@@ -102,3 +102,13 @@ func pct(ratio float64) string {
 func ms(d time.Duration) string {
 	return strings.TrimSuffix(fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)), ".00") + " ms"
 }
+
+// Value returns the value of the row with key, or 0.
+func Value(rows []Row, key string) float64 {
+	for _, r := range rows {
+		if r.Key == key {
+			return r.Value
+		}
+	}
+	return 0
+}

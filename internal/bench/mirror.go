@@ -34,6 +34,10 @@ type MirrorOptions struct {
 	Concurrency int
 	// LagDuration is how long lag is measured. Default: 20s.
 	LagDuration time.Duration
+	// Topology, if set, names the Temporal server (for example "pg" for
+	// PostgreSQL persistence, one process per service): it is added to the
+	// rows' group, keys and databases, and lag is not measured.
+	Topology, TopologyName string
 }
 
 func (o *MirrorOptions) defaults() {
@@ -143,7 +147,11 @@ func MirrorBench(ctx context.Context, c *localpg.Cluster, tc client.Client, o Mi
 	if err != nil {
 		return nil, err
 	}
-	pool, err := legacyDB(ctx, c, "bench_mirror", 0, "")
+	key, db, group := "mirror", "bench_mirror", "mirror: legacy changes into shadow workflows"
+	if o.Topology != "" {
+		key, db, group = key+"."+o.Topology, db+"_"+o.Topology, group+", "+o.TopologyName
+	}
+	pool, err := legacyDB(ctx, c, db, 0, "")
 	if err != nil {
 		return nil, err
 	}
@@ -152,11 +160,46 @@ func MirrorBench(ctx context.Context, c *localpg.Cluster, tc client.Client, o Mi
 	if err != nil {
 		return nil, fmt.Errorf("raw signal loop: %w", err)
 	}
-	group := "mirror: legacy changes into shadow workflows"
 	rows := []Row{{Group: group, Name: fmt.Sprintf("raw SignalWithStart loop, %d workers (ceiling)", o.Concurrency), Figure: fmt.Sprintf("%.0f signals/s", raw), Versus: "baseline",
-		Key: "mirror.raw_signals", Value: raw, Unit: "signals/s", Ratio: 1}}
+		Key: key + ".raw_signals", Value: raw, Unit: "signals/s", Ratio: 1}}
+	if o.Topology == "" {
+		lag, err := mirrorLag(ctx, c, tc, cfg, def, o, raw)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, lag...)
+	}
+	// Drain a backlog through the mirror and the shadow workers.
+	lpool, err := seedLegacy(ctx, c, db+"_drain", cfg, o.Reports)
+	if err != nil {
+		return nil, err
+	}
+	defer lpool.Close()
+	if err := rowUpdates(ctx, lpool, o.Changes, 0); err != nil {
+		return nil, err
+	}
+	backlog, err := cfg.Store(lpool).BacklogOf(ctx, store.MirrorConsumer)
+	if err != nil {
+		return nil, err
+	}
+	drain, err := runMirror(ctx, lpool, tc, cfg, def, "bench-drain", o.Concurrency, func(t *timing) bool { return t.acked.Load() >= backlog.Changes })
+	if err != nil {
+		return nil, err
+	}
+	rate := float64(backlog.Changes) / drain.acked.Seconds()
+	rows = append(rows,
+		Row{Group: group, Name: fmt.Sprintf("mirror, drain %d changes of %d reports", backlog.Changes, o.Reports), Figure: fmt.Sprintf("%.0f changes/s", rate),
+			Versus: fmt.Sprintf("%.2f× the ceiling", rate/raw), Key: key + ".drain", Value: rate, Unit: "changes/s", Ratio: rate / raw},
+		Row{Group: group, Name: "  applied and projected by the shadow", Figure: fmt.Sprintf("%.0f changes/s", float64(backlog.Changes)/drain.projected.Seconds()),
+			Versus: fmt.Sprintf("%.1fs in all", drain.projected.Seconds()), Key: key + ".drain.projected", Value: float64(backlog.Changes) / drain.projected.Seconds(), Unit: "changes/s"},
+		Row{Group: group, Name: "  changes per signal", Figure: fmt.Sprintf("%.1f", float64(backlog.Changes)/drain.signals),
+			Key: key + ".drain.changes_per_signal", Value: float64(backlog.Changes) / drain.signals, Unit: "changes"})
+	return rows, nil
+}
 
-	// Lag at half the ceiling.
+// mirrorLag measures capture-to-acknowledgement lag at half the raw
+// ceiling.
+func mirrorLag(ctx context.Context, c *localpg.Cluster, tc client.Client, cfg *config.Config, def *dtetype.Definition, o MirrorOptions, raw float64) ([]Row, error) {
 	lagPool, err := seedLegacy(ctx, c, "bench_mirror_lag", cfg, o.Reports)
 	if err != nil {
 		return nil, err
@@ -186,35 +229,8 @@ func MirrorBench(ctx context.Context, c *localpg.Cluster, tc client.Client, o Mi
 	slices.Sort(lags)
 	lg := fmt.Sprintf("mirror lag at %.0f changes/s (half the ceiling), trigger to Temporal ack", achieved)
 	msf := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	rows = append(rows, Row{Group: lg, Name: "p50", Figure: ms(percentile(lags, 0.5)), Key: "mirror.lag.p50", Value: msf(percentile(lags, 0.5)), Unit: "ms"},
-		Row{Group: lg, Name: "p99", Figure: ms(percentile(lags, 0.99)), Versus: fmt.Sprintf("%d changes", len(lags)), Key: "mirror.lag.p99", Value: msf(percentile(lags, 0.99)), Unit: "ms"})
-	// Drain a backlog through the mirror and the shadow workers.
-	lpool, err := seedLegacy(ctx, c, "bench_mirror_drain", cfg, o.Reports)
-	if err != nil {
-		return nil, err
-	}
-	defer lpool.Close()
-	if err := rowUpdates(ctx, lpool, o.Changes, 0); err != nil {
-		return nil, err
-	}
-	backlog, err := cfg.Store(lpool).BacklogOf(ctx, store.MirrorConsumer)
-	if err != nil {
-		return nil, err
-	}
-	drain, err := runMirror(ctx, lpool, tc, cfg, def, "bench-drain", o.Concurrency, func(t *timing) bool { return t.acked.Load() >= backlog.Changes })
-	if err != nil {
-		return nil, err
-	}
-	rate := float64(backlog.Changes) / drain.acked.Seconds()
-	rows = append(rows,
-		Row{Group: group, Name: fmt.Sprintf("mirror, drain %d changes of %d reports", backlog.Changes, o.Reports), Figure: fmt.Sprintf("%.0f changes/s", rate),
-			Versus: fmt.Sprintf("%.2f× the ceiling", rate/raw), Key: "mirror.drain", Value: rate, Unit: "changes/s", Ratio: rate / raw},
-		Row{Group: group, Name: "  applied and projected by the shadow", Figure: fmt.Sprintf("%.0f changes/s", float64(backlog.Changes)/drain.projected.Seconds()),
-			Versus: fmt.Sprintf("%.1fs in all", drain.projected.Seconds()), Key: "mirror.drain.projected", Value: float64(backlog.Changes) / drain.projected.Seconds(), Unit: "changes/s"},
-		Row{Group: group, Name: "  changes per signal", Figure: fmt.Sprintf("%.1f", float64(backlog.Changes)/drain.signals),
-			Key: "mirror.drain.changes_per_signal", Value: float64(backlog.Changes) / drain.signals, Unit: "changes"})
-
-	return rows, nil
+	return []Row{{Group: lg, Name: "p50", Figure: ms(percentile(lags, 0.5)), Key: "mirror.lag.p50", Value: msf(percentile(lags, 0.5)), Unit: "ms"},
+		{Group: lg, Name: "p99", Figure: ms(percentile(lags, 0.99)), Versus: fmt.Sprintf("%d changes", len(lags)), Key: "mirror.lag.p99", Value: msf(percentile(lags, 0.99)), Unit: "ms"}}, nil
 }
 
 // rowUpdates makes n single-row legacy updates across the table, from four
