@@ -317,7 +317,10 @@ func (c *Cluster) startProcess(ctx context.Context, name string) error {
 	cmd := exec.Command(c.cfg.ServerPath, args...)
 	cmd.Dir = c.dir
 	cmd.Stdout, cmd.Stderr = t, t
-	p, err := proc.Start(cmd, syscall.SIGTERM)
+	// Should this process die without stopping the cluster, the watchdog
+	// stops the server and removes its directory (the databases go with
+	// the throwaway PostgreSQL cluster, or stay on a server of one's own).
+	p, err := proc.Start(cmd, syscall.SIGTERM, c.dir)
 	if err != nil {
 		return fmt.Errorf("error starting Temporal %s: %w", name, err)
 	}
