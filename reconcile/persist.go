@@ -11,7 +11,9 @@ import (
 
 // persist records the run and tracks divergences across runs: one still
 // found keeps its first_seen, one no longer found in the run's scope gets
-// resolved_at, and the run counts both.
+// resolved_at, and the run counts both. The report's divergences show
+// their first_seen, unless the run spilled them to disk (the console and
+// the divergences API show it for every open divergence).
 func persist(ctx context.Context, st *store.Store, r *Report, exclude []dtetype.Phase, keys []dtetype.Key) error {
 	scope, _ := json.Marshal(r.Scope)
 	counts, _ := json.Marshal(r.Counts)
@@ -25,7 +27,7 @@ func persist(ctx context.Context, st *store.Store, r *Report, exclude []dtetype.
 		run.Snapshot, run.Fingerprint = &r.snapshot, &r.fingerprint
 	}
 	rec, err := st.RecordRun(ctx, run,
-		store.RunScope{Cycle: r.Scope.Cycle, Phase: r.Scope.Phase, Keys: keys, InFlight: r.inFlightReports, Exclude: exclude}, r.Divergences)
+		store.RunScope{Cycle: r.Scope.Cycle, Phase: r.Scope.Phase, Keys: keys, InFlight: r.inFlightReports, Exclude: exclude}, r.All(), !r.Spilled())
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"iter"
 	"maps"
 	"reflect"
 	"slices"
@@ -72,6 +73,11 @@ type Options struct {
 	// Snapshot, if set, is an exported snapshot (pg_export_snapshot) to
 	// compare in, so that two runs judge the same state.
 	Snapshot string
+	// Spill is how many divergences a run holds in memory. A run that
+	// finds more writes them, sorted, to temporary files, in chunks of
+	// Spill, and reads them back merged (Report.All): its memory does not
+	// grow with the number of divergences. Default: DefaultSpill.
+	Spill int
 }
 
 // PhaseReport is one phase's figures.
@@ -105,8 +111,12 @@ type Report struct {
 	Unexpected     int64            `json:"unexpected"`
 	Expected       int64            `json:"expected"`
 	// New and Resolved compare with the previous persisted runs.
-	New         int64                `json:"new"`
-	Resolved    int64                `json:"resolved"`
+	New      int64 `json:"new"`
+	Resolved int64 `json:"resolved"`
+	// Divergences are the run's divergences in key order, when it found at
+	// most Options.Spill of them; a run that found more keeps them in
+	// temporary files and leaves this nil. All reads them either way, and
+	// WriteJSON lists them all.
 	Divergences []dtetype.Divergence `json:"divergences"`
 	Repair      *RepairReport        `json:"repair,omitempty"`
 	Deep        *DeepReport          `json:"deep,omitempty"`
@@ -124,6 +134,57 @@ type Report struct {
 	keys map[dtetype.Key]bool
 	// snapshot and fingerprint are recorded for the next incremental run.
 	snapshot, fingerprint string
+	// spool holds the divergences of a run that found more than
+	// Options.Spill.
+	spool *spool
+}
+
+// All yields the run's divergences in key order, from memory or from the
+// files of a run that spilled them. The error, if any, comes last.
+func (r *Report) All() iter.Seq2[dtetype.Divergence, error] {
+	if r.spool != nil && r.spool.spilled() {
+		return r.spool.all()
+	}
+	return func(yield func(dtetype.Divergence, error) bool) {
+		for _, d := range r.Divergences {
+			if !yield(d, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Spilled reports whether the run's divergences are in temporary files
+// (Divergences is nil then).
+func (r *Report) Spilled() bool { return r.spool != nil && r.spool.spilled() }
+
+// Close removes the temporary files of a run that spilled its
+// divergences. A report no longer referenced has them removed too, when
+// the garbage collector finds it.
+func (r *Report) Close() error {
+	if r.spool == nil {
+		return nil
+	}
+	r.Divergences = nil
+	return r.spool.close()
+}
+
+// addLate adds a divergence found after the run (the deep check); settle
+// must follow.
+func (r *Report) addLate(d dtetype.Divergence) {
+	if r.Spilled() {
+		r.spool.add(d)
+		return
+	}
+	r.Divergences = append(r.Divergences, d)
+}
+
+// settle writes late divergences of a spilled run to its files.
+func (r *Report) settle() error {
+	if r.Spilled() {
+		return r.spool.finish()
+	}
+	return nil
 }
 
 // Looked reports whether the run looked at k's report: in scope, not in
@@ -166,6 +227,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, fmt.Errorf("an incremental run looks at every report written since the last run: it takes no scope (cycle, phase, since, keys)")
 	}
 	r := &Report{StartedAt: o.Now(), Scope: o.Scope, Counts: map[string]int64{}, ExpectedByRule: map[string]int64{}, Kind: store.RunScoped}
+	r.spool = newSpool(o.Spill, func(a, b *dtetype.Divergence) int { return divergenceOrder(o.Order, a, b) })
 	if o.Scope.Keys != nil {
 		r.keys = keySet(o.Scope.Keys)
 	}
@@ -219,9 +281,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := tx.Commit(ctx); err != nil {
 		return nil, err
 	}
-	c.finish()
+	if err := c.finish(); err != nil {
+		r.Close()
+		return nil, err
+	}
 	if o.Persist {
 		if err := persist(ctx, o.Store, r, o.Exclude, o.Scope.Keys); err != nil {
+			r.Close()
 			return nil, err
 		}
 	}
@@ -435,7 +501,22 @@ func (c *run) addReportLevel(d dtetype.Divergence) {
 			break
 		}
 	}
-	c.r.Divergences = append(c.r.Divergences, d)
+	c.record(d)
+}
+
+// record counts a divergence and keeps it.
+func (c *run) record(d dtetype.Divergence) {
+	r, pr := c.r, c.phase(d.Phase)
+	if d.Expected {
+		pr.Expected++
+		r.Expected++
+		r.ExpectedByRule[d.Rule]++
+	} else {
+		pr.Unexpected[d.Kind]++
+		r.Unexpected++
+		r.Counts[d.Kind]++
+	}
+	r.spool.add(d)
 }
 
 func renderAttrs(a map[string]string) string {
@@ -772,7 +853,7 @@ func (c *run) add(k3 key3, d dtetype.Divergence) {
 	if d.Kind == dtetype.KindQuarantined {
 		c.quarantineListed[k3.k] = !d.Expected
 	}
-	c.r.Divergences = append(c.r.Divergences, d)
+	c.record(d)
 	if !d.Expected {
 		c.divergent[k3] = true
 	}
@@ -1013,7 +1094,7 @@ func (c *run) violations(ctx context.Context) error {
 }
 
 // finish computes the figures.
-func (c *run) finish() {
+func (c *run) finish() error {
 	r := c.r
 	divergent := map[dtetype.Phase]int64{}
 	for k3 := range c.divergent {
@@ -1029,24 +1110,7 @@ func (c *run) finish() {
 			phases[p] = true
 		}
 	}
-	for _, d := range r.Divergences {
-		pr := c.phase(d.Phase)
-		if d.Expected {
-			pr.Expected++
-			r.Expected++
-			r.ExpectedByRule[d.Rule]++
-			continue
-		}
-		pr.Unexpected[d.Kind]++
-		r.Unexpected++
-		r.Counts[d.Kind]++
-	}
-	pos := func(p dtetype.Phase) int {
-		if i := slices.Index(c.o.Order, p); i >= 0 {
-			return i
-		}
-		return len(c.o.Order)
-	}
+	pos := func(p dtetype.Phase) int { return phasePos(c.o.Order, p) }
 	for _, p := range slices.SortedFunc(maps.Keys(phases), func(a, b dtetype.Phase) int {
 		if pa, pb := pos(a), pos(b); pa != pb {
 			return pa - pb
@@ -1077,23 +1141,43 @@ func (c *run) finish() {
 		}
 		return cmpInt(a.ReportID, b.ReportID)
 	})
-	slices.SortFunc(r.Divergences, func(a, b dtetype.Divergence) int {
-		switch {
-		case a.Key.CycleID != b.Key.CycleID:
-			return cmpInt(a.Key.CycleID, b.Key.CycleID)
-		case a.Key.ReportID != b.Key.ReportID:
-			return cmpInt(a.Key.ReportID, b.Key.ReportID)
-		case a.Phase != b.Phase:
-			if pa, pb := pos(a.Phase), pos(b.Phase); pa != pb {
-				return pa - pb
-			}
-			return strings.Compare(string(a.Phase), string(b.Phase))
-		}
-		return strings.Compare(a.Kind, b.Kind)
-	})
-	if r.Divergences == nil {
+	if err := r.spool.finish(); err != nil {
+		return err
+	}
+	if !r.spool.spilled() {
+		r.Divergences = r.spool.buf
+		r.spool.buf = nil
+	}
+	if r.Divergences == nil && !r.spool.spilled() {
 		r.Divergences = []dtetype.Divergence{}
 	}
+	return nil
+}
+
+// phasePos is p's position in the definition's order; phases not in it
+// come after.
+func phasePos(order []dtetype.Phase, p dtetype.Phase) int {
+	if i := slices.Index(order, p); i >= 0 {
+		return i
+	}
+	return len(order)
+}
+
+// divergenceOrder orders divergences by report, phase (in the definition's
+// order) and kind.
+func divergenceOrder(order []dtetype.Phase, a, b *dtetype.Divergence) int {
+	switch {
+	case a.Key.CycleID != b.Key.CycleID:
+		return cmpInt(a.Key.CycleID, b.Key.CycleID)
+	case a.Key.ReportID != b.Key.ReportID:
+		return cmpInt(a.Key.ReportID, b.Key.ReportID)
+	case a.Phase != b.Phase:
+		if pa, pb := phasePos(order, a.Phase), phasePos(order, b.Phase); pa != pb {
+			return pa - pb
+		}
+		return strings.Compare(string(a.Phase), string(b.Phase))
+	}
+	return strings.Compare(a.Kind, b.Kind)
 }
 
 func cmpInt(a, b int64) int {

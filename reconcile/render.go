@@ -1,6 +1,8 @@
 package reconcile
 
 import (
+	"bufio"
+	"bytes"
 	_ "embed"
 	"encoding/json"
 	"fmt"
@@ -21,10 +23,46 @@ var reportSchema []byte
 func ReportSchema() []byte { return reportSchema }
 
 // WriteJSON writes the report as JSON, in the form ReportSchema documents.
+// The divergences of a run that spilled them stream from its files.
 func (r *Report) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	if !r.Spilled() {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	head := *r
+	head.Divergences = []dtetype.Divergence{}
+	out, err := json.MarshalIndent(&head, "", "  ")
+	if err != nil {
+		return err
+	}
+	const marker = "\n  \"divergences\": []"
+	i := bytes.Index(out, []byte(marker))
+	if i < 0 {
+		return fmt.Errorf("reconcile: no divergences in the report's JSON")
+	}
+	bw := bufio.NewWriter(w)
+	bw.Write(out[:i+len(marker)-1])
+	first := true
+	for d, err := range r.All() {
+		if err != nil {
+			return err
+		}
+		if !first {
+			bw.WriteString(",")
+		}
+		first = false
+		item, err := json.MarshalIndent(d, "    ", "  ")
+		if err != nil {
+			return err
+		}
+		bw.WriteString("\n    ")
+		bw.Write(item)
+	}
+	bw.WriteString("\n  ]")
+	bw.Write(out[i+len(marker):])
+	bw.WriteString("\n")
+	return bw.Flush()
 }
 
 // kindLine says what an incremental run looked at, or why a run asked to
@@ -86,22 +124,28 @@ func (r *Report) WriteText(w io.Writer, listLimit int) error {
 			return err
 		}
 	}
-	var unexpected []dtetype.Divergence
-	for _, d := range r.Divergences {
-		if !d.Expected {
-			unexpected = append(unexpected, d)
+	// Unexpected divergences (r.Unexpected, counting deep ones) as they
+	// stream by, up to listLimit.
+	n := int64(0)
+	for d, err := range r.All() {
+		if err != nil {
+			return err
 		}
+		if d.Expected {
+			continue
+		}
+		if n == 0 {
+			fmt.Fprintln(w)
+			fmt.Fprintln(tw, "REPORT\tPHASE\tKIND\tLEGACY\tSHADOW\tDETAIL")
+		}
+		if listLimit > 0 && n == int64(listLimit) {
+			fmt.Fprintf(tw, "... %d more (--format json lists them all)\t\t\t\t\t\n", r.Unexpected-n)
+			break
+		}
+		n++
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Key, d.Phase, d.Kind, d.Legacy, d.Shadow, truncate(d.Detail, 100))
 	}
-	if len(unexpected) > 0 {
-		fmt.Fprintln(w)
-		fmt.Fprintln(tw, "REPORT\tPHASE\tKIND\tLEGACY\tSHADOW\tDETAIL")
-		for i, d := range unexpected {
-			if listLimit > 0 && i == listLimit {
-				fmt.Fprintf(tw, "... %d more (--format json lists them all)\t\t\t\t\t\n", len(unexpected)-listLimit)
-				break
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Key, d.Phase, d.Kind, d.Legacy, d.Shadow, truncate(d.Detail, 100))
-		}
+	if n > 0 {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
@@ -177,7 +221,10 @@ func (r *Report) WriteMarkdown(w io.Writer, listLimit int) error {
 		}
 	}
 	n := 0
-	for _, d := range r.Divergences {
+	for d, err := range r.All() {
+		if err != nil {
+			return err
+		}
 		if d.Expected {
 			continue
 		}

@@ -71,7 +71,11 @@ var repairable = []string{dtetype.KindMissingInShadow, dtetype.KindOrphanInShado
 func Repair(ctx context.Context, o Options, t TemporalOptions, r *Report) error {
 	rep := &RepairReport{Remaining: []dtetype.Divergence{}, Failed: map[string]string{}, Pending: []dtetype.Key{}, NotRepairable: map[string]int{}}
 	var keys []dtetype.Key
-	for _, d := range r.Divergences {
+	queued := map[dtetype.Key]bool{}
+	for d, err := range r.All() {
+		if err != nil {
+			return err
+		}
 		if !d.Expected && !slices.Contains(repairable, d.Kind) {
 			rep.NotRepairable[d.Kind]++
 		}
@@ -79,7 +83,8 @@ func Repair(ctx context.Context, o Options, t TemporalOptions, r *Report) error 
 			continue
 		}
 		rep.Attempted++
-		if !slices.Contains(keys, d.Key) {
+		if !queued[d.Key] {
+			queued[d.Key] = true
 			keys = append(keys, d.Key)
 		}
 	}
@@ -101,7 +106,11 @@ func Repair(ctx context.Context, o Options, t TemporalOptions, r *Report) error 
 	if err != nil {
 		return fmt.Errorf("error re-checking repaired reports: %w", err)
 	}
-	for _, d := range after.Divergences {
+	defer after.Close()
+	for d, err := range after.All() {
+		if err != nil {
+			return err
+		}
 		if !d.Expected && slices.Contains(repairable, d.Kind) {
 			rep.Remaining = append(rep.Remaining, d)
 		}
@@ -119,13 +128,18 @@ type DeepReport struct {
 // Deep queries up to n shadow workflows (all when n <= 0) directly in
 // Temporal and compares each with its projection; every disagreement, or a
 // workflow that cannot answer, is a projection_mismatch divergence in r.
-func Deep(ctx context.Context, o Options, t TemporalOptions, n int, r *Report) error {
+func Deep(ctx context.Context, o Options, t TemporalOptions, n int, r *Report) (err error) {
 	keys, err := o.Store.ProjectedKeys(ctx, o.Scope.Cycle, n)
 	if err != nil {
 		return err
 	}
 	dr := &DeepReport{}
 	r.Deep = dr
+	defer func() {
+		if serr := r.settle(); err == nil {
+			err = serr
+		}
+	}()
 	for _, k := range keys {
 		dr.Queried++
 		projected := map[dtetype.Phase]store.ProjectedPhase{}
@@ -184,7 +198,7 @@ func Deep(ctx context.Context, o Options, t TemporalOptions, n int, r *Report) e
 					break
 				}
 			}
-			r.Divergences = append(r.Divergences, d)
+			r.addLate(d)
 			if d.Expected {
 				r.Expected++
 				r.ExpectedByRule[d.Rule]++
@@ -204,7 +218,10 @@ func Deep(ctx context.Context, o Options, t TemporalOptions, n int, r *Report) e
 // passed over. It returns how many shadows it told.
 func MarkDivergent(ctx context.Context, o Options, t TemporalOptions, r *Report) (int, error) {
 	want := map[dtetype.Key]*shadow.DivergenceMark{}
-	for _, d := range r.Divergences {
+	for d, err := range r.All() {
+		if err != nil {
+			return 0, err
+		}
 		if d.Expected {
 			continue
 		}

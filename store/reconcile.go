@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"strings"
 	"text/template"
 	"time"
@@ -138,7 +139,8 @@ type RunScope struct {
 type Recorded struct {
 	RunID         int64
 	New, Resolved int64
-	// FirstSeen is when each divergence found was first seen.
+	// FirstSeen is when each divergence found was first seen, when asked
+	// for.
 	FirstSeen map[DivergenceKey]time.Time
 }
 
@@ -152,7 +154,7 @@ type DivergenceKey struct {
 // RecordRun records a run and tracks divergences across runs, in one
 // transaction: one still found keeps its first_seen, one no longer found
 // in the run's scope gets resolved_at.
-func (s *Store) RecordRun(ctx context.Context, run Run, scope RunScope, found []dtetype.Divergence) (*Recorded, error) {
+func (s *Store) RecordRun(ctx context.Context, run Run, scope RunScope, found iter.Seq2[dtetype.Divergence, error], firstSeen bool) (*Recorded, error) {
 	rec := &Recorded{FirstSeen: map[DivergenceKey]time.Time{}}
 	err := s.InTx(ctx, func(tx *Store) error {
 		now := time.Now()
@@ -168,12 +170,17 @@ func (s *Store) RecordRun(ctx context.Context, run Run, scope RunScope, found []
 		if _, err := tx.db.Exec(ctx, tx.sql("CreateFound")); err != nil {
 			return err
 		}
-		rows := make([][]any, 0, len(found))
-		for _, d := range found {
-			rows = append(rows, []any{d.Key.CycleID, d.Key.ReportID, string(d.Phase), d.Kind, d.Legacy, d.Shadow, d.Detail, nullable(d.Rule)})
-		}
+		// The divergences stream into the temporary table, one at a time.
+		next, stop := iter.Pull2(found)
+		defer stop()
 		if _, err := tx.db.CopyFrom(ctx, pgx.Identifier{"found"}, []string{"cycle_id", "report_id", "phase", "kind", "legacy_value",
-			"shadow_value", "detail", "rule"}, pgx.CopyFromRows(rows)); err != nil {
+			"shadow_value", "detail", "rule"}, pgx.CopyFromFunc(func() ([]any, error) {
+			d, err, ok := next()
+			if !ok || err != nil {
+				return nil, err
+			}
+			return []any{d.Key.CycleID, d.Key.ReportID, string(d.Phase), d.Kind, d.Legacy, d.Shadow, d.Detail, nullable(d.Rule)}, nil
+		})); err != nil {
 			return fmt.Errorf("error recording divergences: %w", err)
 		}
 		if _, err := tx.db.Exec(ctx, tx.sql("RefreshOpen"), now, rec.RunID); err != nil {
@@ -198,21 +205,23 @@ func (s *Store) RecordRun(ctx context.Context, run Run, scope RunScope, found []
 			return err
 		}
 		rec.Resolved = tag.RowsAffected()
-		fs, err := tx.db.Query(ctx, tx.sql("FirstSeen"), rec.RunID)
-		if err != nil {
-			return err
-		}
-		defer fs.Close()
-		for fs.Next() {
-			var k DivergenceKey
-			var t time.Time
-			if err := fs.Scan(&k.Key.CycleID, &k.Key.ReportID, &k.Phase, &k.Kind, &t); err != nil {
+		if firstSeen {
+			fs, err := tx.db.Query(ctx, tx.sql("FirstSeen"), rec.RunID)
+			if err != nil {
 				return err
 			}
-			rec.FirstSeen[k] = t
-		}
-		if err := fs.Err(); err != nil {
-			return err
+			defer fs.Close()
+			for fs.Next() {
+				var k DivergenceKey
+				var t time.Time
+				if err := fs.Scan(&k.Key.CycleID, &k.Key.ReportID, &k.Phase, &k.Kind, &t); err != nil {
+					return err
+				}
+				rec.FirstSeen[k] = t
+			}
+			if err := fs.Err(); err != nil {
+				return err
+			}
 		}
 		if run.Snapshot != nil {
 			// A delete recorded before this snapshot's oldest running

@@ -373,7 +373,10 @@ func (d *demo) fault(ctx context.Context) error {
 		fmt.Fprintf(d.out, "    run %d: %.2f%% consistent, %d unexpected divergences: capture delivered the fault like any legacy change\n", rep.RunID, rep.Consistency*100, rep.Unexpected)
 		return nil
 	}
-	for _, dv := range rep.Divergences {
+	for dv, err := range rep.All() {
+		if err != nil {
+			return err
+		}
 		if !dv.Expected {
 			d.found[dv.Kind]++
 			fmt.Fprintf(d.out, "    found %s: %s %s: %s\n", dv.Kind, dv.Key, dv.Phase, dv.Detail)

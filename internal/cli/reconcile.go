@@ -161,6 +161,7 @@ func reconcileCommand(g *globals) *cli.Command {
 			if err != nil {
 				return err
 			}
+			defer r.Close()
 			if o.Repair || deep {
 				to, err := reconcileTemporal(cfg, tc)
 				if err != nil {
