@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,9 +32,11 @@ func main() {
 	quick := flag.Bool("quick", false, "small sizes, for a smoke run")
 	jsonFile := flag.String("json", "", "also write the table as JSON to this file: one object per figure with a stable key, its value, unit and ratio to its baseline")
 	child := flag.String("reconcile-child", "", "internal: run one reconcile of this database and print its figures")
+	spill := flag.Int("reconcile-spill", 0, "internal: the child's reconcile.Options.Spill")
+	record := flag.Bool("reconcile-record", false, "internal: the child records the run and writes its JSON report")
 	flag.Parse()
 	if *child != "" {
-		if err := reconcileChild(*child); err != nil {
+		if err := reconcileChild(*child, *spill, *record); err != nil {
 			fmt.Fprintln(os.Stderr, "dtebench:", err)
 			os.Exit(1)
 		}
@@ -224,8 +227,8 @@ func consoleBench(ctx context.Context, quick bool, log *slog.Logger) ([]bench.Ro
 
 // reconcileChild runs in its own process, so its peak RSS is the
 // reconcile's alone.
-func reconcileChild(url string) error {
-	r, err := bench.TimeReconcile(context.Background(), url)
+func reconcileChild(url string, spill int, record bool) error {
+	r, err := bench.TimeReconcile(context.Background(), url, spill, record)
 	if err != nil {
 		return err
 	}
@@ -285,14 +288,14 @@ func reconcileBench(ctx context.Context, quick bool, log *slog.Logger) ([]bench.
 	for _, tc := range []struct {
 		key, name string
 		share     float64
-	}{{"consistent", "all consistent", 0}, {"divergent_1pct", "1% divergent", 0.01}, {"divergent_10pct", "about 10% divergent (peak memory with many divergences)", 0.1}} {
+	}{{"consistent", "all consistent", 0}, {"divergent_1pct", "1% divergent", 0.01}, {"divergent_100k", "about 100,000 divergences", 0.125}} {
 		if tc.share > 0 {
 			if _, err := bench.DivergeShadow(ctx, url, tc.share); err != nil {
 				return nil, err
 			}
 		}
 		log.Info("reconcile benchmark", "case", tc.name)
-		res, err := fullSweep(ctx, url)
+		res, err := fullSweep(ctx, url, 0, false)
 		if err != nil {
 			return nil, err
 		}
@@ -301,6 +304,23 @@ func reconcileBench(ctx context.Context, quick bool, log *slog.Logger) ([]bench.
 			Figure: fmt.Sprintf("%.2fs, %.0f rows/s, peak RSS %d MB, %d unexpected", secs, float64(res.Result.Rows)/secs, res.MaxRSSKB/1024, res.Result.Unexpected),
 			Versus: fmt.Sprintf("%.1f× the scan", secs/scan.Seconds()),
 			Key:    "reconcile." + tc.key, Value: secs, Unit: "s", Ratio: secs / scan.Seconds()})
+		if tc.share > 0.1 {
+			// Memory with many divergences, on the path a user takes
+			// (recorded, the JSON report written): spilled to disk (the
+			// default), and held in memory, in the same run.
+			for _, m := range []struct {
+				key, name string
+				spill     int
+			}{{"spilled", "spilled to disk (default)", 0}, {"in_memory", "held in memory (Spill unlimited)", 1 << 30}} {
+				res, err := fullSweep(ctx, url, m.spill, true)
+				if err != nil {
+					return nil, err
+				}
+				rows = append(rows, bench.Row{Group: group, Name: "  recorded and rendered as JSON, divergences " + m.name,
+					Figure: fmt.Sprintf("%.2fs, peak RSS %d MB, %d unexpected", res.Result.Elapsed.Seconds(), res.MaxRSSKB/1024, res.Result.Unexpected),
+					Key:    "reconcile.divergent_100k.rss." + m.key, Value: float64(res.MaxRSSKB) / 1024, Unit: "MB"})
+			}
+		}
 		if tc.share > 0 {
 			continue
 		}
@@ -334,10 +354,11 @@ type sweepResult struct {
 	MaxRSSKB int64                 `json:"maxrss_kb"`
 }
 
-// fullSweep times one unrecorded full reconcile of url in a child process,
-// for its peak RSS.
-func fullSweep(ctx context.Context, url string) (*sweepResult, error) {
-	out, err := exec.CommandContext(ctx, os.Args[0], "-reconcile-child", url).Output()
+// fullSweep times one full reconcile of url in a child process, for its
+// peak RSS: unrecorded, or recorded with its JSON report written.
+func fullSweep(ctx context.Context, url string, spill int, record bool) (*sweepResult, error) {
+	out, err := exec.CommandContext(ctx, os.Args[0], "-reconcile-child", url, "-reconcile-spill", strconv.Itoa(spill),
+		"-reconcile-record="+strconv.FormatBool(record)).Output()
 	if err != nil {
 		return nil, fmt.Errorf("reconcile child: %w", err)
 	}
@@ -371,7 +392,7 @@ func growthBench(ctx context.Context, quick bool, log *slog.Logger) ([]bench.Row
 		if err != nil {
 			return nil, err
 		}
-		res, err := fullSweep(ctx, url)
+		res, err := fullSweep(ctx, url, 0, false)
 		if err != nil {
 			return nil, err
 		}

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -90,19 +91,28 @@ type ReconcileResult struct {
 	Compared   int64         `json:"compared"`
 }
 
-// TimeReconcile runs one unrecorded reconcile over url with the production
-// example configuration.
-func TimeReconcile(ctx context.Context, url string) (*ReconcileResult, error) {
+// TimeReconcile runs one reconcile over url with the production example
+// configuration. With record, it is recorded and its JSON report written
+// (to nowhere), as `dtebridge reconcile --format json` does with a
+// recorded run; spill is Options.Spill (0: the default).
+func TimeReconcile(ctx context.Context, url string, spill int, record bool) (*ReconcileResult, error) {
 	pool, cfg, err := productionOn(ctx, url)
 	if err != nil {
 		return nil, err
 	}
 	defer pool.Close()
 	o := cfg.ReconcileOptions(pool)
+	o.Spill, o.Persist = spill, record
 	began := time.Now()
 	r, err := reconcile.Run(ctx, o)
 	if err != nil {
 		return nil, err
+	}
+	defer r.Close()
+	if record {
+		if err := r.WriteJSON(io.Discard); err != nil {
+			return nil, err
+		}
 	}
 	return &ReconcileResult{Rows: r.RowsScanned, Elapsed: time.Since(began), Unexpected: r.Unexpected, Compared: r.Compared}, nil
 }
