@@ -994,20 +994,39 @@ func orDash(s string) string {
 	return s
 }
 
-// fieldDiffNames renders the per-field differences with go-cmp, and names
-// the fields. go-cmp says it is meant for tests and may panic; a panic
-// becomes a note, never a crash.
-func fieldDiffNames(l, s *sides) (out string, names []string) {
-	defer func() {
-		if r := recover(); r != nil {
-			out = fmt.Sprintf("(field diff unavailable: %v)", r)
+// fieldDiffNames renders the per-field differences of a row, and names
+// the fields. It runs once per divergent row, so it walks the struct's
+// fields itself: go-cmp, which projectionDiff uses, calls time.Time's
+// Equal by reflection on a goroutine of its own, and took a sixth of a
+// run with 100,000 divergences.
+func fieldDiffNames(l, s *sides) (string, []string) {
+	var diffs, names []string
+	vl, vs := reflect.ValueOf(l).Elem(), reflect.ValueOf(s).Elem()
+	for i := range vl.NumField() {
+		a, b := vl.Field(i), vs.Field(i)
+		if sameField(a, b) {
+			continue
 		}
-	}()
-	r := fieldReporter{a: "legacy", b: "shadow"}
-	if cmp.Equal(*l, *s, cmp.Reporter(&r)) {
+		name := vl.Type().Field(i).Name
+		diffs = append(diffs, fmt.Sprintf("%s: legacy %s, shadow %s", name, shown(a), shown(b)))
+		names = append(names, name)
+	}
+	if len(diffs) == 0 {
 		return "no field differs", nil
 	}
-	return strings.Join(r.diffs, "; "), r.names
+	return strings.Join(diffs, "; "), names
+}
+
+// sameField compares one field of sides: times by instant, the rest (all
+// strings) by value.
+func sameField(a, b reflect.Value) bool {
+	if a.Kind() == reflect.Pointer {
+		if a.IsNil() || b.IsNil() {
+			return a.IsNil() == b.IsNil()
+		}
+		return a.Interface().(*time.Time).Equal(*b.Interface().(*time.Time))
+	}
+	return a.String() == b.String()
 }
 
 // fieldDiff renders the per-field differences.
