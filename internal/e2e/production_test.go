@@ -147,17 +147,25 @@ func TestProductionTopology(t *testing.T) {
 	})
 
 	// Reconcile, with every workflow queried: 100%.
-	to := reconcile.TemporalOptions{Client: tc, WorkflowIDPrefix: b.Cfg.Shadow.WorkflowIDPrefix}
-	var r *reconcile.Report
-	for range 3 {
+	// deep records a full run and queries every workflow (reconcile
+	// --record --deep all).
+	deep := func() *reconcile.Report {
+		t.Helper()
 		o := b.Cfg.ReconcileOptions(b.DB.Pool)
 		o.Persist = true
-		if r, err = reconcile.Run(ctx, o); err != nil {
+		r, err := reconcile.Run(ctx, o)
+		if err != nil {
 			t.Fatal(err)
 		}
+		to := reconcile.TemporalOptions{Client: tc, WorkflowIDPrefix: b.Cfg.Shadow.WorkflowIDPrefix}
+		if err := reconcile.Deep(ctx, o, to, 0, r); err != nil {
+			t.Fatal(err)
+		}
+		return r
 	}
-	if err := reconcile.Deep(ctx, b.Cfg.ReconcileOptions(b.DB.Pool), to, 0, r); err != nil {
-		t.Fatal(err)
+	var r *reconcile.Report
+	for range 3 { // the gate's three runs
+		r = deep()
 	}
 	if r.Unexpected != 0 || r.Consistency != 1 || r.Deep.Queried == 0 || r.Deep.Disagreed != 0 {
 		t.Fatalf("reconcile after the faults: consistency %v, unexpected %v, deep %+v", r.Consistency, r.Counts, r.Deep)
@@ -205,15 +213,7 @@ func TestProductionTopology(t *testing.T) {
 		t.Fatalf("rollback re-drives: %v %+v", err, rr)
 	}
 	b.Quiescent(time.Minute)
-	o := b.Cfg.ReconcileOptions(b.DB.Pool)
-	o.Persist = true
-	if r, err = reconcile.Run(ctx, o); err != nil {
-		t.Fatal(err)
-	}
-	if err := reconcile.Deep(ctx, b.Cfg.ReconcileOptions(b.DB.Pool), to, 0, r); err != nil {
-		t.Fatal(err)
-	}
-	if r.Unexpected != 0 || r.Deep.Disagreed != 0 {
+	if r = deep(); r.Unexpected != 0 || r.Deep.Disagreed != 0 {
 		t.Fatalf("after rollback: %v, deep %+v", r.Counts, r.Deep)
 	}
 	bridgetest.CompareViews(t, b.LegacyView(), b.ShadowView())
