@@ -132,3 +132,35 @@ func TestCluster(t *testing.T) {
 		t.Errorf("%d of Temporal's databases %v left after Stop (%v)", n, dbs, err)
 	}
 }
+
+// TestClusterOneProcess: the same server runs all four services in one
+// process, as small installations do.
+func TestClusterOneProcess(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pg := testenv.Cluster(t)
+	c, err := localtemporal.StartCluster(ctx, &localtemporal.ClusterConfig{PostgresURL: pg.URL("postgres")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	for _, s := range localtemporal.Services {
+		if c.Pid(s) != 0 {
+			t.Errorf("a process of its own for %s", s)
+		}
+	}
+	pid := c.Pid("all")
+	tc, err := client.Dial(client.Options{HostPort: c.Address()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if _, err := tc.WorkflowService().RegisterNamespace(ctx, &workflowservice.RegisterNamespaceRequest{Namespace: "default",
+		WorkflowExecutionRetentionPeriod: durationpb.New(24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop()
+	if proc.Alive(pid) {
+		t.Error("the server is alive after Stop")
+	}
+}
