@@ -142,7 +142,7 @@ type Report struct {
 // All yields the run's divergences in key order, from memory or from the
 // files of a run that spilled them. The error, if any, comes last.
 func (r *Report) All() iter.Seq2[dtetype.Divergence, error] {
-	if r.spool != nil && r.spool.spilled() {
+	if r.spool != nil && (r.spool.spilled() || r.spool.closed) {
 		return r.spool.all()
 	}
 	return func(yield func(dtetype.Divergence, error) bool) {
@@ -159,13 +159,13 @@ func (r *Report) All() iter.Seq2[dtetype.Divergence, error] {
 func (r *Report) Spilled() bool { return r.spool != nil && r.spool.spilled() }
 
 // Close removes the temporary files of a run that spilled its
-// divergences. A report no longer referenced has them removed too, when
-// the garbage collector finds it.
+// divergences; All then fails. A report no longer referenced has them
+// removed too, when the garbage collector finds it. The divergences of a
+// run that held them in memory stay.
 func (r *Report) Close() error {
 	if r.spool == nil {
 		return nil
 	}
-	r.Divergences = nil
 	return r.spool.close()
 }
 
@@ -179,10 +179,14 @@ func (r *Report) addLate(d dtetype.Divergence) {
 	r.Divergences = append(r.Divergences, d)
 }
 
-// settle writes late divergences of a spilled run to its files.
+// settle puts late divergences in order: in the files of a spilled run,
+// or among the others in memory.
 func (r *Report) settle() error {
 	if r.Spilled() {
 		return r.spool.finish()
+	}
+	if r.spool != nil {
+		slices.SortFunc(r.Divergences, func(a, b dtetype.Divergence) int { return r.spool.order(&a, &b) })
 	}
 	return nil
 }
@@ -214,7 +218,7 @@ type sides struct {
 }
 
 // Run compares every legacy key in scope with the shadow projection.
-func Run(ctx context.Context, o Options) (*Report, error) {
+func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -228,6 +232,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	r := &Report{StartedAt: o.Now(), Scope: o.Scope, Counts: map[string]int64{}, ExpectedByRule: map[string]int64{}, Kind: store.RunScoped}
 	r.spool = newSpool(o.Spill, func(a, b *dtetype.Divergence) int { return divergenceOrder(o.Order, a, b) })
+	defer func() {
+		if err != nil {
+			r.Close() // a failed run leaves no files behind
+		}
+	}()
 	if o.Scope.Keys != nil {
 		r.keys = keySet(o.Scope.Keys)
 	}
@@ -282,12 +291,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	if err := c.finish(); err != nil {
-		r.Close()
 		return nil, err
 	}
 	if o.Persist {
 		if err := persist(ctx, o.Store, r, o.Exclude, o.Scope.Keys); err != nil {
-			r.Close()
 			return nil, err
 		}
 	}

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"bufio"
+	"container/heap"
 	"encoding/gob"
 	"errors"
 	"fmt"
@@ -20,16 +21,18 @@ const DefaultSpill = 10000
 
 // spool holds a run's divergences. Up to limit of them stay in memory;
 // past that, each limit of them is sorted and written to a file of its
-// own, and reading merges the files in order, so that memory does not grow
-// with the number of divergences (an external merge sort).
+// own, and reading merges the files in order through a heap (an external
+// merge sort): memory holds one chunk while writing, and a small buffer per
+// file while reading, whatever the number of divergences.
 type spool struct {
-	order func(a, b *dtetype.Divergence) int
-	limit int
-	buf   []dtetype.Divergence
-	dir   string
-	files []string
-	n     int64
-	err   error
+	order  func(a, b *dtetype.Divergence) int
+	limit  int
+	buf    []dtetype.Divergence
+	dir    string
+	files  []string
+	n      int64
+	err    error
+	closed bool
 }
 
 func newSpool(limit int, order func(a, b *dtetype.Divergence) int) *spool {
@@ -43,10 +46,13 @@ func newSpool(limit int, order func(a, b *dtetype.Divergence) int) *spool {
 // A write error is kept and returned by finish.
 func (s *spool) add(d dtetype.Divergence) {
 	s.n++
-	s.buf = append(s.buf, d)
-	if len(s.buf) >= s.limit && s.err == nil {
+	if s.err != nil {
+		return // the run fails at finish; nothing more is kept
+	}
+	if len(s.buf) == s.limit {
 		s.err = s.spill()
 	}
+	s.buf = append(s.buf, d)
 }
 
 // spill sorts the buffer and writes it to a new file.
@@ -108,6 +114,10 @@ func (s *spool) spilled() bool { return len(s.files) > 0 }
 // files.
 func (s *spool) all() iter.Seq2[dtetype.Divergence, error] {
 	return func(yield func(dtetype.Divergence, error) bool) {
+		if s.closed {
+			yield(dtetype.Divergence{}, errors.New("reconcile: the report's spilled divergences were removed (Report.Close)"))
+			return
+		}
 		if !s.spilled() {
 			for _, d := range s.buf {
 				if !yield(d, nil) {
@@ -116,59 +126,67 @@ func (s *spool) all() iter.Seq2[dtetype.Divergence, error] {
 			}
 			return
 		}
-		type head struct {
-			dec  *gob.Decoder
-			f    *os.File
-			d    dtetype.Divergence
-			done bool
-		}
-		heads := make([]*head, 0, len(s.files))
+		heads := mergeHeap{heads: make([]*mergeHead, 0, len(s.files))}
 		defer func() {
-			for _, h := range heads {
+			for _, h := range heads.heads {
 				h.f.Close()
 			}
 		}()
-		next := func(h *head) error {
-			h.d = dtetype.Divergence{}
-			err := h.dec.Decode(&h.d)
-			if errors.Is(err, io.EOF) {
-				h.done = true
-				return nil
-			}
-			return err
-		}
 		for _, path := range s.files {
 			f, err := os.Open(path)
 			if err != nil {
 				yield(dtetype.Divergence{}, fmt.Errorf("error reading spilled divergences: %w", err))
 				return
 			}
-			h := &head{dec: gob.NewDecoder(bufio.NewReaderSize(f, 1<<16)), f: f}
-			heads = append(heads, h)
-			if err := next(h); err != nil {
+			h := &mergeHead{dec: gob.NewDecoder(bufio.NewReaderSize(f, 16<<10)), f: f}
+			if err := h.next(); err != nil {
+				f.Close()
 				yield(dtetype.Divergence{}, fmt.Errorf("error reading %s: %w", path, err))
 				return
 			}
+			if h.done {
+				f.Close()
+				continue
+			}
+			heads.heads = append(heads.heads, h)
 		}
-		for {
-			var min *head
-			for _, h := range heads {
-				if !h.done && (min == nil || s.order(&h.d, &min.d) < 0) {
-					min = h
-				}
-			}
-			if min == nil {
+		heads.order = s.order
+		heap.Init(&heads)
+		for heads.Len() > 0 {
+			h := heads.heads[0]
+			if !yield(h.d, nil) {
 				return
 			}
-			if !yield(min.d, nil) {
-				return
-			}
-			if err := next(min); err != nil {
+			if err := h.next(); err != nil {
 				yield(dtetype.Divergence{}, fmt.Errorf("error reading spilled divergences: %w", err))
 				return
 			}
+			if h.done {
+				heap.Pop(&heads)
+				h.f.Close()
+			} else {
+				heap.Fix(&heads, 0)
+			}
 		}
 	}
+}
+
+// mergeHead is one spilled file being merged, with its next divergence.
+type mergeHead struct {
+	dec  *gob.Decoder
+	f    *os.File
+	d    dtetype.Divergence
+	done bool
+}
+
+func (h *mergeHead) next() error {
+	h.d = dtetype.Divergence{}
+	err := h.dec.Decode(&h.d)
+	if errors.Is(err, io.EOF) {
+		h.done = true
+		return nil
+	}
+	return err
 }
 
 // close removes the files.
@@ -177,6 +195,22 @@ func (s *spool) close() error {
 		return nil
 	}
 	err := os.RemoveAll(s.dir)
-	s.dir, s.files = "", nil
+	s.dir, s.files, s.closed = "", nil, true
 	return err
+}
+
+// mergeHeap orders the files being merged by their next divergence.
+type mergeHeap struct {
+	heads []*mergeHead
+	order func(a, b *dtetype.Divergence) int
+}
+
+func (m *mergeHeap) Len() int           { return len(m.heads) }
+func (m *mergeHeap) Less(i, j int) bool { return m.order(&m.heads[i].d, &m.heads[j].d) < 0 }
+func (m *mergeHeap) Swap(i, j int)      { m.heads[i], m.heads[j] = m.heads[j], m.heads[i] }
+func (m *mergeHeap) Push(x any)         { m.heads = append(m.heads, x.(*mergeHead)) }
+func (m *mergeHeap) Pop() any {
+	h := m.heads[len(m.heads)-1]
+	m.heads = m.heads[:len(m.heads)-1]
+	return h
 }

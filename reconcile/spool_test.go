@@ -41,6 +41,11 @@ func TestSpill(t *testing.T) {
 	if mem.Spilled() || !spilled.Spilled() || spilled.Divergences != nil || len(mem.Divergences) < 30 {
 		t.Fatalf("spilled %v (%d in memory), not spilled %v (%d)", spilled.Spilled(), len(spilled.Divergences), mem.Spilled(), len(mem.Divergences))
 	}
+	// A run that finds exactly Spill keeps them in memory.
+	exact := run(t, b, func(o *reconcile.Options) { o.Snapshot, o.Spill = snap, len(mem.Divergences) })
+	if exact.Spilled() || len(exact.Divergences) != len(mem.Divergences) {
+		t.Errorf("a run with exactly Spill divergences spilled: %v", exact.Spilled())
+	}
 	var read []dtetype.Divergence
 	for d, err := range spilled.All() {
 		if err != nil {
@@ -116,6 +121,15 @@ func TestSpill(t *testing.T) {
 	}
 	if after := dirs(); after != before-1 {
 		t.Errorf("spill directories: %d before Close, %d after", before, after)
+	}
+	for _, err := range spilled.All() {
+		if err == nil {
+			t.Error("a closed spilled report still yields divergences")
+		}
+		break
+	}
+	if mem.Close(); len(mem.Divergences) < 30 {
+		t.Error("Close dropped the divergences of a report that held them in memory")
 	}
 	release()
 

@@ -197,10 +197,11 @@ func EnsureNamespace(ctx context.Context, c client.Client, ns string, retention 
 	}
 	// Describe reads the namespace from persistence; the services each
 	// keep their own cache of namespaces, refreshed every few seconds on a
-	// production cluster. The namespace is usable once the frontend,
-	// history and matching all know it: a probe of a workflow that does not
-	// exist is then "workflow not found", and a probe of a task queue
-	// answers, instead of "namespace not found".
+	// production cluster. Probes through the frontend, a history shard and
+	// a matching partition must stop answering "namespace not found": a
+	// workflow that does not exist is then "workflow not found", and a task
+	// queue answers. (Other hosts of a larger cluster refresh on the same
+	// schedule; the mirror retries what they refuse meanwhile.)
 	for {
 		err = namespaceKnown(ctx, c, ns)
 		if err == nil {
@@ -214,25 +215,34 @@ func EnsureNamespace(ctx context.Context, c client.Client, ns string, retention 
 	}
 }
 
-// namespaceKnown probes whether every service knows namespace ns.
+// namespaceKnown probes whether the services know namespace ns. A probe
+// the server refuses to this client (permission, or an API it does not
+// offer) proves nothing either way and is passed over.
 func namespaceKnown(ctx context.Context, c client.Client, ns string) error {
 	if _, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: ns}); err != nil {
 		return err
 	}
-	if _, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: ns}); err != nil {
-		var denied *serviceerror.PermissionDenied
-		var unimplemented *serviceerror.Unimplemented
-		if !errors.As(err, &denied) && !errors.As(err, &unimplemented) {
-			return err
-		}
+	if _, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: ns}); err != nil && !refused(err) {
+		return err
 	}
 	_, err := c.WorkflowService().DescribeWorkflowExecution(ctx, &workflowservice.DescribeWorkflowExecutionRequest{Namespace: ns,
 		Execution: &commonpb.WorkflowExecution{WorkflowId: "dtebridge-namespace-probe"}})
 	var notFound *serviceerror.NotFound
-	if err != nil && !errors.As(err, &notFound) {
+	if err != nil && !errors.As(err, &notFound) && !refused(err) {
 		return err
 	}
 	_, err = c.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{Namespace: ns,
 		TaskQueue: &taskqueuepb.TaskQueue{Name: "dtebridge-namespace-probe", Kind: enums.TASK_QUEUE_KIND_NORMAL}})
-	return err
+	if err != nil && !refused(err) {
+		return err
+	}
+	return nil
+}
+
+// refused reports whether the server refused a call to this client rather
+// than failing it.
+func refused(err error) bool {
+	var denied *serviceerror.PermissionDenied
+	var unimplemented *serviceerror.Unimplemented
+	return errors.As(err, &denied) || errors.As(err, &unimplemented)
 }

@@ -312,6 +312,11 @@ func reconcileBench(ctx context.Context, quick bool, log *slog.Logger) ([]bench.
 				key, name string
 				spill     int
 			}{{"spilled", "spilled to disk (default)", 0}, {"in_memory", "held in memory (Spill unlimited)", 1 << 30}} {
+				// Each records its divergences as new, as the first
+				// recorded run does.
+				if err := bench.ForgetRuns(ctx, url); err != nil {
+					return nil, err
+				}
 				res, err := fullSweep(ctx, url, m.spill, true)
 				if err != nil {
 					return nil, err

@@ -201,3 +201,14 @@ func productionOn(ctx context.Context, url string) (*pgxpool.Pool, *config.Confi
 	}
 	return pool, cfg, nil
 }
+
+// ForgetRuns removes the recorded reconcile runs and divergences of url.
+func ForgetRuns(ctx context.Context, url string) error {
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	_, err = pool.Exec(ctx, `DELETE FROM dtebridge.divergences; DELETE FROM dtebridge.reconcile_runs`)
+	return err
+}

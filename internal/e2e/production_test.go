@@ -64,11 +64,12 @@ func TestProductionTopology(t *testing.T) {
 	// serve --temporal-create-namespace: a self-hosted cluster starts
 	// without the bridge's namespace.
 	const ns = "dtebridge-e2e"
+	// Clients close at cleanup, after the bridge replicas that use them.
 	admin, err := client.Dial(client.Options{HostPort: tcl.Address()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close()
+	t.Cleanup(admin.Close)
 	if created, err := shadow.EnsureNamespace(ctx, admin, ns, 72*time.Hour); err != nil || !created {
 		t.Fatalf("creating the namespace: %v (created %v)", err, created)
 	}
@@ -76,7 +77,7 @@ func TestProductionTopology(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tc.Close()
+	t.Cleanup(tc.Close)
 
 	b := bridgetest.New(t, legacysim.Seed, &bridgetest.Options{Temporal: tc, Namespace: ns, TemporalAddress: tcl.Address(), Token: token,
 		SignalTimeout: 2 * time.Second, Configure: func(c *config.Config) { c.Capture.DeliveryGrace = config.Duration(time.Second) }})
@@ -99,9 +100,11 @@ func TestProductionTopology(t *testing.T) {
 	}
 
 	// Traffic, with history and then matching killed mid-stream.
+	simCtx, stopSim := context.WithCancel(ctx)
+	defer stopSim() // a failed test stops the traffic before cleanup closes the pool
 	simDone := make(chan error, 1)
 	go func() {
-		_, err := legacysim.Simulate(ctx, b.DB.Pool, &legacysim.SimConfig{Profile: b.Profile, Reports: 40, Ops: 1200, Rate: 60, Concurrency: 2, Seed: 7})
+		_, err := legacysim.Simulate(simCtx, b.DB.Pool, &legacysim.SimConfig{Profile: b.Profile, Reports: 40, Ops: 1200, Rate: 60, Concurrency: 2, Seed: 7})
 		simDone <- err
 	}()
 	st := b.Store()

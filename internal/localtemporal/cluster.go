@@ -171,6 +171,22 @@ func (c *Cluster) setupSchemas(ctx context.Context) error {
 		return fmt.Errorf("localtemporal: invalid PostgresURL: %w", err)
 	}
 	pw, _ := u.User.Password()
+	// The SQL tool takes over a database that exists; the harness creates
+	// its own and drops them at Stop, so it refuses one it did not create.
+	conn, err := pgx.Connect(ctx, c.cfg.PostgresURL)
+	if err != nil {
+		return fmt.Errorf("localtemporal: %w", err)
+	}
+	var taken []string
+	err = conn.QueryRow(ctx, "SELECT coalesce(array_agg(datname::text), '{}') FROM pg_database WHERE datname = ANY($1)",
+		[]string{c.cfg.Database, c.cfg.Database + "_visibility"}).Scan(&taken)
+	conn.Close(ctx)
+	if err != nil {
+		return fmt.Errorf("localtemporal: %w", err)
+	}
+	if len(taken) > 0 {
+		return fmt.Errorf("localtemporal: database %s exists; the cluster creates its own databases and drops them at Stop: choose another ClusterConfig.Database", strings.Join(taken, ", "))
+	}
 	base := []string{"--plugin", "postgres12", "--endpoint", u.Hostname(), "--port", cmp.Or(u.Port(), "5432"),
 		"--user", u.User.Username(), "--password", pw}
 	for _, db := range []struct{ name, schema string }{
@@ -432,8 +448,8 @@ func (c *Cluster) Tail(service string) string {
 	return t.String()
 }
 
-// Stop stops every process (frontend first, history last), drops the
-// databases and removes the directory.
+// Stop stops every process (the worker service first, history last),
+// drops the databases and removes the directory.
 func (c *Cluster) Stop() {
 	order := slices.Clone(c.processes())
 	slices.Reverse(order)

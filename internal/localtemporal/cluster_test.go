@@ -3,6 +3,7 @@ package localtemporal_test
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,11 +151,17 @@ func TestClusterOneProcess(t *testing.T) {
 		}
 	}
 	pid := c.Pid("all")
+	// A second cluster on the same databases is refused, and they stay.
+	if _, err := localtemporal.StartCluster(ctx, &localtemporal.ClusterConfig{PostgresURL: pg.URL("postgres"), Database: c.Databases()[0]}); err == nil ||
+		!strings.Contains(err.Error(), "exists") {
+		t.Errorf("a cluster on databases that exist: %v", err)
+	}
 	tc, err := client.Dial(client.Options{HostPort: c.Address()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tc.Close()
+	// It still answers: its databases were not dropped.
 	if _, err := tc.WorkflowService().RegisterNamespace(ctx, &workflowservice.RegisterNamespaceRequest{Namespace: "default",
 		WorkflowExecutionRetentionPeriod: durationpb.New(24 * time.Hour)}); err != nil {
 		t.Fatal(err)

@@ -389,6 +389,9 @@ func (s *Server) reconcileLoop(ctx context.Context, every, fullEvery time.Durati
 		if _, err := reconcile.MarkDivergent(ctx, o, s.reconcileTemporal(), r); err != nil && ctx.Err() == nil {
 			s.log.Warn("cannot mark the divergent shadows", "error", err)
 		}
+		// The run is recorded and its shadows marked: the files of
+		// divergences it spilled go (its figures stay).
+		r.Close()
 		s.log.Info("reconcile", "run", r.RunID, "kind", r.Kind, "compared", r.Compared, "consistency", r.Consistency,
 			"unexpected", r.Unexpected, "new", r.New, "resolved", r.Resolved, "took", r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond))
 	}
@@ -410,7 +413,9 @@ func (s *Server) reconcileTemporal() reconcile.TemporalOptions {
 // Authority returns the server's view of cutover.
 func (s *Server) Authority() *cutover.Authority { return s.authority }
 
-// LastReconcile returns the last scheduled reconcile's report, or nil.
+// LastReconcile returns the last scheduled reconcile's report, or nil: its
+// figures, and its divergences unless it spilled them to disk (the
+// divergences are recorded; the store and the console have them).
 func (s *Server) LastReconcile() *reconcile.Report {
 	s.mu.Lock()
 	defer s.mu.Unlock()
