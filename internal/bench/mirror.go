@@ -169,31 +169,40 @@ func MirrorBench(ctx context.Context, c *localpg.Cluster, tc client.Client, o Mi
 		}
 		rows = append(rows, lag...)
 	}
-	// Drain a backlog through the mirror and the shadow workers.
-	lpool, err := seedLegacy(ctx, c, db+"_drain", cfg, o.Reports)
-	if err != nil {
-		return nil, err
+	// Drain a backlog through the mirror and the shadow workers, with the
+	// default batch and with a larger one (capture.batch_size).
+	for _, batch := range []int{config.DefaultBatchSize, 2000} {
+		bcfg := *cfg
+		bcfg.Capture.BatchSize = batch
+		suffix, name, k := "", "", key
+		if batch != config.DefaultBatchSize {
+			suffix, name, k = fmt.Sprintf("_b%d", batch), fmt.Sprintf(", capture.batch_size %d", batch), fmt.Sprintf("%s.batch%d", key, batch)
+		}
+		lpool, err := seedLegacy(ctx, c, db+"_drain"+suffix, &bcfg, o.Reports)
+		if err != nil {
+			return nil, err
+		}
+		defer lpool.Close()
+		if err := rowUpdates(ctx, lpool, o.Changes, 0); err != nil {
+			return nil, err
+		}
+		backlog, err := bcfg.Store(lpool).BacklogOf(ctx, store.MirrorConsumer)
+		if err != nil {
+			return nil, err
+		}
+		drain, err := runMirror(ctx, lpool, tc, &bcfg, def, "bench-drain"+suffix, o.Concurrency, func(t *timing) bool { return t.acked.Load() >= backlog.Changes })
+		if err != nil {
+			return nil, err
+		}
+		rate := float64(backlog.Changes) / drain.acked.Seconds()
+		rows = append(rows,
+			Row{Group: group, Name: fmt.Sprintf("mirror, drain %d changes of %d reports%s", backlog.Changes, o.Reports, name), Figure: fmt.Sprintf("%.0f changes/s", rate),
+				Versus: fmt.Sprintf("%.2f× the ceiling", rate/raw), Key: k + ".drain", Value: rate, Unit: "changes/s", Ratio: rate / raw},
+			Row{Group: group, Name: "  applied and projected by the shadow", Figure: fmt.Sprintf("%.0f changes/s", float64(backlog.Changes)/drain.projected.Seconds()),
+				Versus: fmt.Sprintf("%.1fs in all", drain.projected.Seconds()), Key: k + ".drain.projected", Value: float64(backlog.Changes) / drain.projected.Seconds(), Unit: "changes/s"},
+			Row{Group: group, Name: "  changes per signal", Figure: fmt.Sprintf("%.1f", float64(backlog.Changes)/drain.signals),
+				Key: k + ".drain.changes_per_signal", Value: float64(backlog.Changes) / drain.signals, Unit: "changes"})
 	}
-	defer lpool.Close()
-	if err := rowUpdates(ctx, lpool, o.Changes, 0); err != nil {
-		return nil, err
-	}
-	backlog, err := cfg.Store(lpool).BacklogOf(ctx, store.MirrorConsumer)
-	if err != nil {
-		return nil, err
-	}
-	drain, err := runMirror(ctx, lpool, tc, cfg, def, "bench-drain", o.Concurrency, func(t *timing) bool { return t.acked.Load() >= backlog.Changes })
-	if err != nil {
-		return nil, err
-	}
-	rate := float64(backlog.Changes) / drain.acked.Seconds()
-	rows = append(rows,
-		Row{Group: group, Name: fmt.Sprintf("mirror, drain %d changes of %d reports", backlog.Changes, o.Reports), Figure: fmt.Sprintf("%.0f changes/s", rate),
-			Versus: fmt.Sprintf("%.2f× the ceiling", rate/raw), Key: key + ".drain", Value: rate, Unit: "changes/s", Ratio: rate / raw},
-		Row{Group: group, Name: "  applied and projected by the shadow", Figure: fmt.Sprintf("%.0f changes/s", float64(backlog.Changes)/drain.projected.Seconds()),
-			Versus: fmt.Sprintf("%.1fs in all", drain.projected.Seconds()), Key: key + ".drain.projected", Value: float64(backlog.Changes) / drain.projected.Seconds(), Unit: "changes/s"},
-		Row{Group: group, Name: "  changes per signal", Figure: fmt.Sprintf("%.1f", float64(backlog.Changes)/drain.signals),
-			Key: key + ".drain.changes_per_signal", Value: float64(backlog.Changes) / drain.signals, Unit: "changes"})
 	return rows, nil
 }
 
