@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
 	"github.com/synapsedte/dtebridge/internal/legacysim"
@@ -39,6 +41,27 @@ func TestFindingsJudgeTheHistory(t *testing.T) {
 		}
 	}})
 	b.Quiescent(60 * time.Second)
+	// The backfill's last report learns that its history is complete in a
+	// signal of its own, after its rows (and so after Quiescent): wait
+	// until every shadow has judged its history.
+	bridgetest.WaitFor(t, 30*time.Second, "every shadow to judge its history", func() bool {
+		rows, err := b.DB.Pool.Query(ctx, `SELECT DISTINCT cycle_id, report_id FROM workflow_phases`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, err := pgx.CollectRows(rows, pgx.RowToStructByPos[dtetype.Key])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			v, err := b.TC.QueryWorkflow(ctx, shadow.WorkflowID(b.Cfg.Shadow.WorkflowIDPrefix, k), "", shadow.QueryState)
+			var st shadow.State
+			if err != nil || v.Get(&st) != nil || st.History != shadow.HistoryJudged {
+				return false
+			}
+		}
+		return true
+	})
 	base := bridgeFlags(t, b)
 	cli := func(args ...string) result { return runCLI(t, append(append([]string{}, base...), args...)...) }
 	read := func() *shadow.FindingsReport {
