@@ -119,7 +119,7 @@ type ReaderConfig struct {
 	// nothing of theirs outlives them or holds back pruning. They start
 	// with a backfill of every row.
 	Ephemeral bool
-	// BatchSize is the most changes per batch. Default: 500.
+	// BatchSize is the most changes per batch. Default: 2000.
 	BatchSize int
 	// KnownDefinition, if set, says whether the consumer can move a shadow
 	// to definition key (id@version): a re-drive that asks for one it
@@ -208,7 +208,7 @@ func NewReader(st *store.Store, tr *legacy.Translator, cfg *ReaderConfig) *Reade
 		c = *cfg
 	}
 	c.Consumer = cmp.Or(c.Consumer, store.MirrorConsumer)
-	c.BatchSize = cmp.Or(max(c.BatchSize, 0), 500)
+	c.BatchSize = cmp.Or(max(c.BatchSize, 0), 2000)
 	c.PollInterval = cmp.Or(max(c.PollInterval, 0), time.Second)
 	c.StandbyInterval = cmp.Or(max(c.StandbyInterval, 0), time.Second)
 	c.Retention = cmp.Or(c.Retention, 168*time.Hour)

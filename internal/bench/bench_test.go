@@ -36,7 +36,7 @@ func TestCaptureBenchmarksRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mrows) != 9 { // ceiling, lag p50 and p99, and three rows per drain (batch 500 and 2000)
+	if len(mrows) != 9 { // ceiling, lag p50 and p99, and three rows per drain (batch 2000 and 500)
 		t.Errorf("%d mirror rows, want 9", len(mrows))
 	}
 	rows = append(rows, mrows...)
@@ -48,7 +48,7 @@ func TestCaptureBenchmarksRun(t *testing.T) {
 		}
 		keys[r.Key] = true
 	}
-	for _, k := range []string{"capture.overhead.test.single_row.logical", "capture.reader.logical.batch_500", "capture.lag.logical.p99", "mirror.drain", "mirror.batch2000.drain"} {
+	for _, k := range []string{"capture.overhead.test.single_row.logical", "capture.reader.logical.batch_500", "capture.lag.logical.p99", "mirror.drain", "mirror.batch500.drain"} {
 		if !keys[k] {
 			t.Errorf("no figure %s among %v", k, keys)
 		}

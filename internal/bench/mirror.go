@@ -170,8 +170,8 @@ func MirrorBench(ctx context.Context, c *localpg.Cluster, tc client.Client, o Mi
 		rows = append(rows, lag...)
 	}
 	// Drain a backlog through the mirror and the shadow workers, with the
-	// default batch and with a larger one (capture.batch_size).
-	for _, batch := range []int{config.DefaultBatchSize, 2000} {
+	// default batch and with a smaller one (capture.batch_size).
+	for _, batch := range []int{config.DefaultBatchSize, 500} {
 		bcfg := *cfg
 		bcfg.Capture.BatchSize = batch
 		suffix, name, k := "", "", key
