@@ -172,6 +172,9 @@ func TestCutoverCommands(t *testing.T) {
 	}
 
 	// With a divergence in testing the gate refuses; --force is recorded.
+	// The commands' write-backs are applied first: a report with changes
+	// in flight is not judged (its divergence would wait for the next run).
+	b.Quiescent(30 * time.Second)
 	b.Bypass(`UPDATE workflow_phases SET started_by = 4242 WHERE cycle_id = $1 AND report_id = $2 AND phase_name = 'Testing'`, k.CycleID, k.ReportID)
 	if r = cli("reconcile"); r.code != 0 || !strings.Contains(r.stdout, "actor_mismatch") {
 		t.Fatalf("reconcile with a divergence: %d %q", r.code, r.stdout)
