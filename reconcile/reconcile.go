@@ -134,8 +134,8 @@ type Report struct {
 	keys map[dtetype.Key]bool
 	// snapshot and fingerprint are recorded for the next incremental run.
 	snapshot, fingerprint string
-	// spool holds the divergences of a run that found more than
-	// Options.Spill.
+	// spool holds the run's divergences: in memory until Divergences
+	// takes them at the end of the run, or in files past Options.Spill.
 	spool *spool
 }
 

@@ -30,7 +30,6 @@ type spool struct {
 	buf    []dtetype.Divergence
 	dir    string
 	files  []string
-	n      int64
 	err    error
 	closed bool
 }
@@ -45,7 +44,6 @@ func newSpool(limit int, order func(a, b *dtetype.Divergence) int) *spool {
 // add appends d, spilling the buffer to a sorted file when it is full.
 // A write error is kept and returned by finish.
 func (s *spool) add(d dtetype.Divergence) {
-	s.n++
 	if s.err != nil {
 		return // the run fails at finish; nothing more is kept
 	}

@@ -85,6 +85,9 @@ type Cluster struct {
 	procs   map[string]*proc.Process // process name to process
 	tails   map[string]*tail
 	logger  *slog.Logger
+	// pg is PostgresURL's server, as the SQL tool and the server's
+	// configuration name it.
+	pg struct{ host, port, user, password string }
 }
 
 var clusterSeq struct {
@@ -114,6 +117,12 @@ func StartCluster(ctx context.Context, cfg *ClusterConfig) (_ *Cluster, err erro
 	if c.cfg.PostgresURL == "" {
 		return nil, errors.New("localtemporal: ClusterConfig.PostgresURL is required")
 	}
+	u, err := url.Parse(c.cfg.PostgresURL)
+	if err != nil {
+		return nil, fmt.Errorf("localtemporal: invalid PostgresURL: %w", err)
+	}
+	c.pg.host, c.pg.port, c.pg.user = u.Hostname(), cmp.Or(u.Port(), "5432"), u.User.Username()
+	c.pg.password, _ = u.User.Password()
 	if c.cfg.HistoryShards == 0 {
 		c.cfg.HistoryShards = 4
 	}
@@ -166,11 +175,6 @@ func (c *Cluster) processes() []string {
 // setupSchemas creates both databases and applies the schemas the server
 // binary embeds, as an operator does with temporal-sql-tool.
 func (c *Cluster) setupSchemas(ctx context.Context) error {
-	u, err := url.Parse(c.cfg.PostgresURL)
-	if err != nil {
-		return fmt.Errorf("localtemporal: invalid PostgresURL: %w", err)
-	}
-	pw, _ := u.User.Password()
 	// The SQL tool takes over a database that exists; the harness creates
 	// its own and drops them at Stop, so it refuses one it did not create.
 	conn, err := pgx.Connect(ctx, c.cfg.PostgresURL)
@@ -187,8 +191,7 @@ func (c *Cluster) setupSchemas(ctx context.Context) error {
 	if len(taken) > 0 {
 		return fmt.Errorf("localtemporal: database %s exists; the cluster creates its own databases and drops them at Stop: choose another ClusterConfig.Database", strings.Join(taken, ", "))
 	}
-	base := []string{"--plugin", "postgres12", "--endpoint", u.Hostname(), "--port", cmp.Or(u.Port(), "5432"),
-		"--user", u.User.Username(), "--password", pw}
+	base := []string{"--plugin", "postgres12", "--endpoint", c.pg.host, "--port", c.pg.port, "--user", c.pg.user, "--password", c.pg.password}
 	for _, db := range []struct{ name, schema string }{
 		{c.cfg.Database, "postgresql/v12/temporal"},
 		{c.cfg.Database + "_visibility", "postgresql/v12/visibility"},
@@ -263,8 +266,6 @@ dynamicConfigClient:
 // writeConfig writes config/development.yaml and the dynamic config into
 // the cluster's directory, with free loopback ports for every service.
 func (c *Cluster) writeConfig() error {
-	u, _ := url.Parse(c.cfg.PostgresURL)
-	pw, _ := u.User.Password()
 	type store struct {
 		Name, Database string
 		Conns          int
@@ -279,7 +280,7 @@ func (c *Cluster) writeConfig() error {
 		PGAddr, PGUser, PGPassword string
 		Services                   []service
 		Frontend, DynamicConfig    string
-	}{Shards: c.cfg.HistoryShards, PGAddr: net.JoinHostPort(u.Hostname(), cmp.Or(u.Port(), "5432")), PGUser: u.User.Username(), PGPassword: pw,
+	}{Shards: c.cfg.HistoryShards, PGAddr: net.JoinHostPort(c.pg.host, c.pg.port), PGUser: c.pg.user, PGPassword: c.pg.password,
 		Stores:        []store{{"default", c.dbs[0], 20}, {"visibility", c.dbs[1], 10}},
 		DynamicConfig: filepath.Join(c.dir, "dynamicconfig.yaml")}
 	for _, name := range Services {

@@ -59,15 +59,8 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("no process for %s", s)
 		}
 	}
-	tc, err := client.Dial(client.Options{HostPort: c.Address()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tc := registerDefault(t, c)
 	defer tc.Close()
-	if _, err := tc.WorkflowService().RegisterNamespace(ctx, &workflowservice.RegisterNamespaceRequest{Namespace: "default",
-		WorkflowExecutionRetentionPeriod: durationpb.New(24 * time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
 	w := worker.New(tc, "tq", worker.Options{})
 	w.RegisterWorkflow(counter)
 	// A new namespace reaches the other services' caches within seconds.
@@ -156,18 +149,25 @@ func TestClusterOneProcess(t *testing.T) {
 		!strings.Contains(err.Error(), "exists") {
 		t.Errorf("a cluster on databases that exist: %v", err)
 	}
-	tc, err := client.Dial(client.Options{HostPort: c.Address()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
 	// It still answers: its databases were not dropped.
-	if _, err := tc.WorkflowService().RegisterNamespace(ctx, &workflowservice.RegisterNamespaceRequest{Namespace: "default",
-		WorkflowExecutionRetentionPeriod: durationpb.New(24 * time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
+	registerDefault(t, c).Close()
 	c.Stop()
 	if proc.Alive(pid) {
 		t.Error("the server is alive after Stop")
 	}
+}
+
+// registerDefault dials the cluster and registers the namespace default.
+func registerDefault(t *testing.T, c *localtemporal.Cluster) client.Client {
+	t.Helper()
+	tc, err := client.Dial(client.Options{HostPort: c.Address()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.WorkflowService().RegisterNamespace(context.Background(), &workflowservice.RegisterNamespaceRequest{Namespace: "default",
+		WorkflowExecutionRetentionPeriod: durationpb.New(24 * time.Hour)}); err != nil {
+		tc.Close()
+		t.Fatal(err)
+	}
+	return tc
 }
