@@ -227,33 +227,27 @@ func captureTriggers(ctx context.Context, conn *pgx.Conn, cfg *CaptureConfig) (m
 
 // checkTable verifies that the legacy table and its key columns exist.
 func checkTable(ctx context.Context, conn *pgx.Conn, cfg *CaptureConfig) error {
-	var cols []string
-	err := conn.QueryRow(ctx, `SELECT coalesce(array_agg(attname::text), '{}') FROM pg_attribute
-		WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`, cfg.tableIdent().Sanitize()).Scan(&cols)
+	cols, err := legacy.TableColumns(ctx, conn, cfg.Table)
 	if err != nil {
-		return fmt.Errorf("error inspecting legacy table %s: %w", cfg.Table, err)
+		return err
 	}
 	if len(cols) == 0 {
 		return fmt.Errorf("%w: %s (set legacy.table in the config, or run dtebridge legacy init for a model)", ErrNoLegacyTable, cfg.Table)
 	}
 	for _, k := range cfg.Key {
-		found := false
-		for _, c := range cols {
-			found = found || c == k
-		}
-		if !found {
+		if _, found := cols[k]; !found {
 			return fmt.Errorf("key column %q is not a column of %s (set legacy.key in the config)", k, cfg.Table)
 		}
 	}
 	if cfg.Legacy != nil {
 		for _, nc := range cfg.Legacy.Columns.Named() {
-			if !slices.Contains(cols, nc[1]) {
+			if _, ok := cols[nc[1]]; !ok {
 				return fmt.Errorf("%s is %q, which is not a column of %s: set %s in the config to the column that holds it", nc[0], nc[1], cfg.Table, nc[0])
 			}
 		}
 		for _, name := range cfg.Legacy.AttributeNames() {
 			a := cfg.Legacy.Attributes[name]
-			acols, err := tableColumns(ctx, conn, a.Table)
+			acols, err := legacy.TableColumns(ctx, conn, a.Table)
 			if err != nil {
 				return err
 			}
@@ -261,24 +255,13 @@ func checkTable(ctx context.Context, conn *pgx.Conn, cfg *CaptureConfig) error {
 				return fmt.Errorf("legacy.attributes.%s.table %q does not exist (or this role cannot see it)", name, a.Table)
 			}
 			for _, c := range [][2]string{{"key", a.Key}, {"cycle", a.Cycle}, {"column", a.Column}} {
-				if c[1] != "" && !slices.Contains(acols, c[1]) {
+				if _, ok := acols[c[1]]; c[1] != "" && !ok {
 					return fmt.Errorf("legacy.attributes.%s.%s is %q, which is not a column of %s", name, c[0], c[1], a.Table)
 				}
 			}
 		}
 	}
 	return nil
-}
-
-// tableColumns lists a table's columns; none when it does not exist.
-func tableColumns(ctx context.Context, conn *pgx.Conn, table string) ([]string, error) {
-	var cols []string
-	err := conn.QueryRow(ctx, `SELECT coalesce(array_agg(attname::text), '{}') FROM pg_attribute
-		WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`, pgx.Identifier(strings.Split(table, ".")).Sanitize()).Scan(&cols)
-	if err != nil {
-		return nil, fmt.Errorf("error inspecting table %s: %w", table, err)
-	}
-	return cols, nil
 }
 
 // attributeTriggerName is the trigger that captures changes to the tables

@@ -93,6 +93,7 @@ type Hooks struct {
 type DB interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
 // Writer writes legacy rows exactly as the legacy application does, driven
@@ -108,7 +109,7 @@ type Writer struct {
 	now func() time.Time
 
 	typesOnce sync.Once
-	types     map[string]string
+	types     map[string]ColumnType
 	typesErr  error
 }
 
@@ -125,30 +126,15 @@ func NewWriter(db DB, t *Table, now func() time.Time) (*Writer, error) {
 	return &Writer{db: db, t: tr.Table(), tr: tr, now: now}, nil
 }
 
-// ColumnTypes returns the legacy table's columns and their SQL types.
-func (w *Writer) ColumnTypes(ctx context.Context) (map[string]string, error) {
-	w.typesOnce.Do(func() { w.types, w.typesErr = ColumnTypes(ctx, w.db, w.t.Name) })
+// ColumnTypes returns the legacy table's columns and their types.
+func (w *Writer) ColumnTypes(ctx context.Context) (map[string]ColumnType, error) {
+	w.typesOnce.Do(func() {
+		w.types, w.typesErr = TableColumns(ctx, w.db, w.t.Name)
+		if w.typesErr == nil && len(w.types) == 0 {
+			w.typesErr = fmt.Errorf("legacy table %s not found (set legacy.table in the config)", w.t.Name)
+		}
+	})
 	return w.types, w.typesErr
-}
-
-// ColumnTypes reads the columns of table and their SQL types.
-func ColumnTypes(ctx context.Context, db interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}, table string) (map[string]string, error) {
-	var names, types []string
-	err := db.QueryRow(ctx, `SELECT coalesce(array_agg(attname::text ORDER BY attnum), '{}'), coalesce(array_agg(format_type(atttypid, atttypmod) ORDER BY attnum), '{}')
-		FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`, Ident(table)).Scan(&names, &types)
-	if err != nil {
-		return nil, fmt.Errorf("error inspecting legacy table %s: %w", table, err)
-	}
-	if len(names) == 0 {
-		return nil, fmt.Errorf("legacy table %s not found (set legacy.table in the config)", table)
-	}
-	out := make(map[string]string, len(names))
-	for i, n := range names {
-		out[n] = types[i]
-	}
-	return out, nil
 }
 
 // row is a locked legacy row.
@@ -449,7 +435,7 @@ func (w *Writer) checkGate(ctx context.Context, tx pgx.Tx, k dtetype.Key, p dtet
 }
 
 // write applies s to r and returns the row as written.
-func (w *Writer) write(ctx context.Context, tx pgx.Tx, types map[string]string, r *row, s *set) (*Written, error) {
+func (w *Writer) write(ctx context.Context, tx pgx.Tx, types map[string]ColumnType, r *row, s *set) (*Written, error) {
 	var sb strings.Builder
 	sb.WriteString("UPDATE " + w.t.Ident() + " t SET ")
 	args := make([]any, 0, len(s.vals)+1)
@@ -464,7 +450,7 @@ func (w *Writer) write(ctx context.Context, tx pgx.Tx, types map[string]string, 
 		p := "$" + strconv.Itoa(i+1)
 		if v, ok := s.vals[i].(text); ok {
 			args = append(args, string(v))
-			p += "::text::" + typ
+			p += "::text::" + typ.Name
 		} else {
 			args = append(args, s.vals[i])
 		}
@@ -510,7 +496,7 @@ func (w *Writer) RowByKey(ctx context.Context, key string) (*dtetype.PhaseChange
 	where := w.t.KeyExpr("t") + " = $1"
 	if len(w.t.Key) == 1 {
 		// One key column: compare in its own type, so its index serves.
-		where = Col("t", w.t.Key[0]) + " = $1::text::" + types[w.t.Key[0]]
+		where = Col("t", w.t.Key[0]) + " = $1::text::" + types[w.t.Key[0]].Name
 	}
 	var raw []byte
 	err = w.db.QueryRow(ctx, "SELECT to_jsonb(t) FROM "+w.t.Ident()+" t WHERE "+where+" LIMIT 1", key).Scan(&raw)

@@ -117,35 +117,7 @@ type checker struct {
 	r *Report
 	t *legacy.Table
 	// cols are the legacy table's columns by name.
-	cols map[string]column
-}
-
-type column struct {
-	typ    string // format_type
-	enum   []string
-	isEnum bool
-	base   string // the type's category: N numeric, S string, D date/time, E enum...
-}
-
-func tableColumns(ctx context.Context, db *pgxpool.Pool, table string) (map[string]column, error) {
-	rows, err := db.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typtype = 'e', t.typcategory::text,
-			coalesce((SELECT array_agg(enumlabel::text ORDER BY enumsortorder) FROM pg_enum WHERE enumtypid = a.atttypid), '{}')
-		FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-		WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, ident(table))
-	if err != nil {
-		return nil, fmt.Errorf("error inspecting %s: %w", table, err)
-	}
-	defer rows.Close()
-	out := map[string]column{}
-	for rows.Next() {
-		var name string
-		var c column
-		if err := rows.Scan(&name, &c.typ, &c.isEnum, &c.base, &c.enum); err != nil {
-			return nil, err
-		}
-		out[name] = c
-	}
-	return out, rows.Err()
+	cols map[string]legacy.ColumnType
 }
 
 func ident(table string) string { return pgx.Identifier(strings.Split(table, ".")).Sanitize() }
@@ -154,7 +126,7 @@ func ident(table string) string { return pgx.Identifier(strings.Split(table, "."
 // types the bridge can use.
 func (c *checker) columns(ctx context.Context) error {
 	var err error
-	if c.cols, err = tableColumns(ctx, c.o.Pool, c.t.Name); err != nil {
+	if c.cols, err = legacy.TableColumns(ctx, c.o.Pool, c.t.Name); err != nil {
 		return err
 	}
 	if len(c.cols) == 0 {
@@ -180,9 +152,9 @@ func (c *checker) columns(ctx context.Context) error {
 		}
 		role := strings.TrimPrefix(setting, "legacy.columns.")
 		cats, typed := want[role]
-		if typed && !strings.Contains(cats, col.base) {
+		if typed && !strings.Contains(cats, col.Category) {
 			c.r.add(Error, "columns", setting, "point "+setting+" at a column of that type, or change the column",
-				"%s.%s is %s; the bridge needs %s there", c.t.Name, nc[1], col.typ, kinds[cats])
+				"%s.%s is %s; the bridge needs %s there", c.t.Name, nc[1], col.Name, kinds[cats])
 		}
 	}
 	return nil
@@ -277,9 +249,9 @@ func (c *checker) labels(ctx context.Context) error {
 		// every distinct value.
 		colSQL := pgx.Identifier{m.column}.Sanitize()
 		q, args := "SELECT DISTINCT "+colSQL+"::text FROM "+ident(c.t.Name)+" WHERE "+colSQL+" IS NOT NULL LIMIT 1000", []any{}
-		if col.isEnum {
+		if col.IsEnum {
 			var unmapped []string
-			for _, l := range col.enum {
+			for _, l := range col.Enum {
 				if !m.known(l) {
 					unmapped = append(unmapped, l)
 				}
@@ -301,25 +273,25 @@ func (c *checker) labels(ctx context.Context) error {
 					"rows of %s hold %q in %s, which %s does not map: each change carrying it would go to quarantine", c.t.Name, l, m.column, m.setting)
 			}
 		}
-		if !col.isEnum {
+		if !col.IsEnum {
 			continue
 		}
-		for _, l := range col.enum {
+		for _, l := range col.Enum {
 			if !m.known(l) && !slices.Contains(held, l) {
 				c.r.add(Warning, "labels", m.setting, fmt.Sprintf("add %q to %s, mapped to %s", l, m.setting, m.values),
-					"the enum %s of %s allows %q, which %s does not map (no row holds it now)", col.typ, m.column, l, m.setting)
+					"the enum %s of %s allows %q, which %s does not map (no row holds it now)", col.Name, m.column, l, m.setting)
 			}
 		}
 		for _, l := range m.labels {
-			if slices.Contains(col.enum, l) {
+			if slices.Contains(col.Enum, l) {
 				continue
 			}
 			if m.written(l) {
-				c.r.add(Error, "labels", m.setting, fmt.Sprintf("correct %q in %s to one of the enum's labels %v, or declare another in legacy.write.labels", l, m.setting, col.enum),
-					"%s maps %q, which the write-back writes, but the enum %s of %s has no such label: every engine command would fail", m.setting, l, col.typ, m.column)
+				c.r.add(Error, "labels", m.setting, fmt.Sprintf("correct %q in %s to one of the enum's labels %v, or declare another in legacy.write.labels", l, m.setting, col.Enum),
+					"%s maps %q, which the write-back writes, but the enum %s of %s has no such label: every engine command would fail", m.setting, l, col.Name, m.column)
 			} else {
-				c.r.add(Warning, "labels", m.setting, fmt.Sprintf("remove %q from %s, or correct its spelling to one of %v", l, m.setting, col.enum),
-					"%s maps %q, which the enum %s of %s does not have", m.setting, l, col.typ, m.column)
+				c.r.add(Warning, "labels", m.setting, fmt.Sprintf("remove %q from %s, or correct its spelling to one of %v", l, m.setting, col.Enum),
+					"%s maps %q, which the enum %s of %s does not have", m.setting, l, col.Name, m.column)
 			}
 		}
 	}
@@ -333,7 +305,7 @@ func (c *checker) users(ctx context.Context) error {
 	if u == nil {
 		return nil
 	}
-	cols, err := tableColumns(ctx, c.o.Pool, u.Table)
+	cols, err := legacy.TableColumns(ctx, c.o.Pool, u.Table)
 	if err != nil {
 		return err
 	}
@@ -365,7 +337,7 @@ func (c *checker) attributes(ctx context.Context) error {
 	for _, name := range c.t.AttributeNames() {
 		a := c.t.Attributes[name]
 		setting := "legacy.attributes." + name
-		cols, err := tableColumns(ctx, c.o.Pool, a.Table)
+		cols, err := legacy.TableColumns(ctx, c.o.Pool, a.Table)
 		if err != nil {
 			return err
 		}
