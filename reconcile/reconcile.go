@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"maps"
@@ -94,16 +95,19 @@ type PhaseReport struct {
 // Report is the result of a run. Its JSON form is documented by
 // ReportSchema and stays stable.
 type Report struct {
-	RunID       int64         `json:"run_id"`
-	StartedAt   time.Time     `json:"started_at"`
-	FinishedAt  time.Time     `json:"finished_at"`
-	Scope       Scope         `json:"scope"`
-	RowsScanned int64         `json:"rows_scanned"`
-	Compared    int64         `json:"compared"`
-	Consistent  int64         `json:"consistent"`
-	InFlight    int64         `json:"in_flight"`
-	Consistency float64       `json:"consistency"`
-	Phases      []PhaseReport `json:"phases"`
+	RunID       int64     `json:"run_id"`
+	StartedAt   time.Time `json:"started_at"`
+	FinishedAt  time.Time `json:"finished_at"`
+	Scope       Scope     `json:"scope"`
+	RowsScanned int64     `json:"rows_scanned"`
+	// ChecksumsDiffer counts the reports whose checksums differ between
+	// the sides: the only ones compared key by key.
+	ChecksumsDiffer int64         `json:"checksums_differ"`
+	Compared        int64         `json:"compared"`
+	Consistent      int64         `json:"consistent"`
+	InFlight        int64         `json:"in_flight"`
+	Consistency     float64       `json:"consistency"`
+	Phases          []PhaseReport `json:"phases"`
 	// Counts are unexpected divergences by kind; ExpectedByRule, the
 	// accepted ones by rule.
 	Counts         map[string]int64 `json:"counts"`
@@ -255,10 +259,7 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 			return nil, fmt.Errorf("error importing snapshot %s: %w", o.Snapshot, err)
 		}
 	}
-	// Sorting and hashing 10^6 keys wants more than the default work_mem,
-	// or PostgreSQL sorts on disk; this is the server's memory, for this
-	// transaction only.
-	if _, err := tx.Exec(ctx, "SET LOCAL timezone = 'UTC'; SET LOCAL work_mem = '256MB'"); err != nil {
+	if _, err := tx.Exec(ctx, runSettings); err != nil {
 		return nil, err
 	}
 	modes, err := o.Store.On(tx).Modes(ctx)
@@ -279,7 +280,11 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	if err := c.plan(ctx); err != nil {
 		return nil, err
 	}
-	if c.q, err = newQueries(&o); err != nil {
+	types, err := legacy.TableColumns(ctx, tx, o.Table.Name)
+	if err != nil {
+		return nil, err
+	}
+	if c.q, err = newQueries(&o, types); err != nil {
 		return nil, err
 	}
 	for _, step := range []func(context.Context) error{c.lag, c.quarantine, c.openConflicts, c.touched, c.checksums, c.compare, c.violations, c.listConflicts, c.attributes} {
@@ -301,6 +306,14 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	r.FinishedAt = o.Now()
 	return r, nil
 }
+
+// runSettings are a run's transactions' settings. Times are compared and
+// hashed in UTC. Sorting and hashing 10^6 keys wants more than the default
+// work_mem, or PostgreSQL sorts on disk; this is the server's memory, for
+// the transaction only. JIT compilation of the checksums' expressions cost
+// more than it saved at 900,000 rows (its cost crosses jit_above_cost
+// there), so it is off.
+const runSettings = "SET LOCAL timezone = 'UTC'; SET LOCAL work_mem = '256MB'; SET LOCAL jit = off"
 
 // run is the state of one reconcile run.
 type run struct {
@@ -325,9 +338,6 @@ type run struct {
 	// quarantined divergence is unexpected.
 	quarantineListed map[dtetype.Key]bool
 	seen             map[divKey]bool
-	// groups is how many reports the checksums sent to the key-by-key
-	// comparison.
-	groups int
 	// filtered: the comparison looks at the reports whose checksums
 	// differ, not at every report.
 	filtered bool
@@ -586,86 +596,93 @@ func conflictDivergence(k3 key3, oc store.OpenConflict) dtetype.Divergence {
 }
 
 // checksums narrows the comparison down to the reports that differ, as
-// data-diff's checksum and bisect does, each level computed on both sides
-// in parallel from one exported snapshot: a checksum per (cycle, phase)
-// first (which also counts legacy's rows per phase, for the compared
-// figures), then, within the groups that differ, a checksum per report.
-// Only the reports whose checksums differ are compared key by key, through
-// the tables' key indexes, so a 1% divergent table no longer sorts and
-// joins every row.
+// data-diff's checksums do: per report, its rows and the sum of their
+// hashes, computed on both sides in parallel from one exported snapshot
+// and merged in key order as they stream (memory does not grow with the
+// reports). The projection stores each row's hash (row_hash); legacy's
+// are computed in the query. Only the reports whose checksums differ are
+// compared key by key, through the tables' key indexes, so a 1% divergent
+// table no longer sorts and joins every row. A per-report checksum costs
+// one pass; a first level per (cycle, phase) saved nothing where
+// divergences are spread (every group differs, and the second level read
+// every row again).
 func (c *run) checksums(ctx context.Context) error {
-	type group struct {
-		cycle int64
-		phase string
-	}
-	legacy, shadowSide := map[group]sum{}, map[group]sum{}
 	c.legacyRows = map[dtetype.Phase]int64{}
+	rows, err := c.tx.Query(ctx, c.q.PhaseRows, c.q.args)
+	if err != nil {
+		return fmt.Errorf("error counting legacy rows: %w", err)
+	}
+	for rows.Next() {
+		var p string
+		var n int64
+		if err := rows.Scan(&p, &n); err != nil {
+			rows.Close()
+			return fmt.Errorf("error counting legacy rows: %w", err)
+		}
+		c.legacyRows[dtetype.Phase(p)] += n
+		c.r.RowsScanned += n
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("error counting legacy rows: %w", err)
+	}
 	var snap string
 	if err := c.tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&snap); err != nil {
 		return fmt.Errorf("error sharing the snapshot: %w", err)
 	}
-	readGroups := func(into map[group]sum) func(pgx.Rows) error {
-		return func(rows pgx.Rows) error {
-			for rows.Next() {
-				var g group
-				var s sum
-				if err := rows.Scan(&g.cycle, &g.phase, &s.rows, &s.hash); err != nil {
-					return err
-				}
-				into[g] = s
-			}
-			return rows.Err()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	legacy, shadowSide := make(chan []reportSum, 4), make(chan []reportSum, 4)
+	errs := make(chan error, 2)
+	// A side that fails stops the other: the merge then ends early.
+	side := func(what string, f func() error) {
+		err := f()
+		if err != nil {
+			cancel()
 		}
+		errs <- wrapErr(what, err)
 	}
-	c.q.args["pg_cycles"], c.q.args["pg_phases"] = []int64(nil), []string(nil)
-	if err := c.bothSides(ctx, snap, c.q.SumsLegacy, c.q.SumsShadow, readGroups(legacy), readGroups(shadowSide)); err != nil {
-		return err
-	}
-	for g, s := range legacy {
-		c.legacyRows[dtetype.Phase(g.phase)] += s.rows
-		c.r.RowsScanned += s.rows
-	}
-	var cycles []int64
-	var phases []string
-	diff, groups := differing(legacy, shadowSide)
-	for _, g := range diff {
-		cycles, phases = append(cycles, g.cycle), append(phases, g.phase)
-	}
-	c.filtered = true
-	if len(cycles) == 0 {
-		return nil // every checksum agrees: nothing to compare
-	}
-	if len(cycles)*2 > groups {
-		cycles, phases = nil, nil // most groups differ: the second level looks at every one
-	}
-	c.q.args["pg_cycles"], c.q.args["pg_phases"] = cycles, phases
-	reportsL, reportsS := map[dtetype.Key]sum{}, map[dtetype.Key]sum{}
-	readReports := func(into map[dtetype.Key]sum) func(pgx.Rows) error {
-		return func(rows pgx.Rows) error {
-			for rows.Next() {
-				var k dtetype.Key
-				var s sum
-				if err := rows.Scan(&k.CycleID, &k.ReportID, &s.rows, &s.hash); err != nil {
-					return err
-				}
-				into[k] = s
-			}
-			return rows.Err()
-		}
-	}
-	if err := c.bothSides(ctx, snap, c.q.ReportSumsLegacy, c.q.ReportSumsShadow, readReports(reportsL), readReports(reportsS)); err != nil {
-		return err
-	}
+	go side("error summing legacy rows", func() error {
+		return streamSums(ctx, c.tx, c.q.ReportSumsLegacy, c.q.args, legacy)
+	})
+	go side("error summing the shadow projection", func() error {
+		return c.onSnapshot(ctx, snap, func(tx pgx.Tx) error {
+			return streamSums(ctx, tx, c.q.ReportSumsShadow, c.q.args, shadowSide)
+		})
+	})
 	var kc, kr []int64
-	diffReports, reports := differing(reportsL, reportsS)
-	for _, k := range diffReports {
-		kc, kr = append(kc, k.CycleID), append(kr, k.ReportID)
+	reports := 0
+	l, s := newSumReader(legacy), newSumReader(shadowSide)
+	for l.ok || s.ok {
+		reports++
+		switch o := compareSums(l, s); {
+		case o < 0:
+			kc, kr = append(kc, l.cur.k.CycleID), append(kr, l.cur.k.ReportID)
+			l.next()
+		case o > 0:
+			kc, kr = append(kc, s.cur.k.CycleID), append(kr, s.cur.k.ReportID)
+			s.next()
+		default:
+			if l.cur.s != s.cur.s {
+				kc, kr = append(kc, l.cur.k.CycleID), append(kr, l.cur.k.ReportID)
+			}
+			l.next()
+			s.next()
+		}
 	}
-	c.groups = len(kc)
+	var first error
+	for range 2 {
+		if err := <-errs; err != nil && (first == nil || errors.Is(first, context.Canceled)) {
+			first = err
+		}
+	}
+	if first != nil {
+		return first
+	}
+	c.r.ChecksumsDiffer = int64(len(kc))
 	c.q.args["group_cycles"], c.q.args["group_reports"] = kc, kr
 	// Most reports differ: comparing everything is cheaper than looking
 	// each one up.
-	c.filtered = c.groups*2 <= reports
+	c.filtered = len(kc)*2 <= reports
 	return nil
 }
 
@@ -674,72 +691,120 @@ type sum struct {
 	rows, hash int64
 }
 
-// differing returns the groups whose checksums differ between the sides,
-// or that one side lacks, and how many groups the sides have together.
-func differing[K comparable](legacy, shadow map[K]sum) (out []K, groups int) {
-	groups = len(legacy)
-	for k, l := range legacy {
-		if s, ok := shadow[k]; !ok || s != l {
-			out = append(out, k)
-		}
-	}
-	for k := range shadow {
-		if _, ok := legacy[k]; !ok {
-			out = append(out, k)
-			groups++
-		}
-	}
-	return out, groups
+// reportSum is one report's checksum.
+type reportSum struct {
+	k dtetype.Key
+	s sum
 }
 
-// bothSides runs legacyQuery in the run's transaction and shadowQuery on a
-// second connection in the same snapshot, in parallel.
-func (c *run) bothSides(ctx context.Context, snap, legacyQuery, shadowQuery string, readLegacy, readShadow func(pgx.Rows) error) error {
-	shadowErr := make(chan error, 1)
-	go func() {
-		shadowErr <- func() error {
-			conn, err := c.o.Store.Pool().Acquire(ctx)
-			if err != nil {
-				return err
-			}
-			defer conn.Release()
-			return pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-				if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(snap, "'", "")+"'"); err != nil {
-					return err
-				}
-				if _, err := tx.Exec(ctx, "SET LOCAL timezone = 'UTC'"); err != nil {
-					return err
-				}
-				rows, err := tx.Query(ctx, shadowQuery, c.q.args)
-				if err != nil {
-					return err
-				}
-				defer rows.Close()
-				return readShadow(rows)
-			})
-		}()
-	}()
-	legacyErr := func() error {
-		rows, err := c.tx.Query(ctx, legacyQuery, c.q.args)
-		if err != nil {
+// streamSums sends the checksums query yields, in batches, and closes out.
+func streamSums(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, query string, args pgx.NamedArgs, out chan<- []reportSum) error {
+	defer close(out)
+	rows, err := q.Query(ctx, query, args)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	batch := make([]reportSum, 0, 1024)
+	for rows.Next() {
+		var r reportSum
+		if err := rows.Scan(&r.k.CycleID, &r.k.ReportID, &r.s.rows, &r.s.hash); err != nil {
 			return err
 		}
-		defer rows.Close()
-		return readLegacy(rows)
-	}()
-	if err := <-shadowErr; err != nil {
-		return fmt.Errorf("error summing the shadow projection: %w", err)
+		if batch = append(batch, r); len(batch) == cap(batch) {
+			select {
+			case out <- batch:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			batch = make([]reportSum, 0, 1024)
+		}
 	}
-	if legacyErr != nil {
-		return fmt.Errorf("error summing legacy rows: %w", legacyErr)
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		select {
+		case out <- batch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	return nil
+}
+
+// sumReader reads one side's checksums in key order.
+type sumReader struct {
+	in    <-chan []reportSum
+	batch []reportSum
+	cur   reportSum
+	ok    bool
+}
+
+func newSumReader(in <-chan []reportSum) *sumReader {
+	r := &sumReader{in: in}
+	r.next()
+	return r
+}
+
+func (r *sumReader) next() {
+	for len(r.batch) == 0 {
+		b, open := <-r.in
+		if !open {
+			r.ok = false
+			return
+		}
+		r.batch = b
+	}
+	r.cur, r.batch, r.ok = r.batch[0], r.batch[1:], true
+}
+
+// compareSums orders the two readers' current keys; a reader at its end
+// comes last.
+func compareSums(l, s *sumReader) int {
+	switch {
+	case !s.ok:
+		return -1
+	case !l.ok:
+		return 1
+	}
+	return keyOrder(l.cur.k, s.cur.k)
+}
+
+// wrapErr says what failed; a side stopped because the other failed keeps
+// its context.Canceled.
+func wrapErr(what string, err error) error {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// onSnapshot runs fn in a read-only transaction on a second connection, in
+// the snapshot snap exported by the run's transaction.
+func (c *run) onSnapshot(ctx context.Context, snap string, fn func(pgx.Tx) error) error {
+	conn, err := c.o.Store.Pool().Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	return pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(snap, "'", "")+"'"); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, runSettings); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
 }
 
 // compare streams the keys that differ, in key order, through a cursor.
 func (c *run) compare(ctx context.Context) error {
 	c.dupExtra, c.orphans = map[dtetype.Phase]int64{}, map[dtetype.Phase]int64{}
-	if c.filtered && c.groups == 0 {
+	if c.filtered && c.r.ChecksumsDiffer == 0 {
 		if c.o.Progress != nil {
 			c.o.Progress(1, 1)
 		}

@@ -96,6 +96,7 @@ func (r *Report) WriteText(w io.Writer, listLimit int) error {
 		fmt.Fprintf(w, " (%d new, %d resolved)", r.New, r.Resolved)
 	}
 	fmt.Fprintln(w, ".")
+	fmt.Fprintf(w, "Checksums: %d legacy rows read; %d reports differ, compared key by key.\n", r.RowsScanned, r.ChecksumsDiffer)
 	if line := r.kindLine(); line != "" {
 		fmt.Fprintln(w, line)
 	}

@@ -1,8 +1,10 @@
 package reconcile
 
 import (
+	"cmp"
+	"slices"
+	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -21,7 +23,7 @@ type queries struct {
 	args     pgx.NamedArgs
 }
 
-func newQueries(o *Options) (*queries, error) {
+func newQueries(o *Options, types map[string]legacy.ColumnType) (*queries, error) {
 	t := o.Table
 	c := t.Columns
 	id := func(name string) string { return legacy.Col("w", name) }
@@ -52,10 +54,22 @@ func newQueries(o *Options) (*queries, error) {
 
 	// Labels map to canonical values through CASE expressions over the
 	// configured labels: a hash join per mapping cost legacy's side of a
-	// full sweep four times the rest (measured at 900,000 rows).
-	phaseExpr := "coalesce(" + caseMap(id(c.Phase)+"::text", pl, pi) + ", '?' || " + id(c.Phase) + "::text)"
-	stateExpr := caseMap("coalesce("+id(c.StateOverride)+", "+id(c.State)+")::text", sl, si)
-	statusExpr := caseMap("coalesce("+id(c.StatusOverride)+", "+id(c.Status)+")::text", tl, ti)
+	// full sweep four times the rest (measured at 900,000 rows). An enum
+	// column is compared as the enum it is, with the labels its type has:
+	// its text costs a catalog lookup per row.
+	typeOf := func(col string) *legacy.ColumnType {
+		if t, ok := types[col]; ok {
+			return &t
+		}
+		return nil
+	}
+	phaseCol := label{id(c.Phase), typeOf(c.Phase)}
+	stateCol, statusCol := overridden(id(c.StateOverride), id(c.State), typeOf(c.StateOverride), typeOf(c.State)),
+		overridden(id(c.StatusOverride), id(c.Status), typeOf(c.StatusOverride), typeOf(c.Status))
+	phaseExpr := phaseCol.cases(pl, quoted(pi), "'?' || "+id(c.Phase)+"::text")
+	stateExpr := stateCol.cases(sl, quoted(si), "")
+	statusExpr := statusCol.cases(tl, quoted(ti), "")
+	rowHash := legacyRowHash(&c, id, typeOf, phaseCol, stateCol, statusCol, pl, pi, sl, si, tl, ti)
 	mapping := `mp(label, phase) AS (SELECT * FROM unnest(@phase_labels::text[], @phase_ids::text[])),
 		ms(label, state) AS (SELECT * FROM unnest(@state_labels::text[], @states::text[])),
 		mt(label, status) AS (SELECT * FROM unnest(@status_labels::text[], @statuses::text[]))`
@@ -95,29 +109,28 @@ func newQueries(o *Options) (*queries, error) {
 		v := id(col) + "::timestamptz"
 		return "CASE WHEN " + v + " > @max_time::timestamptz THEN @max_time::timestamptz WHEN " + v + " < @min_time::timestamptz THEN @min_time::timestamptz ELSE " + v + " END"
 	}
-	// The checksums hash a time's seconds since the epoch, read from the
-	// column as it is (date, timestamp or timestamptz give the same number
-	// in this UTC session as their timestamptz would), without the bounds
-	// above: a row beyond them differs, and the comparison judges it.
-	// Whole seconds, unless the date tolerance is below a second: then a
-	// difference under a second may be a divergence, and the checksum must
-	// see it.
-	epoch := func(col string) string { return epochOf(id(col), o.DateTolerance) }
+	// Conditions the run does not need are left out, not made true by
+	// their arguments: each would cost legacy's side of a full sweep an
+	// expression per row.
+	ignore, phaseScope := "", ""
+	if len(t.IgnorePhases) > 0 {
+		ignore = "NOT (" + id(c.Phase) + "::text = ANY(@ignore::text[])) AND "
+	}
+	if o.Scope.Phase != "" {
+		phaseScope = phaseExpr + " = @phase AND "
+	}
 	lwOf := func(groups string) string {
 		return mapping + `, lw AS (
-		SELECT ` + cyc + ` AS cycle_id, ` + rep + ` AS report_id, ` + phaseExpr + ` AS phase,
+		SELECT ` + cyc + ` AS cycle_id, ` + rep + ` AS report_id, ` + rawCyc + ` AS cycle_raw, ` + rawRep + ` AS report_raw, ` + phaseExpr + ` AS phase,
 			` + stateExpr + ` AS state, ` + statusExpr + ` AS status,
 			` + ts(c.PlannedStart) + ` AS planned_start, ` + ts(c.PlannedEnd) + ` AS planned_end,
 			` + ts(c.ActualStart) + ` AS actual_start, ` + ts(c.ActualEnd) + ` AS actual_end,
-			` + epoch(c.PlannedStart) + ` AS planned_start_epoch, ` + epoch(c.PlannedEnd) + ` AS planned_end_epoch,
-			` + epoch(c.ActualStart) + ` AS actual_start_epoch, ` + epoch(c.ActualEnd) + ` AS actual_end_epoch,
+			` + rowHash + ` AS row_hash,
 			coalesce(` + id(c.StartedBy) + `::text, '') AS started_by, coalesce(` + id(c.CompletedBy) + `::text, '') AS completed_by,
 			` + ts(c.UpdatedAt) + ` AS updated_at, ` + id(c.State) + `::text AS state_label, ` + id(c.StatusOverride) + ` IS NOT NULL AS status_overridden,
 			` + strings.Join(keys, ", ") + `
 		FROM ` + tbl + ` w
-		WHERE NOT (` + id(c.Phase) + `::text = ANY(@ignore::text[]))
-			AND (@phase::text IS NULL OR ` + phaseExpr + ` = @phase)
-			AND ` + scope + groups + `)`
+		WHERE ` + ignore + phaseScope + scope + groups + `)`
 	}
 	lw := lwOf("")
 	lwGroups := lwOf(" AND (" + rawCyc + ", " + rawRep + ") IN (SELECT * FROM unnest(@group_cycles::bigint[], @group_reports::bigint[]))")
@@ -125,7 +138,7 @@ func newQueries(o *Options) (*queries, error) {
 		WHERE @since::timestamptz IS NOT NULL AND ` + legacy.Col("", c.UpdatedAt) + ` >= @since`
 	var err error
 	q.ReconcileSQL, err = o.Store.ReconcileQueries(store.LegacySide{Legacy: lw, LegacyGroups: lwGroups,
-		Epoch: func(expr string) string { return epochOf(expr, o.DateTolerance) }, LegacyOrder: strings.Join(order, ", "), LegacyChanged: changed,
+		LegacyOrder: strings.Join(order, ", "), LegacyChanged: changed,
 		Scope: func(alias string) string { return scopeOf(alias+"cycle_id", alias+"report_id") }})
 	if err != nil {
 		return nil, err
@@ -136,28 +149,101 @@ func newQueries(o *Options) (*queries, error) {
 	return q, nil
 }
 
-// epochOf is the checksums' number for the time expr: its seconds since
-// the epoch, whole ones when tolerance is a second or more.
-func epochOf(expr string, tolerance time.Duration) string {
-	if tolerance >= time.Second {
-		return "floor(date_part('epoch', " + expr + "))"
-	}
-	return "date_part('epoch', " + expr + ")"
+// label is a legacy column holding labels (or an expression of one, such
+// as an override over its column), with its type where the catalog gives
+// one.
+type label struct {
+	expr string
+	typ  *legacy.ColumnType
 }
 
-// caseMap maps expr, a label, to its value: CASE expr WHEN label THEN
-// value ... END, NULL for a label not mapped.
-func caseMap(expr string, labels, values []string) string {
-	if len(labels) == 0 {
-		return "NULL::text"
+// overridden is the label an override column holds where it is set, else
+// its column's: as the enum both are, or as text when their types differ.
+func overridden(override, col string, otyp, ctyp *legacy.ColumnType) label {
+	if otyp != nil && ctyp != nil && otyp.Name == ctyp.Name {
+		return label{"coalesce(" + override + ", " + col + ")", ctyp}
+	}
+	return label{"coalesce(" + override + "::text, " + col + "::text)", nil}
+}
+
+// cases maps the label to results (SQL expressions) by labels: CASE label
+// WHEN labels[i] THEN results[i] ... ELSE otherwise END (NULL when
+// otherwise is empty). An enum is compared as itself, with the labels its
+// type has (a label it lacks cannot occur, and would not parse as it);
+// anything else as text.
+func (l label) cases(labels, results []string, otherwise string) string {
+	subject := l.expr + "::text"
+	enum := l.typ != nil && l.typ.IsEnum
+	if enum {
+		subject = l.expr
 	}
 	var b strings.Builder
-	b.WriteString("CASE " + expr)
-	for i, l := range labels {
-		b.WriteString(" WHEN " + literal(l) + " THEN " + literal(values[i]))
+	for i, lb := range labels {
+		if enum && !slices.Contains(l.typ.Enum, lb) {
+			continue
+		}
+		b.WriteString(" WHEN " + literal(lb) + " THEN " + results[i])
 	}
-	b.WriteString(" END")
-	return b.String()
+	if b.Len() == 0 {
+		return cmp.Or(otherwise, "NULL::text")
+	}
+	if otherwise != "" {
+		b.WriteString(" ELSE " + otherwise)
+	}
+	return "CASE " + subject + b.String() + " END"
+}
+
+// legacyRowHash is the checksum hash of a legacy row: the hash the
+// projection stores for the same row (row_hash, migration
+// 016_row_hash.sql), computed the same way from legacy's columns. Labels
+// hash as the canonical values they map to, constants once the query is
+// planned; times as UTC timestamps (the run's session is in UTC), exactly:
+// a difference within the date tolerance sends the report to the
+// key-by-key comparison, which judges it.
+func legacyRowHash(c *legacy.Columns, id func(string) string, typeOf func(string) *legacy.ColumnType, phase, state, status label,
+	pl, pi, sl, si, tl, ti []string) string {
+	hashed := func(values []string, seed int) []string {
+		out := make([]string, len(values))
+		for i, v := range values {
+			out[i] = "hashtextextended(" + literal(v) + ", " + strconv.Itoa(seed) + ")"
+		}
+		return out
+	}
+	user := func(col string, seed int) string {
+		return "hashtextextended(coalesce(" + id(col) + "::text, ''), " + strconv.Itoa(seed) + ")"
+	}
+	at := func(col string, seed int) string {
+		n := strconv.Itoa(seed)
+		return "coalesce(timestamp_hash_extended(" + utcTimestamp(id(col), typeOf(col)) + ", " + n + "), " + n + ")"
+	}
+	return "hashint8(hashint8extended(" + id(c.Report) + "::bigint, 0)" +
+		" # " + phase.cases(pl, hashed(pi, 1), "hashtextextended('?' || "+id(c.Phase)+"::text, 1)") +
+		" # " + state.cases(sl, hashed(si, 2), "2") +
+		" # " + status.cases(tl, hashed(ti, 3), "3") +
+		" # " + user(c.StartedBy, 4) + " # " + user(c.CompletedBy, 5) +
+		" # " + at(c.PlannedStart, 6) + " # " + at(c.PlannedEnd, 7) + " # " + at(c.ActualStart, 8) + " # " + at(c.ActualEnd, 9) + ")"
+}
+
+// utcTimestamp renders a legacy time column as a timestamp in UTC (the
+// run's session time zone), with the cheapest cast its type allows: none
+// for a timestamp, one for a date or a timestamptz.
+func utcTimestamp(col string, typ *legacy.ColumnType) string {
+	switch {
+	case typ != nil && strings.HasPrefix(typ.Name, "timestamp") && strings.HasSuffix(typ.Name, "without time zone"):
+		return col
+	case typ != nil && (typ.Name == "date" || strings.HasPrefix(typ.Name, "timestamp")):
+		return col + "::timestamp"
+	}
+	return col + "::timestamptz::timestamp"
+}
+
+// quoted quotes each value as an SQL literal.
+func quoted(values []string) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = literal(v)
+	}
+	return out
 }
 
 // literal quotes s as an SQL escape-string literal, which reads the same

@@ -24,9 +24,6 @@ type LegacySide struct {
 	// @group_cycles, @group_reports, as a plain conjunct on the key
 	// columns.
 	LegacyGroups string
-	// Epoch renders the checksums' number for a time expression of the
-	// shadow's, as lw's *_epoch columns are computed.
-	Epoch func(expr string) string
 	// LegacyOrder lists lw's key columns, for the oldest row.
 	LegacyOrder string
 	// LegacyChanged selects the reports legacy changed since @since.
@@ -38,7 +35,7 @@ type LegacySide struct {
 
 // ReconcileSQL are reconcile's comparison queries.
 type ReconcileSQL struct {
-	SumsLegacy, SumsShadow, ReportSumsLegacy, ReportSumsShadow, Compare, CompareGroups, Violations string
+	PhaseRows, ReportSumsLegacy, ReportSumsShadow, Compare, CompareGroups, Violations string
 }
 
 // ReconcileQueries renders the comparison queries around the legacy side.
@@ -59,13 +56,13 @@ func (s *Store) ReconcileQueries(l LegacySide) (*ReconcileSQL, error) {
 	}
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, map[string]any{"Schema": s.quoted, "Legacy": l.Legacy, "LegacyGroups": l.LegacyGroups, "LegacyOrder": l.LegacyOrder,
-		"LegacyChanged": l.LegacyChanged, "Scope": l.Scope, "Epoch": l.Epoch}); err != nil {
+		"LegacyChanged": l.LegacyChanged, "Scope": l.Scope}); err != nil {
 		return nil, err
 	}
 	named := splitNamed(buf.String())
-	out := &ReconcileSQL{SumsLegacy: named["SumsLegacy"], SumsShadow: named["SumsShadow"], Compare: named["Compare"],
+	out := &ReconcileSQL{PhaseRows: named["PhaseRows"], Compare: named["Compare"],
 		CompareGroups: named["CompareGroups"], Violations: named["Violations"], ReportSumsLegacy: named["ReportSumsLegacy"], ReportSumsShadow: named["ReportSumsShadow"]}
-	if out.ReportSumsLegacy == "" || out.ReportSumsShadow == "" || out.SumsLegacy == "" || out.SumsShadow == "" || out.Compare == "" || out.CompareGroups == "" || out.Violations == "" {
+	if out.ReportSumsLegacy == "" || out.ReportSumsShadow == "" || out.PhaseRows == "" || out.Compare == "" || out.CompareGroups == "" || out.Violations == "" {
 		return nil, fmt.Errorf("store: reconcile.sql.tmpl lacks a query")
 	}
 	return out, nil
