@@ -607,24 +607,6 @@ func conflictDivergence(k3 key3, oc store.OpenConflict) dtetype.Divergence {
 // divergences are spread (every group differs, and the second level read
 // every row again).
 func (c *run) checksums(ctx context.Context) error {
-	c.legacyRows = map[dtetype.Phase]int64{}
-	rows, err := c.tx.Query(ctx, c.q.PhaseRows, c.q.args)
-	if err != nil {
-		return fmt.Errorf("error counting legacy rows: %w", err)
-	}
-	for rows.Next() {
-		var p string
-		var n int64
-		if err := rows.Scan(&p, &n); err != nil {
-			rows.Close()
-			return fmt.Errorf("error counting legacy rows: %w", err)
-		}
-		c.legacyRows[dtetype.Phase(p)] += n
-		c.r.RowsScanned += n
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("error counting legacy rows: %w", err)
-	}
 	var snap string
 	if err := c.tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&snap); err != nil {
 		return fmt.Errorf("error sharing the snapshot: %w", err)
@@ -632,8 +614,8 @@ func (c *run) checksums(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	legacy, shadowSide := make(chan []reportSum, 4), make(chan []reportSum, 4)
-	errs := make(chan error, 2)
-	// A side that fails stops the other: the merge then ends early.
+	errs := make(chan error, 3)
+	// A query that fails stops the others: the merge then ends early.
 	side := func(what string, f func() error) {
 		err := f()
 		if err != nil {
@@ -641,6 +623,27 @@ func (c *run) checksums(ctx context.Context) error {
 		}
 		errs <- wrapErr(what, err)
 	}
+	// Legacy's rows per phase, for the compared figures, are counted on a
+	// third connection meanwhile.
+	legacyRows := map[dtetype.Phase]int64{}
+	go side("error counting legacy rows", func() error {
+		return c.onSnapshot(ctx, snap, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, c.q.PhaseRows, c.q.args)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var label string
+				var n int64
+				if err := rows.Scan(&label, &n); err != nil {
+					return err
+				}
+				legacyRows[c.phaseOf(label)] += n
+			}
+			return rows.Err()
+		})
+	})
 	go side("error summing legacy rows", func() error {
 		return streamSums(ctx, c.tx, c.q.ReportSumsLegacy, c.q.args, legacy)
 	})
@@ -670,7 +673,7 @@ func (c *run) checksums(ctx context.Context) error {
 		}
 	}
 	var first error
-	for range 2 {
+	for range 3 {
 		if err := <-errs; err != nil && (first == nil || errors.Is(first, context.Canceled)) {
 			first = err
 		}
@@ -678,12 +681,25 @@ func (c *run) checksums(ctx context.Context) error {
 	if first != nil {
 		return first
 	}
+	c.legacyRows = legacyRows
+	for _, n := range legacyRows {
+		c.r.RowsScanned += n
+	}
 	c.r.ChecksumsDiffer = int64(len(kc))
 	c.q.args["group_cycles"], c.q.args["group_reports"] = kc, kr
 	// Most reports differ: comparing everything is cheaper than looking
 	// each one up.
 	c.filtered = len(kc)*2 <= reports
 	return nil
+}
+
+// phaseOf is the phase a legacy label maps to, as the comparison's SQL
+// maps it: a label the mapping lacks stays itself, marked with "?".
+func (c *run) phaseOf(label string) dtetype.Phase {
+	if p, ok := c.o.Table.Phases.Get(label); ok {
+		return p
+	}
+	return dtetype.Phase("?" + label)
 }
 
 // sum is a checksum: rows and the sum of their hashes.

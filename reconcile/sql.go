@@ -121,7 +121,7 @@ func newQueries(o *Options, types map[string]legacy.ColumnType) (*queries, error
 	}
 	lwOf := func(groups string) string {
 		return mapping + `, lw AS (
-		SELECT ` + cyc + ` AS cycle_id, ` + rep + ` AS report_id, ` + rawCyc + ` AS cycle_raw, ` + rawRep + ` AS report_raw, ` + phaseExpr + ` AS phase,
+		SELECT ` + cyc + ` AS cycle_id, ` + rep + ` AS report_id, ` + rawCyc + ` AS cycle_raw, ` + rawRep + ` AS report_raw, ` + id(c.Phase) + ` AS phase_raw, ` + phaseExpr + ` AS phase,
 			` + stateExpr + ` AS state, ` + statusExpr + ` AS status,
 			` + ts(c.PlannedStart) + ` AS planned_start, ` + ts(c.PlannedEnd) + ` AS planned_end,
 			` + ts(c.ActualStart) + ` AS actual_start, ` + ts(c.ActualEnd) + ` AS actual_end,
