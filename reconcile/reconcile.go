@@ -273,7 +273,7 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	}
 
 	c := &run{o: &o, tx: tx, r: r, now: o.Now(), perPhase: map[dtetype.Phase]*PhaseReport{},
-		divergent: map[key3]bool{}, inFlight: map[key3]bool{}, seen: map[divKey]bool{}, quarantineListed: map[dtetype.Key]bool{}}
+		marked: map[key3]bool{}, inFlight: map[key3]bool{}, quarantineListed: map[dtetype.Key]bool{}}
 	if c.baseline, c.baselineAt, err = o.Store.On(tx).Baseline(ctx); err != nil {
 		return nil, err
 	}
@@ -332,12 +332,14 @@ type run struct {
 	conflicts  map[key3]store.OpenConflict
 	legacyRows map[dtetype.Phase]int64
 	perPhase   map[dtetype.Phase]*PhaseReport
-	divergent  map[key3]bool
-	inFlight   map[key3]bool
+	// marked are keys of quarantined reports that differ without a
+	// divergence of their own: the report's one quarantined divergence
+	// stands for them.
+	marked   map[key3]bool
+	inFlight map[key3]bool
 	// quarantineListed says, per quarantined report, whether its one
 	// quarantined divergence is unexpected.
 	quarantineListed map[dtetype.Key]bool
-	seen             map[divKey]bool
 	// filtered: the comparison looks at the reports whose checksums
 	// differ, not at every report.
 	filtered bool
@@ -518,11 +520,11 @@ func (c *run) addReportLevel(d dtetype.Divergence) {
 			break
 		}
 	}
-	c.record(d)
+	c.r.spool.add(d)
 }
 
-// record counts a divergence and keeps it.
-func (c *run) record(d dtetype.Divergence) {
+// count counts a divergence the run keeps.
+func (c *run) count(d *dtetype.Divergence) {
 	r, pr := c.r, c.phase(d.Phase)
 	if d.Expected {
 		pr.Expected++
@@ -533,7 +535,6 @@ func (c *run) record(d dtetype.Divergence) {
 		r.Unexpected++
 		r.Counts[d.Kind]++
 	}
-	r.spool.add(d)
 }
 
 func renderAttrs(a map[string]string) string {
@@ -686,10 +687,13 @@ func (c *run) checksums(ctx context.Context) error {
 		c.r.RowsScanned += n
 	}
 	c.r.ChecksumsDiffer = int64(len(kc))
-	c.q.args["group_cycles"], c.q.args["group_reports"] = kc, kr
 	// Most reports differ: comparing everything is cheaper than looking
-	// each one up.
+	// each one up. The list of those that differ (16 bytes a report) is
+	// what a run holds that grows with the divergences.
 	c.filtered = len(kc)*2 <= reports
+	if c.filtered {
+		c.q.args["group_cycles"], c.q.args["group_reports"] = kc, kr
+	}
 	return nil
 }
 
@@ -921,17 +925,15 @@ func (c *run) add(k3 key3, d dtetype.Divergence) {
 				Detail: fmt.Sprintf("the shadow has been behind since %s, longer than the %s grace", since.Format(time.RFC3339), c.o.LagGrace)}
 		case quarantined:
 			if listed, ok := c.quarantineListed[k3.k]; ok {
-				c.divergent[k3] = c.divergent[k3] || listed // counted, listed once per report
+				if listed {
+					c.marked[k3] = true // counted, listed once per report
+				}
 				return
 			}
 			d.Kind, d.Detail = dtetype.KindQuarantined, "the report has changes in quarantine ("+reasons+"); the shadow waits behind them"
 		}
 	}
-	id := divKey{k3, d.Kind}
-	if c.seen[id] {
-		return // one divergence per key and kind
-	}
-	c.seen[id] = true
+	// One divergence per key and kind: the spool keeps the first.
 	for i := range c.o.Expected {
 		if c.o.Expected[i].Matches(&d) {
 			d.Rule, d.Expected = c.o.Expected[i].Name, true
@@ -941,20 +943,12 @@ func (c *run) add(k3 key3, d dtetype.Divergence) {
 	if d.Kind == dtetype.KindQuarantined {
 		c.quarantineListed[k3.k] = !d.Expected
 	}
-	c.record(d)
-	if !d.Expected {
-		c.divergent[k3] = true
-	}
+	c.r.spool.add(d)
 }
 
 // comparisonKinds are found by comparing legacy's rows with the shadow's.
 var comparisonKinds = []string{dtetype.KindMissingInShadow, dtetype.KindOrphanInShadow, dtetype.KindStateMismatch,
 	dtetype.KindStatusMismatch, dtetype.KindDatesMismatch, dtetype.KindActorMismatch}
-
-type divKey struct {
-	k3   key3
-	kind string
-}
 
 func (c *run) classify(k3 key3, hasLegacy, hasShadow bool, lx *legacyRow, l, s *sides) {
 	if nrows := lx.Rows; nrows > 1 {
@@ -1200,11 +1194,36 @@ func (c *run) violations(ctx context.Context) error {
 	return rows.Err()
 }
 
-// finish computes the figures.
+// finish computes the figures, counting the divergences as they are read
+// back in order, without repeats: a key is divergent when one of its own
+// is unexpected (or marked so).
 func (c *run) finish() error {
 	r := c.r
+	if err := r.spool.finish(); err != nil {
+		return err
+	}
 	divergent := map[dtetype.Phase]int64{}
-	for k3 := range c.divergent {
+	var cur key3
+	curDivergent, started := false, false
+	flush := func() {
+		if started && (curDivergent || c.marked[cur]) {
+			divergent[cur.p]++
+		}
+		delete(c.marked, cur)
+	}
+	for d, err := range r.spool.all() {
+		if err != nil {
+			return err
+		}
+		c.count(&d)
+		if k3 := (key3{d.Key, d.Phase}); !started || k3 != cur {
+			flush()
+			cur, curDivergent, started = k3, false, true
+		}
+		curDivergent = curDivergent || (!d.Expected && d.Phase != "*")
+	}
+	flush()
+	for k3 := range c.marked {
 		divergent[k3.p]++
 	}
 	inFlight := map[dtetype.Phase]int64{}
@@ -1248,12 +1267,8 @@ func (c *run) finish() error {
 		}
 		return cmpInt(a.ReportID, b.ReportID)
 	})
-	if err := r.spool.finish(); err != nil {
-		return err
-	}
 	if !r.spool.spilled() {
-		r.Divergences = r.spool.buf
-		r.spool.buf = nil
+		r.Divergences = r.spool.divergences()
 	}
 	if r.Divergences == nil && !r.spool.spilled() {
 		r.Divergences = []dtetype.Divergence{}

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"bufio"
+	"cmp"
 	"container/heap"
 	"encoding/gob"
 	"errors"
@@ -23,22 +24,54 @@ const DefaultSpill = 10000
 // past that, each limit of them is sorted and written to a file of its
 // own, and reading merges the files in order through a heap (an external
 // merge sort): memory holds one chunk while writing, and a small buffer per
-// file while reading, whatever the number of divergences.
+// file while reading, whatever the number of divergences. It keeps one
+// divergence per key, phase and kind, the first added: a repeat of one in
+// memory is dropped as it comes; each is numbered as it comes, the number
+// breaks ties in the order, and reading the files skips a repeat of one
+// written earlier. So a run needs no set of all it found to de-duplicate.
 type spool struct {
-	order  func(a, b *dtetype.Divergence) int
-	limit  int
-	buf    []dtetype.Divergence
+	order func(a, b *dtetype.Divergence) int
+	limit int
+	buf   []entry
+	// held are the key, phase and kind of what buf holds.
+	held   map[heldKey]bool
+	seq    uint64
 	dir    string
 	files  []string
 	err    error
 	closed bool
 }
 
+type heldKey struct {
+	k     dtetype.Key
+	phase dtetype.Phase
+	kind  string
+}
+
+// entry is a divergence as spooled, numbered in the order it came.
+type entry struct {
+	D   dtetype.Divergence
+	Seq uint64
+}
+
 func newSpool(limit int, order func(a, b *dtetype.Divergence) int) *spool {
 	if limit <= 0 {
 		limit = DefaultSpill
 	}
-	return &spool{order: order, limit: limit}
+	return &spool{order: order, limit: limit, held: map[heldKey]bool{}}
+}
+
+// compare orders entries by the divergence order, then as they came.
+func (s *spool) compare(a, b *entry) int {
+	if o := s.order(&a.D, &b.D); o != 0 {
+		return o
+	}
+	return cmp.Compare(a.Seq, b.Seq)
+}
+
+// same says b repeats a: the same key, phase and kind.
+func same(a, b *dtetype.Divergence) bool {
+	return a.Key == b.Key && a.Phase == b.Phase && a.Kind == b.Kind
 }
 
 // add appends d, spilling the buffer to a sorted file when it is full.
@@ -47,10 +80,18 @@ func (s *spool) add(d dtetype.Divergence) {
 	if s.err != nil {
 		return // the run fails at finish; nothing more is kept
 	}
-	if len(s.buf) == s.limit {
-		s.err = s.spill()
+	h := heldKey{d.Key, d.Phase, d.Kind}
+	if s.held[h] {
+		return // a repeat of one in memory
 	}
-	s.buf = append(s.buf, d)
+	if len(s.buf) == s.limit {
+		if s.err = s.spill(); s.err != nil {
+			return
+		}
+	}
+	s.seq++
+	s.buf = append(s.buf, entry{D: d, Seq: s.seq})
+	s.held[h] = true
 }
 
 // spill sorts the buffer and writes it to a new file.
@@ -65,7 +106,7 @@ func (s *spool) spill() error {
 		// garbage collector finds its spool unreachable.
 		runtime.AddCleanup(s, func(dir string) { os.RemoveAll(dir) }, dir)
 	}
-	slices.SortFunc(s.buf, func(a, b dtetype.Divergence) int { return s.order(&a, &b) })
+	slices.SortFunc(s.buf, func(a, b entry) int { return s.compare(&a, &b) })
 	path := filepath.Join(s.dir, fmt.Sprintf("%06d.gob", len(s.files)))
 	f, err := os.Create(path)
 	if err != nil {
@@ -87,6 +128,7 @@ func (s *spool) spill() error {
 		return fmt.Errorf("error spilling divergences to %s: %w", path, err)
 	}
 	s.files = append(s.files, path)
+	clear(s.held)
 	clear(s.buf)
 	s.buf = s.buf[:0]
 	return nil
@@ -101,8 +143,20 @@ func (s *spool) finish() error {
 	if len(s.files) > 0 && len(s.buf) > 0 {
 		return s.spill()
 	}
-	slices.SortFunc(s.buf, func(a, b dtetype.Divergence) int { return s.order(&a, &b) })
+	slices.SortFunc(s.buf, func(a, b entry) int { return s.compare(&a, &b) })
 	return nil
+}
+
+// divergences takes the divergences held in memory, in order, from a
+// spool that did not spill.
+func (s *spool) divergences() []dtetype.Divergence {
+	out := make([]dtetype.Divergence, len(s.buf))
+	for i := range s.buf {
+		out[i] = s.buf[i].D
+	}
+	s.buf = nil
+	clear(s.held)
+	return out
 }
 
 // spilled reports whether the divergences are on disk.
@@ -117,8 +171,8 @@ func (s *spool) all() iter.Seq2[dtetype.Divergence, error] {
 			return
 		}
 		if !s.spilled() {
-			for _, d := range s.buf {
-				if !yield(d, nil) {
+			for i := range s.buf {
+				if !yield(s.buf[i].D, nil) {
 					return
 				}
 			}
@@ -148,12 +202,18 @@ func (s *spool) all() iter.Seq2[dtetype.Divergence, error] {
 			}
 			heads.heads = append(heads.heads, h)
 		}
-		heads.order = s.order
+		heads.compare = s.compare
 		heap.Init(&heads)
-		for heads.Len() > 0 {
+		var last dtetype.Divergence
+		for n := 0; heads.Len() > 0; n++ {
 			h := heads.heads[0]
-			if !yield(h.d, nil) {
-				return
+			// The first of a key, phase and kind is kept; the files are
+			// merged in order, so a repeat follows it.
+			if n == 0 || !same(&last, &h.e.D) {
+				last = h.e.D
+				if !yield(h.e.D, nil) {
+					return
+				}
 			}
 			if err := h.next(); err != nil {
 				yield(dtetype.Divergence{}, fmt.Errorf("error reading spilled divergences: %w", err))
@@ -173,13 +233,13 @@ func (s *spool) all() iter.Seq2[dtetype.Divergence, error] {
 type mergeHead struct {
 	dec  *gob.Decoder
 	f    *os.File
-	d    dtetype.Divergence
+	e    entry
 	done bool
 }
 
 func (h *mergeHead) next() error {
-	h.d = dtetype.Divergence{}
-	err := h.dec.Decode(&h.d)
+	h.e = entry{}
+	err := h.dec.Decode(&h.e)
 	if errors.Is(err, io.EOF) {
 		h.done = true
 		return nil
@@ -199,12 +259,12 @@ func (s *spool) close() error {
 
 // mergeHeap orders the files being merged by their next divergence.
 type mergeHeap struct {
-	heads []*mergeHead
-	order func(a, b *dtetype.Divergence) int
+	heads   []*mergeHead
+	compare func(a, b *entry) int
 }
 
 func (m *mergeHeap) Len() int           { return len(m.heads) }
-func (m *mergeHeap) Less(i, j int) bool { return m.order(&m.heads[i].d, &m.heads[j].d) < 0 }
+func (m *mergeHeap) Less(i, j int) bool { return m.compare(&m.heads[i].e, &m.heads[j].e) < 0 }
 func (m *mergeHeap) Swap(i, j int)      { m.heads[i], m.heads[j] = m.heads[j], m.heads[i] }
 func (m *mergeHeap) Push(x any)         { m.heads = append(m.heads, x.(*mergeHead)) }
 func (m *mergeHeap) Pop() any {
