@@ -625,32 +625,40 @@ func (c *run) checksums(ctx context.Context) error {
 		errs <- wrapErr(what, err)
 	}
 	// Legacy's rows per phase, for the compared figures, are counted on a
-	// third connection meanwhile.
+	// third connection meanwhile; a run limited to some reports counts them
+	// in the pass that sums them.
 	legacyRows := map[dtetype.Phase]int64{}
-	go side("error counting legacy rows", func() error {
-		return c.onSnapshot(ctx, snap, func(tx pgx.Tx) error {
-			rows, err := tx.Query(ctx, c.q.PhaseRows, c.q.args)
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var label string
-				var n int64
-				if err := rows.Scan(&label, &n); err != nil {
+	perPhase := func(label string, n int64) { legacyRows[c.phaseOf(label)] += n }
+	legacyQuery := c.q.ReportSumsLegacy
+	if c.o.Scope.Keys != nil {
+		legacyQuery = c.q.ReportSumsLegacyKeyed
+		errs <- nil
+	} else {
+		go side("error counting legacy rows", func() error {
+			return c.onSnapshot(ctx, snap, func(tx pgx.Tx) error {
+				rows, err := tx.Query(ctx, c.q.PhaseRows, c.q.args)
+				if err != nil {
 					return err
 				}
-				legacyRows[c.phaseOf(label)] += n
-			}
-			return rows.Err()
+				defer rows.Close()
+				for rows.Next() {
+					var label string
+					var n int64
+					if err := rows.Scan(&label, &n); err != nil {
+						return err
+					}
+					perPhase(label, n)
+				}
+				return rows.Err()
+			})
 		})
-	})
+	}
 	go side("error summing legacy rows", func() error {
-		return streamSums(ctx, c.tx, c.q.ReportSumsLegacy, c.q.args, legacy)
+		return streamSums(ctx, c.tx, legacyQuery, c.q.args, legacy, perPhase)
 	})
 	go side("error summing the shadow projection", func() error {
 		return c.onSnapshot(ctx, snap, func(tx pgx.Tx) error {
-			return streamSums(ctx, tx, c.q.ReportSumsShadow, c.q.args, shadowSide)
+			return streamSums(ctx, tx, c.q.ReportSumsShadow, c.q.args, shadowSide, nil)
 		})
 	})
 	var kc, kr []int64
@@ -717,10 +725,11 @@ type reportSum struct {
 	s sum
 }
 
-// streamSums sends the checksums query yields, in batches, and closes out.
+// streamSums sends the checksums query yields, in batches, and closes out;
+// a row of rows per phase label (its key NULL) goes to perPhase.
 func streamSums(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
-}, query string, args pgx.NamedArgs, out chan<- []reportSum) error {
+}, query string, args pgx.NamedArgs, out chan<- []reportSum, perPhase func(label string, n int64)) error {
 	defer close(out)
 	rows, err := q.Query(ctx, query, args)
 	if err != nil {
@@ -729,10 +738,20 @@ func streamSums(ctx context.Context, q interface {
 	defer rows.Close()
 	batch := make([]reportSum, 0, 1024)
 	for rows.Next() {
+		var cycle, report *int64
+		var label *string
 		var r reportSum
-		if err := rows.Scan(&r.k.CycleID, &r.k.ReportID, &r.s.rows, &r.s.hash); err != nil {
+		if err := rows.Scan(&cycle, &report, &r.s.rows, &r.s.hash, &label); err != nil {
 			return err
 		}
+		if cycle == nil || report == nil {
+			if label == nil || perPhase == nil {
+				return fmt.Errorf("a checksum without a report")
+			}
+			perPhase(*label, r.s.rows)
+			continue
+		}
+		r.k = dtetype.Key{CycleID: *cycle, ReportID: *report}
 		if batch = append(batch, r); len(batch) == cap(batch) {
 			select {
 			case out <- batch:

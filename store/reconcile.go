@@ -35,7 +35,7 @@ type LegacySide struct {
 
 // ReconcileSQL are reconcile's comparison queries.
 type ReconcileSQL struct {
-	PhaseRows, ReportSumsLegacy, ReportSumsShadow, Compare, CompareGroups, Violations string
+	PhaseRows, ReportSumsLegacy, ReportSumsLegacyKeyed, ReportSumsShadow, Compare, CompareGroups, Violations string
 }
 
 // ReconcileQueries renders the comparison queries around the legacy side.
@@ -60,9 +60,9 @@ func (s *Store) ReconcileQueries(l LegacySide) (*ReconcileSQL, error) {
 		return nil, err
 	}
 	named := splitNamed(buf.String())
-	out := &ReconcileSQL{PhaseRows: named["PhaseRows"], Compare: named["Compare"],
+	out := &ReconcileSQL{PhaseRows: named["PhaseRows"], ReportSumsLegacyKeyed: named["ReportSumsLegacyKeyed"], Compare: named["Compare"],
 		CompareGroups: named["CompareGroups"], Violations: named["Violations"], ReportSumsLegacy: named["ReportSumsLegacy"], ReportSumsShadow: named["ReportSumsShadow"]}
-	if out.ReportSumsLegacy == "" || out.ReportSumsShadow == "" || out.PhaseRows == "" || out.Compare == "" || out.CompareGroups == "" || out.Violations == "" {
+	if out.ReportSumsLegacy == "" || out.ReportSumsShadow == "" || out.PhaseRows == "" || out.ReportSumsLegacyKeyed == "" || out.Compare == "" || out.CompareGroups == "" || out.Violations == "" {
 		return nil, fmt.Errorf("store: reconcile.sql.tmpl lacks a query")
 	}
 	return out, nil
