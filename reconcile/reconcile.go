@@ -714,9 +714,10 @@ func (c *run) phaseOf(label string) dtetype.Phase {
 	return dtetype.Phase("?" + label)
 }
 
-// sum is a checksum: rows and the sum of their hashes.
+// sum is a checksum: rows and the exact sum of their hashes, in decimal.
 type sum struct {
-	rows, hash int64
+	rows int64
+	hash string
 }
 
 // reportSum is one report's checksum.

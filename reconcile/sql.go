@@ -216,12 +216,12 @@ func legacyRowHash(c *legacy.Columns, id func(string) string, typeOf func(string
 		n := strconv.Itoa(seed)
 		return "coalesce(timestamp_hash_extended(" + utcTimestamp(id(col), typeOf(col)) + ", " + n + "), " + n + ")"
 	}
-	return "hashint8(hashint8extended(" + id(c.Report) + "::bigint, 0)" +
+	return "hashint8extended(" + id(c.Report) + "::bigint, 0)" +
 		" # " + phase.cases(pl, hashed(pi, 1), "hashtextextended('?' || "+id(c.Phase)+"::text, 1)") +
 		" # " + state.cases(sl, hashed(si, 2), "2") +
 		" # " + status.cases(tl, hashed(ti, 3), "3") +
 		" # " + user(c.StartedBy, 4) + " # " + user(c.CompletedBy, 5) +
-		" # " + at(c.PlannedStart, 6) + " # " + at(c.PlannedEnd, 7) + " # " + at(c.ActualStart, 8) + " # " + at(c.ActualEnd, 9) + ")"
+		" # " + at(c.PlannedStart, 6) + " # " + at(c.PlannedEnd, 7) + " # " + at(c.ActualStart, 8) + " # " + at(c.ActualEnd, 9)
 }
 
 // utcTimestamp renders a legacy time column as a timestamp in UTC (the

@@ -3,10 +3,12 @@
 -- of hashing 900,000 rows on every sweep. reconcile computes the same hash
 -- of each legacy row (reconcile/sql.go, legacyRowHash), field by field:
 -- a hash per field, seeded by its position, XORed with the report's; a
--- NULL time hashes as its position; times as UTC timestamps, exactly.
+-- NULL time hashes as its position; times as UTC timestamps, exactly. The
+-- hash has 64 bits, and a checksum sums them exactly (PostgreSQL sums
+-- bigints in 128 bits): a changed report hides with odds of 2^-64.
 -- A test (reconcile TestChecksumsAgreeOnAnyShape) holds the two equal.
-ALTER TABLE {{.Schema}}.shadow_phases ADD COLUMN row_hash integer GENERATED ALWAYS AS (
-    hashint8(hashint8extended(report_id, 0)
+ALTER TABLE {{.Schema}}.shadow_phases ADD COLUMN row_hash bigint GENERATED ALWAYS AS (
+    hashint8extended(report_id, 0)
         # coalesce(hashtextextended(phase, 1), 1)
         # coalesce(hashtextextended(state, 2), 2)
         # coalesce(hashtextextended(status, 3), 3)
@@ -15,7 +17,7 @@ ALTER TABLE {{.Schema}}.shadow_phases ADD COLUMN row_hash integer GENERATED ALWA
         # coalesce(timestamp_hash_extended(timezone('UTC', planned_start), 6), 6)
         # coalesce(timestamp_hash_extended(timezone('UTC', planned_end), 7), 7)
         # coalesce(timestamp_hash_extended(timezone('UTC', actual_start), 8), 8)
-        # coalesce(timestamp_hash_extended(timezone('UTC', actual_end), 9), 9))
+        # coalesce(timestamp_hash_extended(timezone('UTC', actual_end), 9), 9)
 ) STORED;
 
 -- The shadow's checksums per report read this index alone, in key order:
