@@ -1,12 +1,17 @@
 package reconcile_test
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
+	"github.com/synapsedte/dtebridge/reconcile"
 )
 
 // shapeSchema is a legacy table of a shape neither shipped profile has:
@@ -78,11 +83,7 @@ shadow: {definition: standard_dt_testing}
 // a time on one side only is one.
 func TestChecksumsAgreeOnAnyShape(t *testing.T) {
 	t.Parallel()
-	cfg, err := config.Parse("shape.yaml", []byte(shapeConfig))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := bridgetest.New(t, nil, &bridgetest.Options{Schema: shapeSchema, Config: cfg})
+	b := shapeBridge(t)
 	// Five reports, each with one row per phase, planned well ahead (on
 	// schedule, as legacy's own rule says), then worked through in order
 	// as the legacy application would: times with fractions of a second
@@ -140,5 +141,52 @@ func TestChecksumsAgreeOnAnyShape(t *testing.T) {
 	if len(got) != len(want) || got[dtetype.Key{CycleID: 7, ReportID: 1}] != want[dtetype.Key{CycleID: 7, ReportID: 1}] ||
 		got[dtetype.Key{CycleID: 7, ReportID: 2}] != want[dtetype.Key{CycleID: 7, ReportID: 2}] {
 		t.Errorf("unexpected divergences %v, want %v", got, want)
+	}
+}
+
+func shapeBridge(t *testing.T) *bridgetest.Bridge {
+	t.Helper()
+	cfg, err := config.Parse("shape.yaml", []byte(shapeConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bridgetest.New(t, nil, &bridgetest.Options{Schema: shapeSchema, Config: cfg})
+}
+
+// TestChecksumsFailFast: when legacy's side of the checksums fails (here a
+// time column that legacy turned to text holds one that is no time), the
+// run stops with that error while the shadow's side is still starting,
+// instead of waiting for it forever.
+func TestChecksumsFailFast(t *testing.T) {
+	t.Parallel()
+	b := shapeBridge(t)
+	b.Exec(`INSERT INTO gx.steps (cycle, report, step) VALUES (7, 1, 'plan')`)
+	b.Quiescent(60 * time.Second)
+	b.Bypass(`ALTER TABLE gx.steps ALTER COLUMN ended TYPE text`)
+	b.Bypass(`UPDATE gx.steps SET ended = 'next week'`)
+	for range 5 {
+		done := make(chan error, 1)
+		go func() {
+			_, err := reconcile.Run(context.Background(), b.Cfg.ReconcileOptions(b.DB.Pool))
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "legacy") || !strings.Contains(err.Error(), "next week") {
+				t.Fatalf("reconcile over a legacy time that is no time: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("reconcile did not return after legacy's side failed")
+		}
+	}
+	// A pool too small for the run's three connections is refused with
+	// its fix, rather than waited on.
+	small, err := pgxpool.New(context.Background(), b.DB.URL+"&pool_max_conns=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	if _, err := reconcile.Run(context.Background(), b.Cfg.ReconcileOptions(small)); err == nil || !strings.Contains(err.Error(), "pool_max_conns") {
+		t.Errorf("reconcile on a pool of 2: %v", err)
 	}
 }

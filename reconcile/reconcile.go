@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -243,6 +244,11 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	}()
 	if o.Scope.Keys != nil {
 		r.keys = keySet(o.Scope.Keys)
+	}
+	// The run's transaction and the checksums of the shadow's side and of
+	// legacy's rows per phase, at once: a smaller pool would wait forever.
+	if n := o.Store.Pool().Config().MaxConns; n < 3 {
+		return nil, fmt.Errorf("reconcile needs 3 database connections at once, and the pool allows %d: raise pool_max_conns in --database-url", n)
 	}
 	conn, err := o.Store.Pool().Acquire(ctx)
 	if err != nil {
@@ -615,14 +621,24 @@ func (c *run) checksums(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	legacy, shadowSide := make(chan []reportSum, 4), make(chan []reportSum, 4)
-	errs := make(chan error, 3)
-	// A query that fails stops the others: the merge then ends early.
-	side := func(what string, f func() error) {
-		err := f()
-		if err != nil {
-			cancel()
-		}
-		errs <- wrapErr(what, err)
+	// A query that fails stops the others: the merge then ends early. A
+	// side's stream closes however it ends, even before its query started.
+	// Legacy's error comes first: when the run's transaction fails, the
+	// others fail to import its snapshot.
+	var sideErrs [3]error
+	var wg sync.WaitGroup
+	side := func(i int, what string, out chan []reportSum, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := f()
+			if out != nil {
+				close(out)
+			}
+			if sideErrs[i] = wrapErr(what, err); err != nil {
+				cancel()
+			}
+		}()
 	}
 	// Legacy's rows per phase, for the compared figures, are counted on a
 	// third connection meanwhile; a run limited to some reports counts them
@@ -632,9 +648,8 @@ func (c *run) checksums(ctx context.Context) error {
 	legacyQuery := c.q.ReportSumsLegacy
 	if c.o.Scope.Keys != nil {
 		legacyQuery = c.q.ReportSumsLegacyKeyed
-		errs <- nil
 	} else {
-		go side("error counting legacy rows", func() error {
+		side(2, "error counting legacy rows", nil, func() error {
 			return c.onSnapshot(ctx, snap, func(tx pgx.Tx) error {
 				rows, err := tx.Query(ctx, c.q.PhaseRows, c.q.args)
 				if err != nil {
@@ -653,10 +668,14 @@ func (c *run) checksums(ctx context.Context) error {
 			})
 		})
 	}
-	go side("error summing legacy rows", func() error {
-		return streamSums(ctx, c.tx, legacyQuery, c.q.args, legacy, perPhase)
+	legacyPerPhase := perPhase
+	if c.o.Scope.Keys == nil {
+		legacyPerPhase = nil // counted by PhaseRows
+	}
+	side(0, "error summing legacy rows", legacy, func() error {
+		return streamSums(ctx, c.tx, legacyQuery, c.q.args, legacy, legacyPerPhase)
 	})
-	go side("error summing the shadow projection", func() error {
+	side(1, "error summing the shadow projection", shadowSide, func() error {
 		return c.onSnapshot(ctx, snap, func(tx pgx.Tx) error {
 			return streamSums(ctx, tx, c.q.ReportSumsShadow, c.q.args, shadowSide, nil)
 		})
@@ -681,9 +700,10 @@ func (c *run) checksums(ctx context.Context) error {
 			s.next()
 		}
 	}
+	wg.Wait()
 	var first error
-	for range 3 {
-		if err := <-errs; err != nil && (first == nil || errors.Is(first, context.Canceled)) {
+	for _, err := range sideErrs {
+		if err != nil && (first == nil || errors.Is(first, context.Canceled)) {
 			first = err
 		}
 	}
@@ -726,12 +746,11 @@ type reportSum struct {
 	s sum
 }
 
-// streamSums sends the checksums query yields, in batches, and closes out;
-// a row of rows per phase label (its key NULL) goes to perPhase.
+// streamSums sends what the checksums query yields to out, in batches; a
+// row of rows per phase label (its key NULL) goes to perPhase.
 func streamSums(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 }, query string, args pgx.NamedArgs, out chan<- []reportSum, perPhase func(label string, n int64)) error {
-	defer close(out)
 	rows, err := q.Query(ctx, query, args)
 	if err != nil {
 		return err
