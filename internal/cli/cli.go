@@ -226,6 +226,12 @@ func connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
 	}
+	// A reconcile run holds three connections at once while serve's other
+	// parts keep working: pgxpool's default of four (on two cores) is too
+	// few. A pool_max_conns in the URL is kept as given.
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = max(cfg.MaxConns, 10)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("error connecting to %s: %w", Redact(url), err)
