@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/converter"
+
 	"github.com/synapsedte/dtebridge/config"
 	"github.com/synapsedte/dtebridge/dtetype"
 	"github.com/synapsedte/dtebridge/internal/bridgetest"
@@ -128,10 +130,23 @@ func TestDefinitionsMigrate(t *testing.T) {
 		if v := version(k); v != "2.0" {
 			t.Errorf("%s projects version %s after the move", k, v)
 		}
-		resp, err := b.TC.QueryWorkflow(ctx, shadow.WorkflowID(b.Cfg.Shadow.WorkflowIDPrefix, k), "", shadow.QueryState)
+		// The workflow projects the new version as it takes the move, and
+		// continues as new on it right after: a query may still reach the
+		// run that took it.
 		var st shadow.State
-		if err == nil {
-			err = resp.Get(&st)
+		var err error
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var resp converter.EncodedValue
+			st = shadow.State{}
+			resp, err = b.TC.QueryWorkflow(ctx, shadow.WorkflowID(b.Cfg.Shadow.WorkflowIDPrefix, k), "", shadow.QueryState)
+			if err == nil {
+				err = resp.Get(&st)
+			}
+			if (err == nil && st.Runs >= 2) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		if err != nil || st.DefinitionVersion != "2.0" || st.Runs < 2 {
 			t.Errorf("%s's workflow: %v, version %s, %d runs", k, err, st.DefinitionVersion, st.Runs)
