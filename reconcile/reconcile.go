@@ -520,26 +520,38 @@ func keySet(keys []dtetype.Key) map[dtetype.Key]bool {
 // addReportLevel records a divergence of a whole report (phase "*"): it
 // counts against no phase's consistency.
 func (c *run) addReportLevel(d dtetype.Divergence) {
-	for i := range c.o.Expected {
-		if c.o.Expected[i].Matches(&d) {
-			d.Rule, d.Expected = c.o.Expected[i].Name, true
-			break
-		}
-	}
+	expect(c.o.Expected, &d)
 	c.r.spool.add(d)
 }
 
-// count counts a divergence the run keeps.
+// count counts a divergence the run keeps, in its phase's figures too.
 func (c *run) count(d *dtetype.Divergence) {
-	r, pr := c.r, c.phase(d.Phase)
-	if d.Expected {
+	c.r.tally(d)
+	if pr := c.phase(d.Phase); d.Expected {
 		pr.Expected++
+	} else {
+		pr.Unexpected[d.Kind]++
+	}
+}
+
+// tally counts a divergence in the report's totals.
+func (r *Report) tally(d *dtetype.Divergence) {
+	if d.Expected {
 		r.Expected++
 		r.ExpectedByRule[d.Rule]++
 	} else {
-		pr.Unexpected[d.Kind]++
 		r.Unexpected++
 		r.Counts[d.Kind]++
+	}
+}
+
+// expect marks d expected by the first rule that accepts it.
+func expect(rules []Rule, d *dtetype.Divergence) {
+	for i := range rules {
+		if rules[i].Matches(d) {
+			d.Rule, d.Expected = rules[i].Name, true
+			return
+		}
 	}
 }
 
@@ -645,9 +657,9 @@ func (c *run) checksums(ctx context.Context) error {
 	// in the pass that sums them.
 	legacyRows := map[dtetype.Phase]int64{}
 	perPhase := func(label string, n int64) { legacyRows[c.phaseOf(label)] += n }
-	legacyQuery := c.q.ReportSumsLegacy
+	legacyQuery, legacyPerPhase := c.q.ReportSumsLegacy, func(string, int64) {}
 	if c.o.Scope.Keys != nil {
-		legacyQuery = c.q.ReportSumsLegacyKeyed
+		legacyQuery, legacyPerPhase = c.q.ReportSumsLegacyKeyed, perPhase
 	} else {
 		side(2, "error counting legacy rows", nil, func() error {
 			return c.onSnapshot(ctx, snap, func(tx pgx.Tx) error {
@@ -668,16 +680,12 @@ func (c *run) checksums(ctx context.Context) error {
 			})
 		})
 	}
-	legacyPerPhase := perPhase
-	if c.o.Scope.Keys == nil {
-		legacyPerPhase = nil // counted by PhaseRows
-	}
 	side(0, "error summing legacy rows", legacy, func() error {
 		return streamSums(ctx, c.tx, legacyQuery, c.q.args, legacy, legacyPerPhase)
 	})
 	side(1, "error summing the shadow projection", shadowSide, func() error {
 		return c.onSnapshot(ctx, snap, func(tx pgx.Tx) error {
-			return streamSums(ctx, tx, c.q.ReportSumsShadow, c.q.args, shadowSide, nil)
+			return streamSums(ctx, tx, c.q.ReportSumsShadow, c.q.args, shadowSide, func(string, int64) {})
 		})
 	})
 	var kc, kr []int64
@@ -748,9 +756,7 @@ type reportSum struct {
 
 // streamSums sends what the checksums query yields to out, in batches; a
 // row of rows per phase label (its key NULL) goes to perPhase.
-func streamSums(ctx context.Context, q interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-}, query string, args pgx.NamedArgs, out chan<- []reportSum, perPhase func(label string, n int64)) error {
+func streamSums(ctx context.Context, q legacy.Querier, query string, args pgx.NamedArgs, out chan<- []reportSum, perPhase func(label string, n int64)) error {
 	rows, err := q.Query(ctx, query, args)
 	if err != nil {
 		return err
@@ -765,7 +771,7 @@ func streamSums(ctx context.Context, q interface {
 			return err
 		}
 		if cycle == nil || report == nil {
-			if label == nil || perPhase == nil {
+			if label == nil {
 				return fmt.Errorf("a checksum without a report")
 			}
 			perPhase(*label, r.s.rows)
@@ -973,12 +979,7 @@ func (c *run) add(k3 key3, d dtetype.Divergence) {
 		}
 	}
 	// One divergence per key and kind: the spool keeps the first.
-	for i := range c.o.Expected {
-		if c.o.Expected[i].Matches(&d) {
-			d.Rule, d.Expected = c.o.Expected[i].Name, true
-			break
-		}
-	}
+	expect(c.o.Expected, &d)
 	if d.Kind == dtetype.KindQuarantined {
 		c.quarantineListed[k3.k] = !d.Expected
 	}

@@ -192,20 +192,9 @@ func Deep(ctx context.Context, o Options, t TemporalOptions, n int, r *Report) (
 			dr.Disagreed++
 			slices.Sort(problems)
 			d := dtetype.Divergence{Key: k, Phase: "*", Kind: dtetype.KindProjectionMismatch, Legacy: "-", Shadow: "projection disagrees", Detail: strings.Join(problems, "; ")}
-			for i := range o.Expected {
-				if o.Expected[i].Matches(&d) {
-					d.Rule, d.Expected = o.Expected[i].Name, true
-					break
-				}
-			}
+			expect(o.Expected, &d)
 			r.addLate(d)
-			if d.Expected {
-				r.Expected++
-				r.ExpectedByRule[d.Rule]++
-			} else {
-				r.Unexpected++
-				r.Counts[d.Kind]++
-			}
+			r.tally(&d)
 		}
 	}
 	return nil

@@ -33,8 +33,8 @@ type spool struct {
 	order func(a, b *dtetype.Divergence) int
 	limit int
 	buf   []entry
-	// held are the key, phase and kind of what buf holds.
-	held   map[heldKey]bool
+	// held identifies what buf holds.
+	held   map[identity]bool
 	seq    uint64
 	dir    string
 	files  []string
@@ -42,11 +42,14 @@ type spool struct {
 	closed bool
 }
 
-type heldKey struct {
+// identity is what makes a divergence one: its key, phase and kind.
+type identity struct {
 	k     dtetype.Key
 	phase dtetype.Phase
 	kind  string
 }
+
+func identityOf(d *dtetype.Divergence) identity { return identity{d.Key, d.Phase, d.Kind} }
 
 // entry is a divergence as spooled, numbered in the order it came.
 type entry struct {
@@ -58,7 +61,7 @@ func newSpool(limit int, order func(a, b *dtetype.Divergence) int) *spool {
 	if limit <= 0 {
 		limit = DefaultSpill
 	}
-	return &spool{order: order, limit: limit, held: map[heldKey]bool{}}
+	return &spool{order: order, limit: limit, held: map[identity]bool{}}
 }
 
 // compare orders entries by the divergence order, then as they came.
@@ -69,18 +72,13 @@ func (s *spool) compare(a, b *entry) int {
 	return cmp.Compare(a.Seq, b.Seq)
 }
 
-// same says b repeats a: the same key, phase and kind.
-func same(a, b *dtetype.Divergence) bool {
-	return a.Key == b.Key && a.Phase == b.Phase && a.Kind == b.Kind
-}
-
 // add appends d, spilling the buffer to a sorted file when it is full.
 // A write error is kept and returned by finish.
 func (s *spool) add(d dtetype.Divergence) {
 	if s.err != nil {
 		return // the run fails at finish; nothing more is kept
 	}
-	h := heldKey{d.Key, d.Phase, d.Kind}
+	h := identityOf(&d)
 	if s.held[h] {
 		return // a repeat of one in memory
 	}
@@ -204,13 +202,13 @@ func (s *spool) all() iter.Seq2[dtetype.Divergence, error] {
 		}
 		heads.compare = s.compare
 		heap.Init(&heads)
-		var last dtetype.Divergence
+		var last identity
 		for n := 0; heads.Len() > 0; n++ {
 			h := heads.heads[0]
 			// The first of a key, phase and kind is kept; the files are
 			// merged in order, so a repeat follows it.
-			if n == 0 || !same(&last, &h.e.D) {
-				last = h.e.D
+			if id := identityOf(&h.e.D); n == 0 || id != last {
+				last = id
 				if !yield(h.e.D, nil) {
 					return
 				}

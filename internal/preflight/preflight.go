@@ -120,8 +120,6 @@ type checker struct {
 	cols map[string]legacy.ColumnType
 }
 
-func ident(table string) string { return pgx.Identifier(strings.Split(table, ".")).Sanitize() }
-
 // columns checks the table, its key and its configured columns exist with
 // types the bridge can use.
 func (c *checker) columns(ctx context.Context) error {
@@ -248,7 +246,7 @@ func (c *checker) labels(ctx context.Context) error {
 		// labels any row holds (cheap: usually none to look for); for text,
 		// every distinct value.
 		colSQL := pgx.Identifier{m.column}.Sanitize()
-		q, args := "SELECT DISTINCT "+colSQL+"::text FROM "+ident(c.t.Name)+" WHERE "+colSQL+" IS NOT NULL LIMIT 1000", []any{}
+		q, args := "SELECT DISTINCT "+colSQL+"::text FROM "+legacy.Ident(c.t.Name)+" WHERE "+colSQL+" IS NOT NULL LIMIT 1000", []any{}
 		if col.IsEnum {
 			var unmapped []string
 			for _, l := range col.Enum {
@@ -256,7 +254,7 @@ func (c *checker) labels(ctx context.Context) error {
 					unmapped = append(unmapped, l)
 				}
 			}
-			q = "SELECT l FROM unnest($1::text[]) l WHERE EXISTS (SELECT 1 FROM " + ident(c.t.Name) + " WHERE " + colSQL + "::text = l)"
+			q = "SELECT l FROM unnest($1::text[]) l WHERE EXISTS (SELECT 1 FROM " + legacy.Ident(c.t.Name) + " WHERE " + colSQL + "::text = l)"
 			args = []any{unmapped}
 		}
 		rows, err := c.o.Pool.Query(ctx, q, args...)
@@ -320,7 +318,7 @@ func (c *checker) users(ctx context.Context) error {
 			continue
 		}
 		var can bool
-		if err := c.o.Pool.QueryRow(ctx, `SELECT has_column_privilege(to_regclass($1), $2, 'SELECT')`, ident(u.Table), col[1]).Scan(&can); err != nil {
+		if err := c.o.Pool.QueryRow(ctx, `SELECT has_column_privilege(to_regclass($1), $2, 'SELECT')`, legacy.Ident(u.Table), col[1]).Scan(&can); err != nil {
 			return err
 		}
 		if !can {
@@ -366,7 +364,7 @@ func (c *checker) grants(ctx context.Context) error {
 	}
 	priv := func(table, p string) (bool, error) {
 		var ok bool
-		err := c.o.Pool.QueryRow(ctx, `SELECT has_table_privilege(to_regclass($1), $2)`, ident(table), p).Scan(&ok)
+		err := c.o.Pool.QueryRow(ctx, `SELECT has_table_privilege(to_regclass($1), $2)`, legacy.Ident(table), p).Scan(&ok)
 		return ok, err
 	}
 	can, err := priv(c.t.Name, "SELECT")
@@ -493,7 +491,7 @@ func (c *checker) capture(ctx context.Context) error {
 	for _, t := range append([]string{c.t.Name}, c.t.AttributeTables()...) {
 		var replIdent string
 		var owner bool
-		err := c.o.Pool.QueryRow(ctx, `SELECT relreplident::text, pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = to_regclass($1)`, ident(t)).Scan(&replIdent, &owner)
+		err := c.o.Pool.QueryRow(ctx, `SELECT relreplident::text, pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = to_regclass($1)`, legacy.Ident(t)).Scan(&replIdent, &owner)
 		if err != nil {
 			continue // a missing table is the columns check's
 		}
